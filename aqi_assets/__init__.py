@@ -1,0 +1,1 @@
+"""aqi_assets: a Dagster code location for Sensor.Community air-quality data."""

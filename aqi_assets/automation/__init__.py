@@ -1,0 +1,1 @@
+"""Sensors and schedules that make the platform run itself."""

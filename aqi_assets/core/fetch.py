@@ -1,0 +1,250 @@
+"""Download a snapshot to disk, byte for byte, before anything tries to parse it.
+
+The body is streamed (bounded memory for any size), hashed, gzip-compressed and written under a temporary
+name that is renamed only once complete, so a crash or a full disk never leaves a half-written file that
+looks like a snapshot. HTTP retries (5xx, 429 with Retry-After, connect and read timeouts) are urllib3's
+`Retry`; `file://` URLs are served from the paths the operator allowed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+DEFAULT_USER_AGENT = "aqi_assets/0.1 (+https://github.com/aqi-assets/aqi_assets; open air-quality data platform)"
+CHUNK_BYTES = 1 << 16
+ALLOWED_SCHEMES = ("http", "https", "file")
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+
+
+class FetchError(RuntimeError):
+    """A snapshot could not be fetched; the message never contains credentials."""
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    path: Path
+    url: str  # redacted
+    status: int
+    body_bytes: int
+    stored_bytes: int
+    sha256: str
+    fetched_at: datetime
+    last_modified: str | None
+    etag: str | None
+    content_type: str | None
+
+
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+_SECRET_QUERY = re.compile(r"(?i)((?:token|key|secret|password|signature|sig)=)[^&\s]+")
+
+
+def redact_url(url: str) -> str:
+    """The URL without user info or secret-looking query values, safe for logs and metadata."""
+    return _SECRET_QUERY.sub(r"\1***", _USERINFO.sub("***@", url))
+
+
+def redact_text(text: str) -> str:
+    """Redact every URL-like credential inside free text (error messages from libraries)."""
+    return redact_url(text)
+
+
+def check_url(url: str, allowed_file_roots: Sequence[str | Path] = ()) -> str:
+    """Return the scheme of ``url`` after checking it is one the platform accepts."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in ALLOWED_SCHEMES:
+        raise FetchError(f"unsupported URL scheme {scheme!r} in {redact_url(url)}: use http, https or file")
+    if scheme == "file":
+        path = file_url_path(url)
+        roots = [Path(root).resolve() for root in allowed_file_roots if str(root)]
+        if roots and not any(path == root or root in path.parents for root in roots):
+            raise FetchError(
+                f"file URL {url} is outside the allowed roots {[str(r) for r in roots]} (AQI_ALLOWED_FILE_ROOTS)"
+            )
+    return scheme
+
+
+def file_url_path(url: str) -> Path:
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        raise FetchError(f"file URL with a host is not supported: {redact_url(url)}")
+    return Path(unquote(parts.path)).resolve()
+
+
+def build_session(
+    user_agent: str = DEFAULT_USER_AGENT, retries: int = 4, backoff_factor: float = 1.0
+) -> requests.Session:
+    """A session whose adapter retries connect errors, read timeouts and 5xx/429 with exponential backoff."""
+    retry = Retry(
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        backoff_factor=backoff_factor,
+        backoff_max=60,
+        status_forcelist=RETRY_STATUSES,
+        allowed_methods=frozenset({"GET", "HEAD"}),
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=retry)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = user_agent
+    return session
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@contextlib.contextmanager
+def _atomic_gzip_writer(directory: Path) -> Iterator[tuple[gzip.GzipFile, Path]]:
+    """A gzip stream into a temporary file in ``directory``; removed unless the caller renames it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(prefix=".partial-", suffix=".gz", dir=directory)
+    tmp_path = Path(tmp_name)
+    try:
+        with os.fdopen(handle, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as gz:
+            yield gz, tmp_path
+            gz.flush()
+        with open(tmp_path, "rb") as done:
+            os.fsync(done.fileno())
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def _store(
+    chunks: Iterable[bytes],
+    directory: Path,
+    final_name: Callable[[str, datetime], str],
+    fetched_at: datetime,
+) -> tuple[Path, int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with _atomic_gzip_writer(directory) as (gz, tmp_path):
+            for chunk in chunks:
+                digest.update(chunk)
+                size += len(chunk)
+                gz.write(chunk)
+    except OSError as error:
+        raise FetchError(
+            f"could not write the raw snapshot into {directory}: {error}; no partial file was kept"
+        ) from error
+    sha = digest.hexdigest()
+    final_path = directory / final_name(sha, fetched_at)
+    os.replace(tmp_path, final_path)
+    return final_path, size, sha
+
+
+def _decoded_chunks(response: requests.Response, undecodable_copy: Callable[[bytes], None]) -> Iterator[bytes]:
+    """The body with Content-Encoding removed; the wire bytes are mirrored for a failed decode."""
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    decoder = zlib.decompressobj(wbits=47) if encoding in ("gzip", "x-gzip", "deflate") else None
+    for wire in response.raw.stream(CHUNK_BYTES, decode_content=False):
+        if decoder is None:
+            yield wire
+            continue
+        undecodable_copy(wire)
+        try:
+            yield decoder.decompress(wire)
+        except zlib.error as error:
+            raise _EncodingMismatch(f"body is not valid {encoding} although Content-Encoding says so ({error})") from None
+    if decoder is not None:
+        tail = decoder.flush()
+        if tail:
+            yield tail
+
+
+class _EncodingMismatch(Exception):
+    pass
+
+
+def download(
+    url: str,
+    directory: Path,
+    final_name: Callable[[str, datetime], str],
+    *,
+    session: requests.Session | None = None,
+    connect_timeout_s: float = 10.0,
+    read_timeout_s: float = 60.0,
+    allowed_file_roots: Sequence[str | Path] = (),
+    headers: dict[str, str] | None = None,
+) -> FetchResult:
+    """Fetch ``url`` into ``directory / final_name(sha256, fetched_at)`` (gzip-compressed body bytes)."""
+    scheme = check_url(url, allowed_file_roots)
+    fetched_at = utc_now()
+    safe_url = redact_url(url)
+    if scheme == "file":
+        source = file_url_path(url)
+        try:
+            with open(source, "rb") as body:
+                path, size, sha = _store(iter(lambda: body.read(CHUNK_BYTES), b""), directory, final_name, fetched_at)
+        except FileNotFoundError as error:
+            raise FetchError(f"snapshot file not found: {source}") from error
+        modified = datetime.fromtimestamp(source.stat().st_mtime, timezone.utc)
+        return FetchResult(
+            path, safe_url, 200, size, path.stat().st_size, sha, fetched_at,
+            modified.strftime("%a, %d %b %Y %H:%M:%S GMT"), None, None,
+        )
+
+    session = session or build_session()
+    try:
+        response = session.get(
+            url, stream=True, timeout=(connect_timeout_s, read_timeout_s), headers=headers or {}
+        )
+    except requests.RequestException as error:
+        raise FetchError(f"GET {safe_url} failed after retries: {redact_text(str(error))}") from error
+    with response:
+        if response.status_code != 200:
+            raise FetchError(f"GET {safe_url} answered HTTP {response.status_code} {response.reason}")
+        wire_copy: list[bytes] = []
+        try:
+            path, size, sha = _store(_decoded_chunks(response, wire_copy.append), directory, final_name, fetched_at)
+        except _EncodingMismatch as error:
+            kept = directory / f"undecodable_{fetched_at:%Y%m%dT%H%M%S%fZ}.bin"
+            with open(kept, "wb") as out:  # exact wire bytes, for whoever debugs the server
+                for piece in wire_copy:
+                    out.write(piece)
+            raise FetchError(f"GET {safe_url}: {error}; the raw bytes are kept in {kept}") from None
+        except requests.RequestException as error:
+            raise FetchError(f"GET {safe_url} broke off while reading: {redact_text(str(error))}") from error
+        except Exception as error:  # urllib3 read errors surface as their own types
+            if isinstance(error, FetchError):
+                raise
+            raise FetchError(f"GET {safe_url} broke off while reading: {redact_text(str(error))}") from error
+        return FetchResult(
+            path,
+            safe_url,
+            response.status_code,
+            size,
+            path.stat().st_size,
+            sha,
+            fetched_at,
+            response.headers.get("Last-Modified"),
+            response.headers.get("ETag"),
+            response.headers.get("Content-Type"),
+        )
+
+
+def copy_file(source: Path, destination: Path) -> None:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, destination)

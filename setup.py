@@ -1,0 +1,46 @@
+from setuptools import find_packages, setup
+
+# Dagster and its integration libraries are released together and pin each other exactly:
+# upgrade them as one set.
+DAGSTER = "1.13.27"
+DAGSTER_LIBS = "0.29.27"
+
+setup(
+    name="aqi_assets",
+    version="0.1.0",
+    description="Sensor.Community air-quality data platform on Dagster (DuckDB, Timestream, InfluxDB)",
+    packages=find_packages(exclude=["aqi_assets_tests", "aqi_assets_tests.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        f"dagster=={DAGSTER}",
+        f"dagster-webserver=={DAGSTER}",
+        f"dagster-dg-cli=={DAGSTER}",
+        f"dagster-aws=={DAGSTER_LIBS}",
+        f"dagster-duckdb=={DAGSTER_LIBS}",
+        f"dagster-duckdb-pandas=={DAGSTER_LIBS}",
+        "duckdb>=1.4,<3",
+        "pandas>=2.2,<3",  # dagster-duckdb-pandas requires pandas<3
+        "pyarrow>=16",
+        "numpy>=1.26",
+        "requests>=2.32",
+        "urllib3>=2.2",
+        "boto3>=1.35",
+        "influxdb-client>=1.45",
+        "scikit-learn>=1.5",
+        "shapely>=2.0",
+        "pyshp>=2.3",
+        "matplotlib>=3.8",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-httpserver>=1.1",
+            "pytest-timeout>=2.3",
+            "hypothesis>=6.100",
+            "moto[server]>=5.1,<6",
+            "playwright>=1.45",
+            "psutil>=5.9",
+            "ruff>=0.6",
+        ],
+    },
+)
