@@ -167,7 +167,8 @@ def _decoded_chunks(response: requests.Response, undecodable_copy: Callable[[byt
         try:
             yield decoder.decompress(wire)
         except zlib.error as error:
-            raise _EncodingMismatch(f"body is not valid {encoding} although Content-Encoding says so ({error})") from None
+            message = f"body is not valid {encoding} although Content-Encoding says so ({error})"
+            raise _EncodingMismatch(message) from None
     if decoder is not None:
         tail = decoder.flush()
         if tail:
