@@ -14,6 +14,7 @@ again object by object with a lenient transform, and the malformed parts are qua
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -38,6 +39,7 @@ RECORD_COLUMNS = {
 TIMESTAMP_FORMATS = "['%Y-%m-%d %H:%M:%S', '%Y-%m-%dT%H:%M:%S', '%Y-%m-%dT%H:%M:%SZ', '%Y-%m-%dT%H:%M:%S.%fZ']"
 MAX_OBJECT_BYTES = 64 << 20  # a single record larger than this is not a Sensor.Community record
 MAX_KEPT_RAW_CHARS = 500  # longer raw values are cut in rejected_values (the raw file keeps them whole)
+DUPLICATE_REASON = "duplicate record: superseded by the one with the highest measurement id"
 FUTURE_TOLERANCE = "15 minutes"
 
 # Plausibility limits (the official map's, see ../shared/reference): (lower inclusive, upper exclusive).
@@ -79,12 +81,24 @@ def count_records(connection: duckdb.DuckDBPyConnection, path: Path) -> int:
     if path.stat().st_size == 0:
         raise SnapshotFormatError(f"{path} is empty")
     try:
-        return connection.execute(
+        records = connection.execute(
             "SELECT count(*) FROM read_json_objects(?, format = 'array', maximum_object_size = ?)",
             [str(path), MAX_OBJECT_BYTES],
         ).fetchone()[0]
     except (duckdb.InvalidInputException, duckdb.IOException, duckdb.ConversionException) as error:
         raise SnapshotFormatError(f"{path} is not a JSON array of records: {_first_line(error)}") from error
+    if records == 0:
+        _require_empty_array(path)
+    return records
+
+
+def _require_empty_array(path: Path) -> None:
+    """DuckDB reads an empty (or whitespace-only) body as zero records; only `[]` is an empty snapshot."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as body:
+        head = body.read(64).strip()
+    if not head.startswith(b"["):
+        raise SnapshotFormatError(f"{path} has an empty body, not a JSON array")
 
 
 def _first_line(error: BaseException) -> str:
@@ -166,6 +180,8 @@ def _stage_records(connection: duckdb.DuckDBPyConnection, path: Path, now: datet
     }
     try:
         connection.execute(_records_sql(_typed_source()), {**parameters, "columns": RECORD_COLUMNS})
+        if connection.execute("SELECT count(*) FROM recs").fetchone()[0] == 0:
+            _require_empty_array(path)
         return False
     except (duckdb.InvalidInputException, duckdb.ConversionException):
         pass
@@ -197,7 +213,7 @@ def _records_sql(source: str) -> str:
         )
         SELECT *,
                CASE
-                 WHEN bad_shape IS NOT NULL THEN 'malformed record'
+                 WHEN bad_shape IS NOT NULL THEN split_part(bad_shape, ':', 1)
                  WHEN sensor_id IS NULL THEN 'missing or invalid sensor id'
                  WHEN ts IS NULL THEN 'missing or invalid timestamp'
                  WHEN ts > $now::TIMESTAMP + INTERVAL '{FUTURE_TOLERANCE}' THEN 'timestamp in the future'
@@ -232,7 +248,7 @@ def _stage_values(connection: duckdb.DuckDBPyConnection, period: str) -> None:
                CASE
                  WHEN record_reason IS NOT NULL THEN record_reason
                  WHEN duplicate_rank > 1
-                   THEN 'duplicate record: superseded by the one with the highest measurement id'
+                   THEN '{DUPLICATE_REASON}'
                  WHEN value_type IS NULL OR trim(value_type) = '' THEN 'missing value_type'
                  WHEN type_rank > 1 THEN 'duplicate value_type in record'
                  WHEN length(raw_value) > {MAX_KEPT_RAW_CHARS} THEN 'value too long'
@@ -284,11 +300,11 @@ def _rejected_rows_sql() -> str:
         -- Records rejected as a whole that carried no value (or whose shape was malformed) still leave a row.
         SELECT $period, r.sensor_id, r.ts, NULL,
                left(coalesce(r.bad_shape, r.raw_timestamp), {MAX_KEPT_RAW_CHARS}),
-               CASE WHEN r.bad_shape IS NOT NULL THEN split_part(r.bad_shape, ':', 1) ELSE r.record_reason END,
+               coalesce(r.record_reason, '{DUPLICATE_REASON}'),
                $snapshot, $now::TIMESTAMP
         FROM recs r
-        WHERE (r.record_reason IS NOT NULL OR r.duplicate_rank > 1)
-          AND (r.bad_shape IS NOT NULL OR len(coalesce(r.sdv, [])) = 0)
+        WHERE r.bad_shape IS NOT NULL
+           OR ((r.record_reason IS NOT NULL OR r.duplicate_rank > 1) AND len(coalesce(r.sdv, [])) = 0)
         UNION ALL
         -- Coordinates outside the globe: the reading keeps NULL coordinates, the raw pair is kept here.
         SELECT $period, sensor_id, ts, 'location', lat::VARCHAR || ',' || lon::VARCHAR,
