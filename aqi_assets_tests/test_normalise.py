@@ -208,7 +208,7 @@ def test_unparseable_bodies_raise_and_write_nothing(db, tmp_path, body: str) -> 
     before = rows(db, "SELECT count(*) FROM aqi_readings")
     path = tmp_path / "bad.json.gz"
     path.write_bytes(gzip.compress(body.encode()) if body else b"")
-    with pytest.raises(SnapshotFormatError, match="bad.json.gz"):
+    with pytest.raises(SnapshotFormatError, match=r"bad\.json\.gz"):
         merge_snapshot(db, path, "5min", now=NOW)
     assert rows(db, "SELECT count(*) FROM aqi_readings") == before
     assert rows(db, "SELECT count(*) FROM snapshot_log") == [(1,)]
