@@ -1,0 +1,41 @@
+# Two commands for a newcomer: `make run` (install + ingest into the embedded DuckDB) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME ?= $(CURDIR)/.dagster
+
+.PHONY: install run run-24h covid dev test lint bench system-deps
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[test]"
+
+run: install
+	$(BIN)/dagster job execute -m aqi_assets.definitions -j ingest_5min_job
+
+run-24h: install
+	$(BIN)/dagster job execute -m aqi_assets.definitions -j ingest_24h_job
+
+covid: install
+	$(BIN)/dagster job execute -m aqi_assets.definitions -j covid19_job
+
+dev: install
+	$(BIN)/dagster dev -w workspace.yaml
+
+# Debian packages the tests use as real components: InfluxDB 1.6 server and Chromium (root or sudo needed).
+system-deps:
+	bash .ci/system-deps
+
+test: install system-deps
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install
+	$(BIN)/python -m aqi_assets.bench core --records 20000
+	$(BIN)/python -m aqi_assets.bench core --records 200000 --repeat 1
