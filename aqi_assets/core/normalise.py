@@ -294,21 +294,21 @@ def _rejected_rows_sql() -> str:
         SELECT $period, sensor_id, ts, value_type,
                CASE WHEN length(raw_value) > {MAX_KEPT_RAW_CHARS}
                     THEN left(raw_value, {MAX_KEPT_RAW_CHARS}) || '…' ELSE raw_value END,
-               reason, $snapshot, $now::TIMESTAMP
+               reason, $snapshot, $now::TIMESTAMP, 'value'
         FROM vals WHERE reason IS NOT NULL
         UNION ALL
         -- Records rejected as a whole that carried no value (or whose shape was malformed) still leave a row.
         SELECT $period, r.sensor_id, r.ts, NULL,
                left(coalesce(r.bad_shape, r.raw_timestamp), {MAX_KEPT_RAW_CHARS}),
                coalesce(r.record_reason, '{DUPLICATE_REASON}'),
-               $snapshot, $now::TIMESTAMP
+               $snapshot, $now::TIMESTAMP, 'record'
         FROM recs r
         WHERE r.bad_shape IS NOT NULL
            OR ((r.record_reason IS NOT NULL OR r.duplicate_rank > 1) AND len(coalesce(r.sdv, [])) = 0)
         UNION ALL
         -- Coordinates outside the globe: the reading keeps NULL coordinates, the raw pair is kept here.
         SELECT $period, sensor_id, ts, 'location', lat::VARCHAR || ',' || lon::VARCHAR,
-               'coordinates out of range', $snapshot, $now::TIMESTAMP
+               'coordinates out of range', $snapshot, $now::TIMESTAMP, 'location'
         FROM recs
         WHERE record_reason IS NULL AND duplicate_rank = 1
           AND (NOT lat BETWEEN -90 AND 90 OR NOT lon BETWEEN -180 AND 180)

@@ -61,7 +61,10 @@ CREATE TABLE IF NOT EXISTS rejected_values (
     raw_value VARCHAR,
     reason VARCHAR NOT NULL,
     snapshot VARCHAR NOT NULL,
-    ingested_at TIMESTAMP NOT NULL
+    ingested_at TIMESTAMP NOT NULL,
+    -- 'value': one sensordatavalues entry; 'record': a record rejected as a whole (or of malformed shape),
+    -- raw_value holding its JSON or timestamp; 'location': coordinates off the globe.
+    scope VARCHAR NOT NULL
 )
 """
 
