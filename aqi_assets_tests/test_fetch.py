@@ -65,7 +65,9 @@ def test_5xx_is_retried_then_succeeds(httpserver: HTTPServer, tmp_path: Path) ->
 
 
 def test_429_retry_after_is_respected(httpserver: HTTPServer, tmp_path: Path) -> None:
-    httpserver.expect_ordered_request("/d.json").respond_with_data("slow down", status=429, headers={"Retry-After": "1"})
+    httpserver.expect_ordered_request("/d.json").respond_with_data(
+        "slow down", status=429, headers={"Retry-After": "1"}
+    )
     httpserver.expect_ordered_request("/d.json").respond_with_data("[]")
     started = time.monotonic()
     download(httpserver.url_for("/d.json"), tmp_path, name, session=fast_session())
@@ -98,7 +100,7 @@ def test_read_timeout_is_retried_then_fails(httpserver: HTTPServer, tmp_path: Pa
         return Response("[]")
 
     httpserver.expect_request("/d.json").respond_with_handler(slow)
-    with pytest.raises(FetchError, match="(?i)timed? ?out"):
+    with pytest.raises(FetchError, match=r"(?i)timed? ?out"):
         download(httpserver.url_for("/d.json"), tmp_path, name, session=fast_session(retries=1), read_timeout_s=0.3)
     assert not list(tmp_path.glob("*.json.gz"))
 
@@ -117,7 +119,7 @@ def test_disk_full_leaves_no_partial_file(httpserver: HTTPServer, tmp_path: Path
         return real_write(self, data)
 
     monkeypatch.setattr(gzip_module.GzipFile, "write", write_until_full)
-    with pytest.raises(FetchError, match="No space left on device.*no partial file"):
+    with pytest.raises(FetchError, match=r"No space left on device.*no partial file"):
         download(httpserver.url_for("/d.json"), tmp_path, name, session=fast_session())
     assert list(tmp_path.iterdir()) == []
 

@@ -1,0 +1,299 @@
+"""Sync bookkeeping in DuckDB: per-(period, sensor) watermarks and the log of readings a sink refused.
+
+The sinks are never queried to find what is new (a Timestream query costs at least 10 MB scanned): the
+watermark is the newest reading timestamp of a sensor that the sink has accepted, or refused and that
+refusal is recorded here. It only moves forward, and only over a contiguous run of finished readings, so a
+failed batch is re-sent next time (the sinks treat an identical re-send as a no-op).
+
+All SQL takes values as parameters or from a registered Arrow table; table names come from a fixed map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+# Sync target -> (watermark table, refusal log). Only these names ever reach SQL text.
+SYNC_TABLES: dict[str, tuple[str, str]] = {
+    "timestream": ("timestream_sync_state", "timestream_rejected"),
+    "influxdb": ("influxdb_sync_state", "influxdb_rejected"),
+}
+
+# Columns of `aqi_readings` the sinks carry (`other_values` stays in DuckDB: free-form keys).
+READING_COLUMNS: tuple[str, ...] = (
+    "period", "sensor_id", "timestamp", "measurement_id", "location_id", "country", "latitude", "longitude",
+    "altitude", "indoor", "sensor_type", "pm1", "pm25", "pm4", "pm10", "temperature", "humidity", "pressure",
+    "pressure_at_sealevel", "daqi_pm25", "daqi_pm10", "daqi", "daqi_band", "aqi_us_pm25", "aqi_us_pm10",
+    "aqi_us", "aqi_us_category", "aqi_us_beyond", "snapshot", "ingested_at",
+)  # fmt: skip
+
+ReadingKey = tuple[str, int, datetime]
+
+# Per-record outcome of a write: ACCEPTED, REJECTED (the sink refused it; not retryable as is: recorded,
+# and the watermark may pass it) or FAILED (not known to be written: re-sent by the next run).
+ACCEPTED = "accepted"
+REJECTED = "rejected"
+FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    status: str
+    reason: str | None = None
+    existing_version: int | None = None
+
+
+@dataclass
+class WriteReport:
+    outcomes: list[RecordOutcome]
+    requests: int = 0
+    retries: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+
+def _state_ddl(table: str) -> str:
+    return f"""
+    CREATE TABLE IF NOT EXISTS {table} (
+        period VARCHAR NOT NULL,
+        sensor_id BIGINT NOT NULL,
+        synced_through TIMESTAMP NOT NULL,
+        updated_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (period, sensor_id)
+    )"""
+
+
+def _rejected_ddl(table: str) -> str:
+    # One row per reading (re-running after a crash refuses the same reading again: upsert, not append).
+    return f"""
+    CREATE TABLE IF NOT EXISTS {table} (
+        period VARCHAR NOT NULL,
+        sensor_id BIGINT NOT NULL,
+        "timestamp" TIMESTAMP NOT NULL,
+        kind VARCHAR NOT NULL,
+        reason VARCHAR NOT NULL,
+        existing_version BIGINT,
+        version BIGINT,
+        recorded_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (period, sensor_id, "timestamp")
+    )"""
+
+
+def _tables(target: str) -> tuple[str, str]:
+    try:
+        return SYNC_TABLES[target]
+    except KeyError:
+        raise ValueError(f"unknown sync target {target!r}; expected one of {sorted(SYNC_TABLES)}") from None
+
+
+def ensure_sync_tables(connection: duckdb.DuckDBPyConnection, target: str) -> None:
+    state_table, rejected_table = _tables(target)
+    connection.execute(_state_ddl(state_table))
+    connection.execute(_rejected_ddl(rejected_table))
+
+
+def pending_readings(
+    connection: duckdb.DuckDBPyConnection, target: str, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Readings newer than their sensor's watermark, oldest first per sensor (so a `limit` cuts the newest)."""
+    state_table, _ = _tables(target)
+    columns = ", ".join(f'r."{c}"' for c in READING_COLUMNS)
+    sql = f"""
+        SELECT {columns}
+        FROM aqi_readings r
+        LEFT JOIN {state_table} s ON s.period = r.period AND s.sensor_id = r.sensor_id
+        WHERE s.synced_through IS NULL OR r."timestamp" > s.synced_through
+        ORDER BY r."timestamp", r.period, r.sensor_id
+    """
+    params: list[Any] = []
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(int(limit))
+    cursor = connection.execute(sql, params)
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def count_pending(connection: duckdb.DuckDBPyConnection, target: str) -> int:
+    state_table, _ = _tables(target)
+    row = connection.execute(
+        f"""SELECT count(*) FROM aqi_readings r
+            LEFT JOIN {state_table} s ON s.period = r.period AND s.sensor_id = r.sensor_id
+            WHERE s.synced_through IS NULL OR r."timestamp" > s.synced_through"""
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def reading_key(reading: dict[str, Any]) -> ReadingKey:
+    return (reading["period"], int(reading["sensor_id"]), reading["timestamp"])
+
+
+def advance_watermarks(keys: Sequence[ReadingKey], finished: Sequence[bool]) -> dict[tuple[str, int], datetime]:
+    """New watermark per (period, sensor): the newest finished reading older than every unfinished one.
+
+    `finished[i]` says whether reading `keys[i]` was accepted, or refused and recorded. Readings newer than
+    an unfinished one of the same sensor stay pending even when they were accepted: they are re-sent (an
+    identical re-send is a no-op in both sinks) rather than skipped forever.
+    """
+    if len(keys) != len(finished):
+        raise ValueError("keys and finished differ in length")
+    oldest_unfinished: dict[tuple[str, int], datetime] = {}
+    for (period, sensor_id, ts), done in zip(keys, finished, strict=True):
+        if not done:
+            sensor = (period, sensor_id)
+            if sensor not in oldest_unfinished or ts < oldest_unfinished[sensor]:
+                oldest_unfinished[sensor] = ts
+    marks: dict[tuple[str, int], datetime] = {}
+    for (period, sensor_id, ts), done in zip(keys, finished, strict=True):
+        sensor = (period, sensor_id)
+        if not done or (sensor in oldest_unfinished and ts >= oldest_unfinished[sensor]):
+            continue
+        if sensor not in marks or ts > marks[sensor]:
+            marks[sensor] = ts
+    return marks
+
+
+@dataclass(frozen=True)
+class RefusedReading:
+    """A reading the sink refused (`kind="rejected"`) or that was never sent (`kind="skipped"`)."""
+
+    key: ReadingKey
+    kind: str
+    reason: str
+    existing_version: int | None = None
+    version: int | None = None
+
+
+def _utc_now_naive() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def save_sync_outcome(
+    connection: duckdb.DuckDBPyConnection,
+    target: str,
+    watermarks: dict[tuple[str, int], datetime],
+    refused: Iterable[RefusedReading],
+    now: datetime | None = None,
+) -> None:
+    """Record refusals and advance watermarks in one transaction (both or neither survive a crash)."""
+    state_table, rejected_table = _tables(target)
+    now = now or _utc_now_naive()
+    refused = list(refused)
+    ensure_sync_tables(connection, target)
+    connection.execute("BEGIN TRANSACTION")
+    try:
+        if refused:
+            refused_arrow = pa.table(
+                {
+                    "period": pa.array([r.key[0] for r in refused], pa.string()),
+                    "sensor_id": pa.array([r.key[1] for r in refused], pa.int64()),
+                    "timestamp": pa.array([r.key[2] for r in refused], pa.timestamp("us")),
+                    "kind": pa.array([r.kind for r in refused], pa.string()),
+                    "reason": pa.array([r.reason for r in refused], pa.string()),
+                    "existing_version": pa.array([r.existing_version for r in refused], pa.int64()),
+                    "version": pa.array([r.version for r in refused], pa.int64()),
+                }
+            )
+            connection.register("refused_batch", refused_arrow)
+            try:
+                connection.execute(
+                    f"""INSERT INTO {rejected_table}
+                        SELECT period, sensor_id, "timestamp", kind, reason, existing_version, version, ?
+                        FROM refused_batch
+                        ON CONFLICT (period, sensor_id, "timestamp") DO UPDATE SET
+                            kind = excluded.kind, reason = excluded.reason,
+                            existing_version = excluded.existing_version, version = excluded.version,
+                            recorded_at = excluded.recorded_at""",
+                    [now],
+                )
+            finally:
+                connection.unregister("refused_batch")
+        if watermarks:
+            sensors = list(watermarks)
+            marks_arrow = pa.table(
+                {
+                    "period": pa.array([s[0] for s in sensors], pa.string()),
+                    "sensor_id": pa.array([s[1] for s in sensors], pa.int64()),
+                    "synced_through": pa.array([watermarks[s] for s in sensors], pa.timestamp("us")),
+                }
+            )
+            connection.register("watermark_batch", marks_arrow)
+            try:
+                # greatest(): a watermark never moves backwards, whatever order runs finish in.
+                connection.execute(
+                    f"""INSERT INTO {state_table}
+                        SELECT period, sensor_id, synced_through, ? FROM watermark_batch
+                        ON CONFLICT (period, sensor_id) DO UPDATE SET
+                            synced_through = greatest({state_table}.synced_through, excluded.synced_through),
+                            updated_at = excluded.updated_at""",
+                    [now],
+                )
+            finally:
+                connection.unregister("watermark_batch")
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+
+
+@dataclass
+class SyncSummary:
+    """What one sync run did; `as_metadata()` is what the asset reports (no endpoints' secrets in it)."""
+
+    pending: int = 0
+    sent: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    skipped: int = 0
+    failed: int = 0
+    requests: int = 0
+    retries: int = 0
+    seconds: float = 0.0
+    sensors_advanced: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def records_per_s(self) -> float:
+        return self.sent / self.seconds if self.seconds > 0 else 0.0
+
+    def as_metadata(self) -> dict[str, Any]:
+        return {
+            "pending": self.pending,
+            "records_sent": self.sent,
+            "records_accepted": self.accepted,
+            "records_rejected": self.rejected,
+            "records_skipped": self.skipped,
+            "records_failed": self.failed,
+            "requests": self.requests,
+            "retries": self.retries,
+            "seconds": round(self.seconds, 3),
+            "records_per_s": round(self.records_per_s, 1),
+            "sensors_advanced": self.sensors_advanced,
+        }
+
+
+def sync_in_chunks(sync_chunk: Callable[[int], SyncSummary], chunk_rows: int, max_rows: int = 0) -> SyncSummary:
+    """Run `sync_chunk(limit)` until nothing is pending, so memory stays bounded by `chunk_rows` however
+    long the backlog. Stops early on any failed record (those stay pending; looping would resend them)
+    or once `max_rows` (0 = no cap) readings were handled."""
+    total = SyncSummary()
+    while True:
+        limit = chunk_rows if not max_rows else min(chunk_rows, max_rows - total.pending)
+        if limit <= 0:
+            return total
+        part = sync_chunk(limit)
+        for name in ("pending", "sent", "accepted", "rejected", "skipped", "failed", "requests", "retries"):
+            setattr(total, name, getattr(total, name) + getattr(part, name))
+        total.seconds += part.seconds
+        total.sensors_advanced += part.sensors_advanced
+        total.errors.extend(part.errors[: max(0, 20 - len(total.errors))])
+        if part.failed or part.pending < limit:
+            return total
