@@ -1,0 +1,137 @@
+"""The asset checks on `aqi_readings`: each catches its fault, and a blocking failure stops what is downstream."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from aqi_assets.assets.ingest import ingest_assets
+from aqi_assets.assets.readings_checks import readings_asset_checks
+from aqi_assets.assets.sync import sync_assets
+from aqi_assets.core import readings_checks as checks
+from aqi_assets.core.duckdb_conn import duckdb_connection
+from aqi_assets.resources.storage import AqiStorage
+from aqi_assets.resources.sync import InfluxDBResource, TimestreamResource
+from aqi_assets_tests.conftest import snapshot_source
+
+BLOCKING = {
+    "indices_match_concentrations", "indices_in_range", "overall_index_is_max_sub_index",
+    "daqi_band_matches_index", "no_duplicate_readings",
+}
+
+
+@pytest.fixture
+def ingested(tmp_path: Path, storage: AqiStorage, real_snapshot_body: bytes) -> AqiStorage:
+    source = tmp_path / "data.json"
+    source.write_bytes(real_snapshot_body)
+    result = dg.materialize(
+        ingest_assets, selection=["raw_snapshot_5min", "aqi_readings"],
+        resources={"storage": storage, "snapshots": snapshot_source(source.as_uri())},
+    )
+    assert result.success
+    return storage
+
+
+def run_with_downstream(storage: AqiStorage) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [*ingest_assets, *readings_asset_checks, *sync_assets],
+        selection=["aqi_readings", "timestream_readings", "influxdb_readings"],
+        resources={
+            "storage": storage, "snapshots": snapshot_source("http://127.0.0.1:9/unused"),
+            "timestream": TimestreamResource(), "influxdb": InfluxDBResource(),
+        },
+        raise_on_error=False,
+    )
+
+
+def corrupt(storage: AqiStorage, sql: str) -> None:
+    with duckdb.connect(storage.duckdb_path) as connection:
+        connection.execute(sql)
+
+
+def test_clean_history_passes_and_lets_the_sync_assets_run(ingested: AqiStorage) -> None:
+    result = run_with_downstream(ingested)
+    assert result.success
+    assert {e.check_name for e in result.get_asset_check_evaluations() if e.passed} >= BLOCKING
+    assert result.asset_materializations_for_node("timestream_readings")
+    assert result.asset_materializations_for_node("influxdb_readings")
+
+
+def test_a_corrupted_index_fails_the_blocking_check_and_stops_the_sync(ingested: AqiStorage) -> None:
+    corrupt(ingested, "UPDATE aqi_readings SET daqi_pm25 = 3, daqi = 3, daqi_band = 'Low' WHERE sensor_id = 13554")
+    result = run_with_downstream(ingested)
+    assert not result.success
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    failed = evaluations["indices_match_concentrations"]
+    assert not failed.passed and failed.severity == dg.AssetCheckSeverity.ERROR
+    assert failed.metadata["failing_rows"].value == 1
+    assert "13554" in failed.metadata["sample"].value
+    assert evaluations["overall_index_is_max_sub_index"].passed is False  # 3 < the PM10 sub-index 10
+    # Downstream of the failed blocking check nothing ran in this run.
+    assert not result.asset_materializations_for_node("timestream_readings")
+    assert not result.asset_materializations_for_node("influxdb_readings")
+    started = {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
+    assert "aqi_readings" in started
+    assert not started & {"timestream_readings", "influxdb_readings"}
+
+
+@pytest.mark.parametrize(
+    ("sql", "check"),
+    [
+        ("UPDATE aqi_readings SET aqi_us = 612, aqi_us_pm10 = 612 WHERE sensor_id = 13554", checks.indices_in_range),
+        ("UPDATE aqi_readings SET daqi = 1 WHERE sensor_id = 13554", checks.overall_is_max_of_sub_indices),
+        ("UPDATE aqi_readings SET daqi_band = 'Moderate' WHERE sensor_id = 13554", checks.daqi_band_matches_index),
+        ("UPDATE aqi_readings SET aqi_us_category = 'Good' WHERE sensor_id = 13554",
+         checks.indices_match_concentrations),
+        ("UPDATE aqi_readings SET pm25 = 3.0 WHERE sensor_id = 13554", checks.indices_match_concentrations),
+    ],
+)
+def test_each_blocking_check_catches_its_fault(ingested: AqiStorage, sql: str, check) -> None:
+    with duckdb_connection(ingested.duckdb_path) as connection:
+        assert check(connection).passed
+        connection.execute(sql)
+        outcome = check(connection)
+    assert not outcome.passed and outcome.failing_rows == 1
+    assert outcome.sample[0]["sensor_id"] == 13554
+
+
+def test_duplicate_keys_are_caught(tmp_path: Path, ingested: AqiStorage) -> None:
+    # The keyed table cannot hold duplicates; a copy without the key (e.g. restored from a dump) can.
+    with duckdb.connect(str(tmp_path / "copy.duckdb")) as connection:
+        connection.execute(f"ATTACH '{ingested.duckdb_path}' AS src (READ_ONLY)")
+        connection.execute("CREATE TABLE aqi_readings AS SELECT * FROM src.aqi_readings")
+        assert checks.no_duplicate_readings(connection).passed
+        connection.execute("INSERT INTO aqi_readings SELECT * FROM src.aqi_readings WHERE sensor_id = 468")
+        outcome = checks.no_duplicate_readings(connection)
+    assert not outcome.passed and outcome.failing_rows == 2 and outcome.sample[0]["sensor_id"] == 468
+
+
+def test_warning_checks(ingested: AqiStorage) -> None:
+    with duckdb_connection(ingested.duckdb_path) as connection:
+        assert checks.quarantine_share(connection, 0.05).passed
+        connection.execute(
+            "INSERT INTO rejected_values SELECT period, sensor_id, \"timestamp\", 'P1', 'nan', 'NaN', snapshot, "
+            "ingested_at, 'value' FROM aqi_readings"
+        )
+        outcome = checks.quarantine_share(connection, 0.05)
+        assert not outcome.passed and outcome.details["per_period"]["5min"]["quarantined"] == 243
+        humid = checks.humid_pm_share(connection)
+        assert humid.passed and humid.details["per_period"]["5min"]["pm_readings"] == 140
+        connection.execute("UPDATE aqi_readings SET humidity = 99.9 WHERE humidity IS NOT NULL")
+        humid = checks.humid_pm_share(connection)
+        # Every PM sensor whose station has a climate sensor now counts as humid.
+        stations = connection.execute(
+            "SELECT count(*) FROM aqi_readings p WHERE p.pm25 IS NOT NULL AND EXISTS "
+            "(SELECT 1 FROM aqi_readings h WHERE h.location_id = p.location_id AND h.humidity IS NOT NULL)"
+        ).fetchone()[0]
+        assert humid.details["per_period"]["5min"]["humid"] == stations > 70
+        assert not humid.passed
+        stale = checks.readings_fresh(connection)
+        assert not stale.passed and stale.details["5min"]["stale"]
+        fresh_now = datetime(2019, 4, 16, 14, 40, tzinfo=timezone.utc)
+        assert checks.readings_fresh(connection, now=fresh_now).passed
+        assert not checks.readings_fresh(connection, now=fresh_now + timedelta(minutes=15)).passed
