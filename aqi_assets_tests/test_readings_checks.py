@@ -128,8 +128,9 @@ def test_warning_checks(ingested: AqiStorage) -> None:
             "SELECT count(*) FROM aqi_readings p WHERE p.pm25 IS NOT NULL AND EXISTS "
             "(SELECT 1 FROM aqi_readings h WHERE h.location_id = p.location_id AND h.humidity IS NOT NULL)"
         ).fetchone()[0]
-        assert humid.details["per_period"]["5min"]["humid"] == stations > 70
-        assert not humid.passed
+        assert humid.details["per_period"]["5min"]["humid"] == stations > 40
+        assert humid.passed == (stations / 140 <= 0.5)
+        assert not checks.humid_pm_share(connection, max_share=0.25).passed
         stale = checks.readings_fresh(connection)
         assert not stale.passed and stale.details["5min"]["stale"]
         fresh_now = datetime(2019, 4, 16, 14, 40, tzinfo=timezone.utc)
