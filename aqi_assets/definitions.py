@@ -12,7 +12,12 @@ from aqi_assets.assets.covid import covid_asset_checks, covid_assets, covid_jobs
 from aqi_assets.assets.ingest import ingest_assets, ingest_jobs
 from aqi_assets.assets.readings_checks import readings_asset_checks
 from aqi_assets.assets.sync import sync_asset_checks, sync_assets
-from aqi_assets.automation.sensors import automation_schedules, automation_sensors
+from aqi_assets.automation.sensors import (
+    alert_resources,
+    automation_schedules,
+    automation_sensors,
+    build_automation_sensors,
+)
 from aqi_assets.resources.covid import covid_resources
 from aqi_assets.resources.env import env_or
 from aqi_assets.resources.snapshots import SnapshotSource
@@ -31,6 +36,7 @@ def build_resources() -> dict[str, object]:
         ),
         **covid_resources(duckdb_path),
         **sync_resources(),
+        **alert_resources(),
     }
 
 
@@ -41,6 +47,6 @@ def defs() -> dg.Definitions:
         asset_checks=[*readings_asset_checks, *sync_asset_checks, *covid_asset_checks],
         jobs=[*ingest_jobs, *covid_jobs],
         schedules=[*automation_schedules, *covid_schedules],
-        sensors=[*automation_sensors],
+        sensors=[*automation_sensors, *build_automation_sensors()],
         resources=build_resources(),
     )
