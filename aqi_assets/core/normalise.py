@@ -27,14 +27,26 @@ import pyarrow as pa
 from aqi_assets.core.indices import compute_indices
 from aqi_assets.core.schema import INDEX_COLUMNS, MEASUREMENT_COLUMNS, PERIODS, VALUE_TYPE_COLUMNS
 
-RECORD_COLUMNS = {
+# The part of a v2 record the platform reads; every leaf is text, cast with TRY_CAST later. Fields not named
+# here are ignored (the raw file keeps them).
+RECORD_SHAPE: dict[str, object] = {
     "id": "VARCHAR",
     "timestamp": "VARCHAR",
-    "location": "STRUCT(id VARCHAR, latitude VARCHAR, longitude VARCHAR, altitude VARCHAR, country VARCHAR, "
-    "exact_location VARCHAR, indoor VARCHAR)",
-    "sensor": "STRUCT(id VARCHAR, pin VARCHAR, sensor_type STRUCT(id VARCHAR, name VARCHAR, manufacturer VARCHAR))",
-    "sensordatavalues": "STRUCT(id VARCHAR, value VARCHAR, value_type VARCHAR)[]",
+    "location": dict.fromkeys(("id", "latitude", "longitude", "altitude", "country", "indoor"), "VARCHAR"),
+    "sensor": {"id": "VARCHAR", "sensor_type": {"name": "VARCHAR"}},
+    "sensordatavalues": [{"value": "VARCHAR", "value_type": "VARCHAR"}],
 }
+
+
+def _duckdb_type(shape: object) -> str:
+    if isinstance(shape, dict):
+        return "STRUCT(" + ", ".join(f'"{name}" {_duckdb_type(child)}' for name, child in shape.items()) + ")"
+    if isinstance(shape, list):
+        return _duckdb_type(shape[0]) + "[]"
+    return str(shape)
+
+
+RECORD_COLUMNS = {name: _duckdb_type(child) for name, child in RECORD_SHAPE.items()}
 # The API's format is the first; the others are accepted because a UTC time in ISO form is unambiguous.
 TIMESTAMP_FORMATS = "['%Y-%m-%d %H:%M:%S', '%Y-%m-%dT%H:%M:%S', '%Y-%m-%dT%H:%M:%SZ', '%Y-%m-%dT%H:%M:%S.%fZ']"
 MAX_OBJECT_BYTES = 64 << 20  # a single record larger than this is not a Sensor.Community record
@@ -108,9 +120,7 @@ def _first_line(error: BaseException) -> str:
 def _typed_source() -> str:
     """Records through the typed reader: fast, fails on a record whose shape does not fit the schema."""
     return """
-        SELECT row_number() OVER () AS rn,
-               {'id': id, 'timestamp': "timestamp", 'location': location, 'sensor': sensor,
-                'sensordatavalues': sensordatavalues} AS rec,
+        SELECT row_number() OVER () AS rn, id, "timestamp", location, sensor, sensordatavalues,
                NULL::VARCHAR AS bad_shape
         FROM read_json($path, format = 'array', columns = $columns, maximum_object_size = $max_bytes)
     """
@@ -120,35 +130,24 @@ def _lenient_source() -> str:
     """Records object by object: json_transform maps what fits and yields NULL for what does not, and the
     JSON text of any part that did not fit is kept so it is quarantined rather than dropped."""
     return f"""
-        SELECT rn, json_transform(doc, '{_json_structure()}') AS rec,
-               CASE
-                 WHEN json_type(doc) <> 'OBJECT' THEN 'record is not an object: ' || doc::VARCHAR
-                 WHEN json_type(doc, '$.sensordatavalues') NOT IN ('ARRAY', 'NULL')
-                   THEN 'sensordatavalues is not an array: ' || (doc -> '$.sensordatavalues')::VARCHAR
-                 WHEN json_type(doc, '$.location') NOT IN ('OBJECT', 'NULL')
-                   THEN 'location is not an object: ' || (doc -> '$.location')::VARCHAR
-                 WHEN json_type(doc, '$.sensor') NOT IN ('OBJECT', 'NULL')
-                   THEN 'sensor is not an object: ' || (doc -> '$.sensor')::VARCHAR
-               END AS bad_shape
+        SELECT rn, rec.id, rec."timestamp", rec.location, rec.sensor, rec.sensordatavalues, bad_shape
         FROM (
-            SELECT row_number() OVER () AS rn, json AS doc
-            FROM read_json_objects($path, format = 'array', maximum_object_size = $max_bytes)
+            SELECT rn, json_transform(doc, '{json.dumps(RECORD_SHAPE)}') AS rec,
+                   CASE
+                     WHEN json_type(doc) <> 'OBJECT' THEN 'record is not an object: ' || doc::VARCHAR
+                     WHEN json_type(doc, '$.sensordatavalues') NOT IN ('ARRAY', 'NULL')
+                       THEN 'sensordatavalues is not an array: ' || (doc -> '$.sensordatavalues')::VARCHAR
+                     WHEN json_type(doc, '$.location') NOT IN ('OBJECT', 'NULL')
+                       THEN 'location is not an object: ' || (doc -> '$.location')::VARCHAR
+                     WHEN json_type(doc, '$.sensor') NOT IN ('OBJECT', 'NULL')
+                       THEN 'sensor is not an object: ' || (doc -> '$.sensor')::VARCHAR
+                   END AS bad_shape
+            FROM (
+                SELECT row_number() OVER () AS rn, json AS doc
+                FROM read_json_objects($path, format = 'array', maximum_object_size = $max_bytes)
+            )
         )
     """
-
-
-def _json_structure() -> str:
-    leaf = "VARCHAR"
-    structure = {
-        "id": leaf,
-        "timestamp": leaf,
-        "location": dict.fromkeys(
-            ("id", "latitude", "longitude", "altitude", "country", "exact_location", "indoor"), leaf
-        ),
-        "sensor": {"id": leaf, "pin": leaf, "sensor_type": dict.fromkeys(("id", "name", "manufacturer"), leaf)},
-        "sensordatavalues": [dict.fromkeys(("id", "value", "value_type"), leaf)],
-    }
-    return json.dumps(structure)
 
 
 def _plausibility_case() -> str:
@@ -197,32 +196,34 @@ def _records_sql(source: str) -> str:
         CREATE OR REPLACE TEMP TABLE recs AS
         WITH parsed AS (
             SELECT rn, bad_shape,
-                   TRY_CAST(rec.id AS BIGINT) AS measurement_id,
-                   TRY_CAST(rec.sensor.id AS BIGINT) AS sensor_id,
-                   rec."timestamp" AS raw_timestamp,
-                   TRY_STRPTIME(rec."timestamp", {TIMESTAMP_FORMATS}) AS ts,
-                   TRY_CAST(rec.location.id AS BIGINT) AS location_id,
-                   nullif(trim(rec.location.country), '') AS country,
-                   TRY_CAST(nullif(trim(rec.location.latitude), '') AS DOUBLE) AS lat,
-                   TRY_CAST(nullif(trim(rec.location.longitude), '') AS DOUBLE) AS lon,
-                   TRY_CAST(nullif(trim(rec.location.altitude), '') AS DOUBLE) AS altitude,
-                   coalesce(TRY_CAST(rec.location.indoor AS INTEGER), 0) = 1 AS indoor,
-                   rec.sensor.sensor_type.name AS sensor_type,
-                   rec.sensordatavalues AS sdv
+                   TRY_CAST(id AS BIGINT) AS measurement_id,
+                   TRY_CAST(sensor.id AS BIGINT) AS sensor_id,
+                   "timestamp" AS raw_timestamp,
+                   TRY_STRPTIME("timestamp", {TIMESTAMP_FORMATS}) AS ts,
+                   TRY_CAST(location.id AS BIGINT) AS location_id,
+                   nullif(trim(location.country), '') AS country,
+                   TRY_CAST(nullif(trim(location.latitude), '') AS DOUBLE) AS lat,
+                   TRY_CAST(nullif(trim(location.longitude), '') AS DOUBLE) AS lon,
+                   TRY_CAST(nullif(trim(location.altitude), '') AS DOUBLE) AS altitude,
+                   coalesce(TRY_CAST(location.indoor AS INTEGER), 0) = 1 AS indoor,
+                   sensor.sensor_type.name AS sensor_type,
+                   sensordatavalues AS sdv
             FROM ({source})
         )
-        SELECT *,
+        ,
+        -- Duplicate (sensor, timestamp) records: the highest measurement id wins, then the later record.
+        winners AS (
+            SELECT arg_max(rn, (coalesce(measurement_id, -1), rn)) AS rn FROM parsed GROUP BY sensor_id, ts
+        )
+        SELECT parsed.*,
                CASE
                  WHEN bad_shape IS NOT NULL THEN split_part(bad_shape, ':', 1)
                  WHEN sensor_id IS NULL THEN 'missing or invalid sensor id'
                  WHEN ts IS NULL THEN 'missing or invalid timestamp'
                  WHEN ts > $now::TIMESTAMP + INTERVAL '{FUTURE_TOLERANCE}' THEN 'timestamp in the future'
                END AS record_reason,
-               -- Duplicate (sensor, timestamp) records: the highest measurement id wins, then the later record.
-               row_number() OVER (
-                   PARTITION BY sensor_id, ts ORDER BY measurement_id DESC NULLS LAST, rn DESC
-               ) AS duplicate_rank
-        FROM parsed
+               winners.rn IS NULL AS superseded
+        FROM parsed LEFT JOIN winners USING (rn)
     """
 
 
@@ -233,24 +234,26 @@ def _stage_values(connection: duckdb.DuckDBPyConnection, period: str) -> None:
         f"""
         CREATE OR REPLACE TEMP TABLE vals AS
         WITH unnested AS (
-            SELECT r.rn, r.sensor_id, r.ts, r.record_reason, r.duplicate_rank,
-                   u.ord, u.v.value_type AS value_type, u.v.value AS raw_value
-            FROM recs r,
-                 LATERAL (SELECT unnest(r.sdv) AS v, generate_subscripts(r.sdv, 1) AS ord) u
+            SELECT rn, sensor_id, ts, record_reason, superseded,
+                   list_transform(sdv, lambda entry: entry.value_type) AS types,
+                   unnest(sdv) AS v, generate_subscripts(sdv, 1) AS ord
+            FROM recs
         ),
         typed AS (
-            SELECT *,
-                   TRY_CAST(trim(raw_value) AS DOUBLE) AS num,
-                   row_number() OVER (PARTITION BY rn, value_type ORDER BY ord) AS type_rank
+            SELECT rn, sensor_id, ts, record_reason, superseded, ord,
+                   v.value_type AS value_type, v.value AS raw_value,
+                   TRY_CAST(trim(v.value) AS DOUBLE) AS num,
+                   -- an earlier entry of the same record has this type
+                   list_position(types, v.value_type) < ord AS repeated_type
             FROM unnested
         )
         SELECT rn, ord, sensor_id, ts, value_type, raw_value, num,
                CASE
                  WHEN record_reason IS NOT NULL THEN record_reason
-                 WHEN duplicate_rank > 1
+                 WHEN superseded
                    THEN '{DUPLICATE_REASON}'
                  WHEN value_type IS NULL OR trim(value_type) = '' THEN 'missing value_type'
-                 WHEN type_rank > 1 THEN 'duplicate value_type in record'
+                 WHEN repeated_type THEN 'duplicate value_type in record'
                  WHEN length(raw_value) > {MAX_KEPT_RAW_CHARS} THEN 'value too long'
                  WHEN value_type NOT IN ({known}) THEN NULL
                  WHEN raw_value IS NULL THEN 'missing value'
@@ -284,7 +287,7 @@ def _stage_values(connection: duckdb.DuckDBPyConnection, period: str) -> None:
                r.altitude, r.indoor, r.sensor_type,
                {", ".join("p." + c for c in VALUE_TYPE_COLUMNS.values())}, p.other_values
         FROM recs r LEFT JOIN pivoted p USING (rn)
-        WHERE r.record_reason IS NULL AND r.duplicate_rank = 1
+        WHERE r.record_reason IS NULL AND NOT r.superseded
         """
     )
 
@@ -304,13 +307,13 @@ def _rejected_rows_sql() -> str:
                $snapshot, $now::TIMESTAMP, 'record'
         FROM recs r
         WHERE r.bad_shape IS NOT NULL
-           OR ((r.record_reason IS NOT NULL OR r.duplicate_rank > 1) AND len(coalesce(r.sdv, [])) = 0)
+           OR ((r.record_reason IS NOT NULL OR r.superseded) AND len(coalesce(r.sdv, [])) = 0)
         UNION ALL
         -- Coordinates outside the globe: the reading keeps NULL coordinates, the raw pair is kept here.
         SELECT $period, sensor_id, ts, 'location', lat::VARCHAR || ',' || lon::VARCHAR,
                'coordinates out of range', $snapshot, $now::TIMESTAMP, 'location'
         FROM recs
-        WHERE record_reason IS NULL AND duplicate_rank = 1
+        WHERE record_reason IS NULL AND NOT superseded
           AND (NOT lat BETWEEN -90 AND 90 OR NOT lon BETWEEN -180 AND 180)
     """
 
