@@ -15,10 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.cluster import KMeans
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import adjusted_rand_score
-from threadpoolctl import threadpool_limits
 
 from aqi_assets.core.continents import ContinentPolygons, assign_continents
 from aqi_assets.core.kmeans import canonical_labels, kmeans, labelled_inertia, optimal_partition_1d
@@ -346,6 +342,11 @@ class MonthlyClusters:
 
 
 def sklearn_kmeans_labels(values: np.ndarray, n_clusters: int, seed: int, n_init: int) -> np.ndarray:
+    # scikit-learn is imported where it is used: it takes about a second to import, and every Dagster step
+    # process imports the whole code location.
+    from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
+
     with warnings.catch_warnings():
         # Expected when a month has fewer distinct values than clusters (2020-01: all zero).
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -400,6 +401,9 @@ def monthly_clusters(
     The own k-means keeps the original's max 20 iterations and tol 1e-4 (relative, as scikit-learn's);
     both implementations use k-means++ seeding, ``n_init`` starts and ``seed``.
     """
+    from sklearn.metrics import adjusted_rand_score  # imported on use, see sklearn_kmeans_labels
+    from threadpoolctl import threadpool_limits
+
     ranked = monthly_slope_ranking(series)
     top_locations = ranked.ranking.head(top_n).reset_index(drop=True)
     features = ranked.slopes[:top_n]

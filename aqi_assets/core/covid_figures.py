@@ -1,5 +1,6 @@
 """Figures of the COVID-19 queries as markdown images (base64 PNG), for Dagster's metadata panel.
 
+matplotlib is imported inside the functions (it costs a noticeable part of every step process's start-up).
 matplotlib's Agg backend is selected per figure (`Figure` + `FigureCanvasAgg`), never through pyplot's
 global state, so that rendering works headless and in parallel steps.
 """
@@ -8,12 +9,13 @@ from __future__ import annotations
 
 import base64
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import SymLogNorm
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 CONTINENT_COLOURS = {
     "Africa": "#d95f02",
@@ -28,6 +30,8 @@ CLUSTER_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c56
 
 def figure_markdown(figure: Figure, title: str, dpi: int = 72) -> str:
     """Render ``figure`` to PNG and wrap it as a markdown image (data URI)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     FigureCanvasAgg(figure)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
@@ -37,6 +41,9 @@ def figure_markdown(figure: Figure, title: str, dpi: int = 72) -> str:
 
 def monthly_means_figure(q1: pd.DataFrame, panels: int = 3) -> Figure:
     """Query 1: a heat map (countries × months) of the mean daily cases, split into ``panels`` columns."""
+    from matplotlib.colors import SymLogNorm
+    from matplotlib.figure import Figure
+
     table = q1.pivot_table(index="country", columns=["year", "month"], values="average", sort=True)
     months = [f"{year}-{month:02d}" for year, month in table.columns]
     chunks = np.array_split(np.arange(len(table)), panels)
@@ -57,6 +64,8 @@ def monthly_means_figure(q1: pd.DataFrame, panels: int = 3) -> Figure:
 
 def weekly_stats_figure(stats: pd.DataFrame) -> Figure:
     """Query 2: mean / std / min / max of the daily cases per week, one line per continent."""
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(12, 8))
     axes = figure.subplots(2, 2, sharex=True).ravel()
     for ax, column in zip(axes, ("mean", "std", "min", "max"), strict=True):
@@ -73,6 +82,8 @@ def weekly_stats_figure(stats: pd.DataFrame) -> Figure:
 
 def cluster_map_figure(assignments: pd.DataFrame, year: int, month: int) -> Figure:
     """Query 3: lon/lat of the clustered locations in one month, coloured by cluster, per implementation."""
+    from matplotlib.figure import Figure
+
     chosen = assignments[(assignments["year"] == year) & (assignments["month"] == month)]
     figure = Figure(figsize=(14, 5))
     axes = figure.subplots(1, 2, sharey=True)
