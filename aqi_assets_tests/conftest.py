@@ -55,3 +55,9 @@ def snapshot_source(url_5min: str, url_24h: str | None = None, **overrides: obje
         read_timeout_s=overrides.pop("read_timeout_s", 2.0),
         **overrides,
     )
+
+
+@pytest.fixture(scope="session")
+def httpserver_listen_address() -> tuple[str, int]:
+    """pytest-httpserver's server on the IPv4 loopback only, on a free port."""
+    return ("127.0.0.1", 0)
