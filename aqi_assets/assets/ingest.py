@@ -10,7 +10,7 @@ from aqi_assets.core.fetch import FetchError
 from aqi_assets.core.lake import list_snapshots, mark_invalid, scan_start
 from aqi_assets.core.normalise import SnapshotFormatError, count_records, merge_snapshot, record_unreadable
 from aqi_assets.core.readings_summary import readings_summary
-from aqi_assets.core.schema import PERIODS
+from aqi_assets.core.schema import COLUMN_DESCRIPTIONS, PERIODS
 from aqi_assets.resources.snapshots import SnapshotSource
 from aqi_assets.resources.storage import AqiStorage
 
@@ -37,16 +37,18 @@ def _raw_snapshot_asset(period: str) -> dg.AssetsDefinition:
             fetched = snapshots.fetch(period, storage.raw_dir)
         except FetchError as error:
             raise dg.Failure(description=str(error)) from None
-        metadata = {
+        metadata: dict[str, object] = {
             "url": dg.MetadataValue.url(fetched.url) if fetched.url.startswith("http") else fetched.url,
             "path": dg.MetadataValue.path(str(fetched.path)),
             "bytes": dg.MetadataValue.int(fetched.body_bytes),
             "stored_bytes": dg.MetadataValue.int(fetched.stored_bytes),
             "sha256": fetched.sha256,
             "fetched_at": dg.MetadataValue.timestamp(fetched.fetched_at),
-            "last_modified": fetched.last_modified or "",
-            "content_type": fetched.content_type or "",
         }
+        if fetched.last_modified:
+            metadata["last_modified"] = fetched.last_modified  # the server's own text, as the sensor sees it
+        if fetched.content_type:
+            metadata["content_type"] = fetched.content_type
         try:
             # An in-memory DuckDB validates the body: the history file is not touched by this step.
             with duckdb.connect() as scratch:
@@ -139,7 +141,10 @@ def aqi_readings(context: dg.AssetExecutionContext, config: AqiReadingsConfig, s
         "index_note": "5-minute indices are indicative only: DAQI and the EPA daily AQI are defined on 24-hour means.",
         "dagster/table_name": "aqi_readings",
         "dagster/column_schema": dg.TableSchema(
-            columns=[dg.TableColumn(name, column_type) for name, column_type in summary.columns]
+            columns=[
+                dg.TableColumn(name, column_type, description=COLUMN_DESCRIPTIONS.get(name))
+                for name, column_type in summary.columns
+            ]
         ),
     }
     for key, count in summary.daqi_band_counts.items():

@@ -2,6 +2,7 @@
 
 
 from collections.abc import Callable
+from datetime import datetime
 
 import dagster as dg
 import duckdb
@@ -13,10 +14,17 @@ QUARANTINE_WARN_SHARE = 0.05  # above 5 % quarantined values, something upstream
 
 
 def _result(outcome: checks.CheckOutcome, severity: dg.AssetCheckSeverity) -> dg.AssetCheckResult:
-    metadata: dict[str, object] = {
-        "failing_rows": dg.MetadataValue.int(outcome.failing_rows),
-        "checked_rows": dg.MetadataValue.int(outcome.checked_rows),
-    }
+    metadata: dict[str, object] = {}
+    if outcome.counts_rows:
+        metadata["failing_rows"] = dg.MetadataValue.int(outcome.failing_rows)
+        metadata["checked_rows"] = dg.MetadataValue.int(outcome.checked_rows)
+    for name, value in outcome.figures.items():
+        if isinstance(value, datetime):
+            metadata[name] = dg.MetadataValue.timestamp(value)
+        elif isinstance(value, int):
+            metadata[name] = dg.MetadataValue.int(value)
+        else:
+            metadata[name] = dg.MetadataValue.float(float(value))
     if outcome.sample or not outcome.passed:
         metadata["sample"] = dg.MetadataValue.md(outcome.sample_markdown())
     if outcome.details:

@@ -29,6 +29,9 @@ class CheckOutcome:
     checked_rows: int = 0
     sample: list[dict[str, object]] = field(default_factory=list)
     details: dict[str, object] = field(default_factory=dict)
+    # Headline figures shown as typed metadata (ints, floats, datetimes), e.g. "age_minutes/5min".
+    figures: dict[str, int | float | datetime] = field(default_factory=dict)
+    counts_rows: bool = True  # False for checks that judge a share or an age rather than rows
 
     def sample_markdown(self) -> str:
         if not self.sample:
@@ -169,7 +172,11 @@ def quarantine_share(connection: duckdb.DuckDBPyConnection, threshold: float) ->
         share = rejected / total if total else 0.0
         shares[period] = {"snapshot": snapshot, "quarantined": int(rejected), "values": int(total), "share": share}
         passed &= share <= threshold
-    return CheckOutcome(passed=passed, details={"threshold": threshold, "per_period": shares})
+    figures: dict[str, int | float | datetime] = {"threshold": threshold}
+    figures.update({f"quarantined_share/{period}": round(v["share"], 4) for period, v in shares.items()})
+    return CheckOutcome(
+        passed=passed, details={"threshold": threshold, "per_period": shares}, figures=figures, counts_rows=False
+    )
 
 
 def humid_pm_share(
@@ -202,8 +209,13 @@ def humid_pm_share(
         period: {"pm_readings": int(n), "humid": int(h), "share": (h / n if n else 0.0)} for period, n, h in rows
     }
     passed = all(p["share"] <= max_share for p in per_period.values())
+    figures: dict[str, int | float | datetime] = {"max_share": max_share}
+    figures.update({f"humid_share/{period}": round(v["share"], 4) for period, v in per_period.items()})
     return CheckOutcome(
-        passed=passed, details={"humidity_limit": humidity_limit, "max_share": max_share, "per_period": per_period}
+        passed=passed,
+        details={"humidity_limit": humidity_limit, "max_share": max_share, "per_period": per_period},
+        figures=figures,
+        counts_rows=False,
     )
 
 
@@ -212,6 +224,7 @@ def readings_fresh(connection: duckdb.DuckDBPyConnection, now: datetime | None =
     now = (now or datetime.now(timezone.utc)).replace(tzinfo=None)
     newest = dict(connection.execute('SELECT period, max("timestamp") FROM aqi_readings GROUP BY 1').fetchall())
     details: dict[str, object] = {}
+    figures: dict[str, int | float | datetime] = {}
     passed = True
     for period, limit in FRESHNESS_LIMITS.items():
         latest = newest.get(period)
@@ -221,10 +234,13 @@ def readings_fresh(connection: duckdb.DuckDBPyConnection, now: datetime | None =
         age = now - latest
         stale = age > limit
         passed &= not stale
+        figures[f"newest_reading/{period}"] = latest.replace(tzinfo=timezone.utc)
+        figures[f"age_minutes/{period}"] = round(age.total_seconds() / 60, 1)
+        figures[f"limit_minutes/{period}"] = limit.total_seconds() / 60
         details[period] = {
             "newest_reading": latest.isoformat(),
             "age_minutes": round(age.total_seconds() / 60, 1),
             "limit_minutes": limit.total_seconds() / 60,
             "stale": stale,
         }
-    return CheckOutcome(passed=passed, details=details)
+    return CheckOutcome(passed=passed, details=details, figures=figures, counts_rows=False)

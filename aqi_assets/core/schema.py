@@ -85,3 +85,38 @@ CREATE TABLE IF NOT EXISTS snapshot_log (
 """
 
 ALL_DDL: tuple[str, ...] = (AQI_READINGS_DDL, REJECTED_VALUES_DDL, SNAPSHOT_LOG_DDL)
+
+# Shown in the UI's column table of `aqi_readings`.
+COLUMN_DESCRIPTIONS: dict[str, str] = {
+    "period": "'5min' (data.json) or '24h' (data.24h.json)",
+    "sensor_id": "Sensor.Community sensor id",
+    "timestamp": "end of the averaging period, UTC",
+    "measurement_id": "the record's id in the snapshot (the highest wins among duplicates)",
+    "location_id": "station id, shared by the PM and climate sensors of one station",
+    "country": "ISO-2 country code as reported",
+    "latitude": "degrees; NULL when absent or off the globe",
+    "longitude": "degrees; NULL when absent or off the globe",
+    "altitude": "metres",
+    "indoor": "the sensor is indoors (the official map hides these)",
+    "sensor_type": "e.g. SDS011, SPS30, DHT22, BME280",
+    "pm1": "PM1 (P0), µg/m³",
+    "pm25": "PM2.5 (P2), µg/m³",
+    "pm4": "PM4 (P4), µg/m³",
+    "pm10": "PM10 (P1), µg/m³",
+    "temperature": "°C",
+    "humidity": "relative humidity, %",
+    "pressure": "Pa",
+    "pressure_at_sealevel": "Pa",
+    "other_values": "every other value type of the record, as text",
+    "daqi_pm25": "UK DAQI sub-index for PM2.5 (1–10)",
+    "daqi_pm10": "UK DAQI sub-index for PM10 (1–10)",
+    "daqi": "UK DAQI: the highest sub-index (indicative on 5-minute data)",
+    "daqi_band": "Low 1–3, Moderate 4–6, High 7–9, Very High 10",
+    "aqi_us_pm25": "US EPA AQI (2024) for PM2.5",
+    "aqi_us_pm10": "US EPA AQI for PM10",
+    "aqi_us": "US EPA AQI: the highest sub-index (indicative on 5-minute data)",
+    "aqi_us_category": "Good … Hazardous",
+    "aqi_us_beyond": "a concentration above the top breakpoint (AQI reported as 500)",
+    "snapshot": "raw snapshot file the reading came from",
+    "ingested_at": "when the reading was merged, UTC",
+}
