@@ -320,12 +320,9 @@ def _rejected_rows_sql() -> str:
 
 def _index_table(connection: duckdb.DuckDBPyConnection) -> pa.Table:
     columns = connection.execute("SELECT rn, pm25, pm10 FROM readings ORDER BY rn").fetchnumpy()
-    pm25 = np.asarray(columns["pm25"], dtype=np.float64)  # masked NULLs become NaN
-    pm10 = np.asarray(columns["pm10"], dtype=np.float64)
-    if np.ma.isMaskedArray(columns["pm25"]):
-        pm25 = columns["pm25"].astype(np.float64).filled(np.nan)
-    if np.ma.isMaskedArray(columns["pm10"]):
-        pm10 = columns["pm10"].astype(np.float64).filled(np.nan)
+    # NULL concentrations arrive masked; the index code takes NaN for "no valid value".
+    pm25 = np.ma.filled(columns["pm25"].astype(np.float64), np.nan)
+    pm10 = np.ma.filled(columns["pm10"].astype(np.float64), np.nan)
     indices = compute_indices(pm25, pm10)
     arrays = {"rn": pa.array(np.asarray(columns["rn"]), pa.int64())}
     for name, sql_type in INDEX_COLUMNS.items():
