@@ -97,3 +97,11 @@ def test_invalid_input_is_rejected(bad: np.ndarray) -> None:
         kmeans(bad, 2)
     with pytest.raises(ValueError):
         optimal_partition_1d(bad, 2)
+
+
+def test_fewer_points_than_clusters() -> None:
+    # Found by hypothesis: two equal points and K = 4 once crashed the empty-cluster step.
+    result = kmeans(np.array([0.0, 0.0]), 4, seed=0)
+    assert result.labels.tolist() == [0, 0] and result.inertia == 0.0
+    spread = kmeans(np.array([1.0, 5.0, 9.0]), 4, seed=3)
+    assert sorted(spread.labels.tolist()) == [0, 1, 2] and spread.inertia == 0.0

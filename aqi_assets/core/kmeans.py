@@ -95,8 +95,9 @@ def _lloyd(x: np.ndarray, centres: np.ndarray, max_iter: int, tol: float) -> tup
         empty = np.flatnonzero(~filled)
         if empty.size:
             # An empty cluster moves to the points farthest from their centres (as scikit-learn does).
+            # With fewer points than clusters, the surplus empty clusters keep their centres.
             farthest = np.argsort(-distances[np.arange(x.shape[0]), labels], kind="stable")[: empty.size]
-            new_centres[empty] = x[farthest]
+            new_centres[empty[: farthest.size]] = x[farthest]
         shift = float(((new_centres - centres) ** 2).sum())
         centres = new_centres
         if shift <= threshold:
