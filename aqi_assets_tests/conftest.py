@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from aqi_assets.resources.snapshots import SnapshotSource
+from aqi_assets.resources.storage import AqiStorage
+
 # CI explores the same examples on every run (a red CI must mean a change broke something); locally
 # hypothesis draws new examples each time and remembers failures in .hypothesis/.
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
-
-from aqi_assets.resources.snapshots import SnapshotSource
-from aqi_assets.resources.storage import AqiStorage
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
