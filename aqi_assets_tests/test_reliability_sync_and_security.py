@@ -332,12 +332,6 @@ def test_failed_fetches_never_reveal_feed_credentials(
     assert_no_secret(texts, FEED_PASSWORD, FEED_TOKEN)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="urllib3's Retry logs 'Retrying (...) after connection broken by ...: /path?token=<secret>' at "
-    "WARNING on every connect/read retry; fetch.py sends the URL's query unredacted to urllib3 and installs "
-    "no redacting log filter, so the token reaches stderr (and Dagster's captured compute logs)",
-)
 def test_http_retry_warnings_do_not_log_the_query_token(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
     url = f"http://feeduser:{FEED_PASSWORD}@127.0.0.1:{free_port()}/static/v2/data.json?token={FEED_TOKEN}"
@@ -497,12 +491,6 @@ def test_an_influxql_database_name_cannot_inject_a_statement(influxd: LocalInflu
     assert influx_rows(influxd, hostile)[0]["pm25"] == 1.5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="V1Sender.create_database only checks the HTTP status; InfluxDB 1.x answers 200 with "
-    '{"error": ...} for a refused statement, so the refusal is silent and every write then fails with '
-    "'database not found' (aqi_assets/core/influx_writer.py, create_database)",
-)
 def test_a_refused_create_database_is_an_error(influxd: LocalInfluxd) -> None:
     with pytest.raises(InfluxWriteError, match="invalid name"):
         V1Sender(influxd.url, "back\\slash", retries=0).create_database()
@@ -671,11 +659,6 @@ def test_the_iam_policy_covers_every_call_and_scopes_it(
     assert all(r.endswith(":database/aqi/table/readings") for r in actions["timestream:WriteRecords"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="deploy/iam-timestream-writer.json grants timestream:DescribeDatabase, which the writer never calls "
-    "(TimestreamResource._create calls CreateDatabase directly and treats ConflictException as 'exists')",
-)
 def test_the_iam_policy_grants_nothing_the_writer_does_not_call(
     moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

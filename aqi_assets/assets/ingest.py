@@ -36,7 +36,8 @@ def _raw_snapshot_asset(period: str) -> dg.AssetsDefinition:
         try:
             fetched = snapshots.fetch(period, storage.raw_dir)
         except FetchError as error:
-            raise dg.Failure(description=str(error)) from None
+            # A refused URL or a 4xx fails at once; network trouble goes through the RetryPolicy.
+            raise dg.Failure(description=str(error), allow_retries=not error.permanent) from None
         metadata: dict[str, object] = {
             "url": dg.MetadataValue.url(fetched.url) if fetched.url.startswith("http") else fetched.url,
             "path": dg.MetadataValue.path(str(fetched.path)),

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import urllib3
 from urllib3.util.retry import Retry
 
-from aqi_assets.core.fetch import DEFAULT_USER_AGENT, redact_text
+from aqi_assets.core.fetch import DEFAULT_USER_AGENT, redact_text, redact_urllib3_logs
 
 MAX_ERROR_CHARS = 500  # chat messages are for humans; the full stack trace stays in the Dagster run
 MAX_STEPS_LISTED = 10
@@ -113,6 +113,7 @@ def post_json(
         respect_retry_after_header=True,
         raise_on_status=False,
     )
+    redact_urllib3_logs(urlsplit(url).path)  # a webhook's path is its secret; urllib3 logs it on retries
     body = json.dumps(payload).encode()
     headers = {"Content-Type": "application/json", "User-Agent": user_agent}
     with urllib3.PoolManager() as pool:

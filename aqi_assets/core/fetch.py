@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -33,7 +34,14 @@ RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 
 class FetchError(RuntimeError):
-    """A snapshot could not be fetched; the message never contains credentials."""
+    """A snapshot could not be fetched; the message never contains credentials.
+
+    ``permanent`` marks failures that retrying cannot fix (a refused URL, a missing file, a 4xx answer).
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 @dataclass(frozen=True)
@@ -68,13 +76,16 @@ def check_url(url: str, allowed_file_roots: Sequence[str | Path] = ()) -> str:
     """Return the scheme of ``url`` after checking it is one the platform accepts."""
     scheme = urlsplit(url).scheme.lower()
     if scheme not in ALLOWED_SCHEMES:
-        raise FetchError(f"unsupported URL scheme {scheme!r} in {redact_url(url)}: use http, https or file")
+        raise FetchError(
+            f"unsupported URL scheme {scheme!r} in {redact_url(url)}: use http, https or file", permanent=True
+        )
     if scheme == "file":
         path = file_url_path(url)
         roots = [Path(root).resolve() for root in allowed_file_roots if str(root)]
         if roots and not any(path == root or root in path.parents for root in roots):
             raise FetchError(
-                f"file URL {url} is outside the allowed roots {[str(r) for r in roots]} (AQI_ALLOWED_FILE_ROOTS)"
+                f"file URL {url} is outside the allowed roots {[str(r) for r in roots]} (AQI_ALLOWED_FILE_ROOTS)",
+                permanent=True,
             )
     return scheme
 
@@ -82,14 +93,44 @@ def check_url(url: str, allowed_file_roots: Sequence[str | Path] = ()) -> str:
 def file_url_path(url: str) -> Path:
     parts = urlsplit(url)
     if parts.netloc not in ("", "localhost"):
-        raise FetchError(f"file URL with a host is not supported: {redact_url(url)}")
+        raise FetchError(f"file URL with a host is not supported: {redact_url(url)}", permanent=True)
     return Path(unquote(parts.path)).resolve()
+
+
+class _RedactingFilter(logging.Filter):
+    """Redacts credentials in urllib3's own log lines (its retry warnings quote the request path and query)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_text(message)
+        for secret in self.secrets:
+            redacted = redacted.replace(secret, "***")
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+_REDACTING_FILTER = _RedactingFilter()
+
+
+def redact_urllib3_logs(*secrets: str) -> None:
+    """Keep credentials out of urllib3's log lines: URL user info and token-like query values always, plus
+    ``secrets`` (e.g. a webhook URL's path, which is its key)."""
+    _REDACTING_FILTER.secrets.update(s for s in secrets if len(s) >= 4)
+    logger = logging.getLogger("urllib3.connectionpool")
+    if _REDACTING_FILTER not in logger.filters:
+        logger.addFilter(_REDACTING_FILTER)
 
 
 def build_session(
     user_agent: str = DEFAULT_USER_AGENT, retries: int = 4, backoff_factor: float = 1.0
 ) -> requests.Session:
     """A session whose adapter retries connect errors, read timeouts and 5xx/429 with exponential backoff."""
+    redact_urllib3_logs()
     retry = Retry(
         total=retries,
         connect=retries,
@@ -200,7 +241,7 @@ def download(
             with open(source, "rb") as body:
                 path, size, sha = _store(iter(lambda: body.read(CHUNK_BYTES), b""), directory, final_name, fetched_at)
         except FileNotFoundError as error:
-            raise FetchError(f"snapshot file not found: {source}") from error
+            raise FetchError(f"snapshot file not found: {source}", permanent=True) from error
         modified = datetime.fromtimestamp(source.stat().st_mtime, timezone.utc)
         return FetchResult(
             path, safe_url, 200, size, path.stat().st_size, sha, fetched_at,
@@ -216,7 +257,11 @@ def download(
         raise FetchError(f"GET {safe_url} failed after retries: {redact_text(str(error))}") from error
     with response:
         if response.status_code != 200:
-            raise FetchError(f"GET {safe_url} answered HTTP {response.status_code} {response.reason}")
+            # 4xx (but 408 / 429, which urllib3 already retried) will not change by trying again.
+            permanent = 400 <= response.status_code < 500 and response.status_code not in (408, 429)
+            raise FetchError(
+                f"GET {safe_url} answered HTTP {response.status_code} {response.reason}", permanent=permanent
+            )
         wire_copy: list[bytes] = []
         try:
             path, size, sha = _store(_decoded_chunks(response, wire_copy.append), directory, final_name, fetched_at)

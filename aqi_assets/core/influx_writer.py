@@ -13,6 +13,7 @@ split in halves until the refused line is isolated; that line is recorded, the r
 from __future__ import annotations
 
 import base64
+import json
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -166,8 +167,16 @@ class V1Sender:
             encode_multipart=False,
             headers={k: v for k, v in self.headers.items() if k == "Authorization"},
         )
+        text = response.data[:2000].decode("utf-8", "replace")
         if response.status != 200:
-            raise InfluxWriteError(response.status, response.data[:500].decode("utf-8", "replace"))
+            raise InfluxWriteError(response.status, text[:500])
+        # InfluxDB 1.x answers 200 even when it refuses the statement: the error is in the JSON body.
+        try:
+            errors = [r["error"] for r in json.loads(text).get("results", []) if "error" in r]
+        except (ValueError, AttributeError, TypeError):
+            errors = []
+        if errors:
+            raise InfluxWriteError(response.status, f"CREATE DATABASE refused: {'; '.join(errors)}")
 
     def __call__(self, body: str) -> None:
         try:

@@ -18,13 +18,19 @@ SNAPSHOT_NAME = re.compile(r"^(?P<period>5min|24h)_(?P<stamp>\d{8}T\d{6}\d{0,6}Z
 INVALID_SUFFIX = ".invalid"
 
 
+def _check_period(period: str) -> None:
+    # The period becomes part of a path: only the known ones (no "..", no separators).
+    if period not in PERIODS:
+        raise ValueError(f"unknown period {period!r}; expected one of {PERIODS}")
+
+
 def day_directory(raw_dir: Path, period: str, day: date) -> Path:
+    _check_period(period)
     return raw_dir / period / f"{day:%Y}" / f"{day:%m}" / f"{day:%d}"
 
 
 def snapshot_name(period: str, sha256: str, fetched_at: datetime) -> str:
-    if period not in PERIODS:
-        raise ValueError(f"unknown period {period!r}")
+    _check_period(period)
     return f"{period}_{fetched_at:%Y%m%dT%H%M%S%f}Z_{sha256[:12]}.json.gz"
 
 
@@ -37,6 +43,7 @@ def snapshot_day(name: str) -> date | None:
 
 def list_snapshots(raw_dir: Path, period: str, since: date | None = None) -> list[Path]:
     """Snapshot files of ``period`` in fetch order, from day directories on or after ``since``."""
+    _check_period(period)
     base = raw_dir / period
     if not base.exists():
         return []

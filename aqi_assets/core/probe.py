@@ -33,6 +33,7 @@ from aqi_assets.core.fetch import (
     file_url_path,
     redact_text,
     redact_url,
+    redact_urllib3_logs,
 )
 
 CURSOR_VERSION = 1
@@ -187,6 +188,7 @@ def probe_session(user_agent: str = DEFAULT_USER_AGENT) -> requests.Session:
 
     (requests' default adapter, unlike `fetch.build_session(retries=0)`, raises read timeouts as `Timeout`.)
     """
+    redact_urllib3_logs()
     session = requests.Session()
     session.headers["User-Agent"] = user_agent
     return session
