@@ -4,13 +4,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 
-.PHONY: install run run-24h covid dev test lint bench system-deps
+.PHONY: install install-test run run-24h covid dev test lint bench system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
 install: $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+
+install-test: $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[test]"
 
 run: install
@@ -29,11 +32,11 @@ dev: install
 system-deps:
 	bash .ci/system-deps
 
-test: install system-deps
+test: install-test system-deps
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
-lint: install
+lint: install-test
 	$(BIN)/ruff check .
 
 bench: install
