@@ -39,6 +39,6 @@ test: install-test system-deps
 lint: install-test
 	$(BIN)/ruff check .
 
-bench: install
+bench: install-test
 	$(BIN)/python -m aqi_assets.bench core --records 20000
 	$(BIN)/python -m aqi_assets.bench core --records 200000 --repeat 1
