@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
+from pytest_httpserver import HTTPServer
 
 from aqi_assets.resources.snapshots import SnapshotSource
 from aqi_assets.resources.storage import AqiStorage
@@ -69,3 +72,15 @@ def snapshot_source(url_5min: str, url_24h: str | None = None, **overrides: obje
 def httpserver_listen_address() -> tuple[str, int]:
     """pytest-httpserver's server on the IPv4 loopback only, on a free port."""
     return ("127.0.0.1", 0)
+
+
+@contextlib.contextmanager
+def local_http_server(threaded: bool = True) -> Iterator[HTTPServer]:
+    """A pytest-httpserver on 127.0.0.1 of one's own (threaded: for clients that hold a request open)."""
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=threaded)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.clear()
+        server.stop()

@@ -13,19 +13,15 @@ from pytest_httpserver import HTTPServer
 from aqi_assets.automation.sensors import run_failure_alert
 from aqi_assets.core.alerts import AlertDeliveryError, FailedStep, build_failure_payload, post_json, redact_webhook_url
 from aqi_assets.resources.alerts import AlertWebhook, alert_resources
+from aqi_assets_tests.conftest import local_http_server
 
 HOOK_PATH = "/services/T000/B000/s3cretTOKEN"
 
 
 @pytest.fixture()
 def webhook() -> Iterator[HTTPServer]:
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    try:
+    with local_http_server() as server:
         yield server
-    finally:
-        server.clear()
-        server.stop()
 
 
 def received_json(server: HTTPServer) -> list[dict]:

@@ -29,6 +29,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from aqi_assets.core.generator import Quirks, generate_snapshot
+from aqi_assets_tests.conftest import local_http_server
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PROJECT_DAGSTER_YAML = PROJECT_ROOT / ".dagster" / "dagster.yaml"
@@ -74,13 +75,8 @@ def dagster_home(tmp_path: Path) -> Path:
 
 @pytest.fixture()
 def snapshot_server() -> Iterator[HTTPServer]:
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    try:
+    with local_http_server() as server:
         yield server
-    finally:
-        server.clear()
-        server.stop()
 
 
 def serve_snapshots(server: HTTPServer, fetches: int) -> dict[str, bytes]:

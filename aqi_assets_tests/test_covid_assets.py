@@ -16,6 +16,7 @@ from pytest_httpserver import HTTPServer
 from aqi_assets.assets.covid import covid_assets, covid_jobs, covid_schedules
 from aqi_assets.resources.covid import COVID_SCHEMA, CovidDuckDBIOManager, CovidSource, covid_resources
 from aqi_assets.resources.storage import AqiStorage
+from aqi_assets_tests.conftest import local_http_server
 from aqi_assets_tests.covid_fixtures import (
     CONTINENTS_PATH,
     csv_bytes,
@@ -31,13 +32,8 @@ ZIP_ROUTE = "/covid/World_Continents.zip"
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[HTTPServer]:
-    http = HTTPServer(host="127.0.0.1", port=0)  # loopback only
-    http.start()
-    try:
+    with local_http_server(threaded=False) as http:
         yield http
-    finally:
-        http.clear()
-        http.stop()
 
 
 def serve(server: HTTPServer, csv: bytes) -> None:

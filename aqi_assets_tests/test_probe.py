@@ -16,6 +16,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from aqi_assets.core.probe import CursorError, CursorState, ProbeKind, parse_http_date, probe
+from aqi_assets_tests.conftest import local_http_server
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 V1_FRAGMENT = SHARED_DATA / "sensor-community" / "v1-data-json_2019-04-16T142252Z_fragment_243-records.jsonfrag"
@@ -54,13 +55,8 @@ class ScriptedServer:
 
 @pytest.fixture()
 def scripted() -> Iterator[ScriptedServer]:
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    try:
+    with local_http_server() as server:
         yield ScriptedServer(server)
-    finally:
-        server.clear()
-        server.stop()
 
 
 def ok(body: bytes, **headers: str) -> Callable[[Request], Response]:

@@ -20,6 +20,7 @@ from aqi_assets.automation.sensors import (
 )
 from aqi_assets.core.probe import CursorState
 from aqi_assets.resources.snapshots import SnapshotSource
+from aqi_assets_tests.conftest import local_http_server
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 V1_FRAGMENT = SHARED_DATA / "sensor-community" / "v1-data-json_2019-04-16T142252Z_fragment_243-records.jsonfrag"
@@ -38,13 +39,8 @@ def sample_body() -> bytes:
 
 @pytest.fixture()
 def server() -> Iterator[HTTPServer]:
-    http = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    http.start()
-    try:
+    with local_http_server() as http:
         yield http
-    finally:
-        http.clear()
-        http.stop()
 
 
 def scripted(server: HTTPServer, answers: list[Callable[[Request], Response]]) -> list[dict[str, str]]:
