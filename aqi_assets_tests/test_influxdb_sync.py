@@ -15,7 +15,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from aqi_assets.assets.sync import influxdb_readings
-from aqi_assets.bench.timestream import free_port, insert_readings, synthetic_readings
+from aqi_assets.bench.sync_common import free_port, insert_readings, synthetic_readings
 from aqi_assets.core.duckdb_conn import duckdb_connection
 from aqi_assets.core.influx_writer import (
     FIELD_TYPES,

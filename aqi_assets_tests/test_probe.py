@@ -16,10 +16,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from aqi_assets.core.probe import CursorError, CursorState, ProbeKind, parse_http_date, probe
-from aqi_assets_tests.conftest import local_http_server
-
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-V1_FRAGMENT = SHARED_DATA / "sensor-community" / "v1-data-json_2019-04-16T142252Z_fragment_243-records.jsonfrag"
+from aqi_assets_tests.conftest import fragment_records, local_http_server
 
 LM1 = "Tue, 16 Apr 2019 14:22:52 GMT"
 LM2 = "Tue, 16 Apr 2019 14:23:52 GMT"
@@ -28,10 +25,7 @@ LM0 = "Tue, 16 Apr 2019 14:21:52 GMT"
 
 @pytest.fixture(scope="module")
 def sample_body() -> bytes:
-    if not V1_FRAGMENT.exists():
-        pytest.skip(f"shared sample missing: {V1_FRAGMENT}")
-    text = V1_FRAGMENT.read_text(encoding="utf-8")
-    return json.dumps(json.loads("[" + text.rstrip().rstrip(",") + "]")).encode()
+    return json.dumps(fragment_records()).encode()
 
 
 class ScriptedServer:

@@ -20,10 +20,7 @@ from aqi_assets.automation.sensors import (
 )
 from aqi_assets.core.probe import CursorState
 from aqi_assets.resources.snapshots import SnapshotSource
-from aqi_assets_tests.conftest import local_http_server
-
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-V1_FRAGMENT = SHARED_DATA / "sensor-community" / "v1-data-json_2019-04-16T142252Z_fragment_243-records.jsonfrag"
+from aqi_assets_tests.conftest import fragment_records, local_http_server
 
 LM1 = "Tue, 16 Apr 2019 14:22:52 GMT"
 LM2 = "Tue, 16 Apr 2019 14:27:52 GMT"
@@ -31,10 +28,7 @@ LM2 = "Tue, 16 Apr 2019 14:27:52 GMT"
 
 @pytest.fixture(scope="module")
 def sample_body() -> bytes:
-    if not V1_FRAGMENT.exists():
-        pytest.skip(f"shared sample missing: {V1_FRAGMENT}")
-    text = V1_FRAGMENT.read_text(encoding="utf-8")
-    return json.dumps(json.loads("[" + text.rstrip().rstrip(",") + "]")).encode()
+    return json.dumps(fragment_records()).encode()
 
 
 @pytest.fixture()

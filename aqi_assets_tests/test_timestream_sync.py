@@ -21,7 +21,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 
 from aqi_assets.assets.sync import influxdb_readings, timestream_readings
-from aqi_assets.bench.timestream import insert_readings, synthetic_readings
+from aqi_assets.bench.sync_common import insert_readings, synthetic_readings
 from aqi_assets.core.duckdb_conn import duckdb_connection
 from aqi_assets.core.sync_state import advance_watermarks, count_pending
 from aqi_assets.core.timestream_records import (
@@ -473,14 +473,14 @@ def test_crash_between_write_and_watermark_save_is_idempotent(
     fill(db_path, readings)
     client = resource.client()
     window = resource.table_window(client)
-    import aqi_assets.core.timestream_writer as writer_module
+    import aqi_assets.core.sync_state as sync_state_module  # where the sync's end saves its outcome
 
-    real_save = writer_module.save_sync_outcome
+    real_save = sync_state_module.save_sync_outcome
 
     def crash(*args: Any, **kwargs: Any) -> None:
         raise KeyboardInterrupt("process killed after writing, before saving the watermark")
 
-    monkeypatch.setattr(writer_module, "save_sync_outcome", crash)
+    monkeypatch.setattr(sync_state_module, "save_sync_outcome", crash)
     with pytest.raises(KeyboardInterrupt):
         sync_to_timestream(connector(db_path), resource.writer(client), window)
     first_copy = stored_timestream_records(resource.database, resource.table)
@@ -488,7 +488,7 @@ def test_crash_between_write_and_watermark_save_is_idempotent(
     with duckdb_connection(db_path) as connection:
         assert count_pending(connection, "timestream") == len(readings)
 
-    monkeypatch.setattr(writer_module, "save_sync_outcome", real_save)
+    monkeypatch.setattr(sync_state_module, "save_sync_outcome", real_save)
     rerun = sync_to_timestream(connector(db_path), resource.writer(client), window)
     assert rerun.sent == len(readings) and rerun.failed == 0
     stored = stored_timestream_records(resource.database, resource.table)

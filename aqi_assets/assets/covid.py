@@ -8,9 +8,10 @@ Tables live in the DuckDB schema `covid19` through `covid_io_manager`; the logic
 
 import gzip
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 import dagster as dg
 import numpy as np
@@ -29,6 +30,46 @@ IO_MANAGER = "covid_io_manager"
 CLUSTER_MAP_MONTH = (2020, 3)
 # Relative slack when comparing inertias computed from different partitions (floating-point rounding only).
 INERTIA_RTOL = 1e-9
+
+T = TypeVar("T")
+
+
+def _covid_asset(kinds: set[str], description: str, query: str | None = None, **extra: Any) -> Any:
+    """`dg.asset` with what every asset of the group shares: its tables go through the covid IO manager into
+    the DuckDB file (hence the `duckdb` pool); a query's number is a tag."""
+    return dg.asset(
+        group_name=GROUP,
+        io_manager_key=IO_MANAGER,
+        pool="duckdb",
+        kinds=kinds,
+        owners=OWNERS,
+        tags=TAGS if query is None else {**TAGS, "query": query},
+        description=description,
+        **extra,
+    )
+
+
+def _timed(query: Callable[..., T], *args: Any) -> tuple[T, float]:
+    """The result of `query(*args)` and the seconds it took (reported as `query_seconds`)."""
+    started = time.perf_counter()
+    result = query(*args)
+    return result, time.perf_counter() - started
+
+
+def _query_output(
+    frame: pd.DataFrame, seconds: float, figure: Any, figure_title: str, **metadata: Any
+) -> dg.Output[pd.DataFrame]:
+    """A query's table with what every query reports besides its own `metadata`: rows, time, preview, figure."""
+    return dg.Output(
+        frame,
+        metadata={
+            "dagster/row_count": len(frame),
+            "query_seconds": float(seconds),
+            **metadata,
+            "preview": dg.MetadataValue.md(covid_figures.markdown_table(frame, 12)),
+            "figure": dg.MetadataValue.md(covid_figures.figure_markdown(figure, figure_title)),
+        },
+    )
 
 
 def _covid_dir(storage: AqiStorage) -> Path:
@@ -66,14 +107,9 @@ def _fetch_metadata(result: FetchResult) -> dict[str, object]:
     }
 
 
-@dg.asset(
-    group_name=GROUP,
-    io_manager_key=IO_MANAGER,
-    pool="duckdb",
-    kinds={"csv", "duckdb"},
-    owners=OWNERS,
-    tags=TAGS,
-    description="The JHU CSSE global confirmed-cases time series (cumulative counts, one column per day): "
+@_covid_asset(
+    {"csv", "duckdb"},
+    "The JHU CSSE global confirmed-cases time series (cumulative counts, one column per day): "
     "downloaded from AQI_COVID_CSV_URL into <data_dir>/covid19/ under a dated name (raw bytes kept, gzip), "
     "validated (header, consecutive dates, integer counts, complete rows) and stored as a long table "
     "(one row per CSV row and day). A malformed or changed file fails the run and stores nothing.",
@@ -109,14 +145,9 @@ def covid_confirmed_csv(
     )
 
 
-@dg.asset(
-    group_name=GROUP,
-    io_manager_key=IO_MANAGER,
-    pool="duckdb",
-    kinds={"shapely", "duckdb"},
-    owners=OWNERS,
-    tags=TAGS,
-    description="Continent of every CSV location with coordinates: the Esri World Continents polygon containing "
+@_covid_asset(
+    {"shapely", "duckdb"},
+    "Continent of every CSV location with coordinates: the Esri World Continents polygon containing "
     "it (AQI_CONTINENTS_URL, raw zip kept in <data_dir>/covid19/), else the bounding-box fallback; Australia → "
     "Oceania, North/South America → America; `method` says which rule matched.",
 )
@@ -155,81 +186,55 @@ def covid_location_continents(
     )
 
 
-@dg.asset(
-    group_name=GROUP,
-    io_manager_key=IO_MANAGER,
-    pool="duckdb",
-    kinds={"duckdb", "pandas"},
-    owners=OWNERS,
-    tags={**TAGS, "query": "1"},
-    description="Query 1: mean daily confirmed cases per country and calendar month (daily new cases = "
+@_covid_asset(
+    {"duckdb", "pandas"},
+    "Query 1: mean daily confirmed cases per country and calendar month (daily new cases = "
     "day-over-day difference without clipping, summed over a country's provinces per date).",
+    query="1",
 )
 def covid_monthly_mean_daily_cases(
     context: dg.AssetExecutionContext, covid_confirmed_csv: pd.DataFrame
 ) -> dg.Output[pd.DataFrame]:
-    series = covid.from_long_frame(covid_confirmed_csv)
-    started = time.perf_counter()
-    frame = covid.monthly_mean_daily_cases(series)
-    seconds = time.perf_counter() - started
-    return dg.Output(
+    frame, seconds = _timed(covid.monthly_mean_daily_cases, covid.from_long_frame(covid_confirmed_csv))
+    return _query_output(
         frame,
-        metadata={
-            "dagster/row_count": len(frame),
-            "countries": int(frame["country"].nunique()),
-            "months": int(frame[["year", "month"]].drop_duplicates().shape[0]),
-            "query_seconds": float(seconds),
-            "preview": dg.MetadataValue.md(covid_figures.markdown_table(frame, 12)),
-            "figure": dg.MetadataValue.md(
-                covid_figures.figure_markdown(covid_figures.monthly_means_figure(frame), "monthly means")
-            ),
-        },
+        seconds,
+        covid_figures.monthly_means_figure(frame),
+        "monthly means",
+        countries=int(frame["country"].nunique()),
+        months=int(frame[["year", "month"]].drop_duplicates().shape[0]),
     )
 
 
-@dg.asset(
-    group_name=GROUP,
-    io_manager_key=IO_MANAGER,
-    pool="duckdb",
-    kinds={"duckdb", "pandas"},
-    owners=OWNERS,
-    tags={**TAGS, "query": "2"},
-    description="Query 2: per continent and Sunday–Saturday week, mean / sample std / min / max of the daily new "
+@_covid_asset(
+    {"duckdb", "pandas"},
+    "Query 2: per continent and Sunday–Saturday week, mean / sample std / min / max of the daily new "
     "cases of the 100 locations with the steepest least-squares trend of daily cases.",
+    query="2",
 )
 def covid_weekly_continent_stats(
     context: dg.AssetExecutionContext, covid_confirmed_csv: pd.DataFrame, covid_location_continents: pd.DataFrame
 ) -> dg.Output[pd.DataFrame]:
-    series = covid.from_long_frame(covid_confirmed_csv)
-    started = time.perf_counter()
-    result = covid.weekly_continent_stats(series, covid_location_continents)
-    seconds = time.perf_counter() - started
+    result, seconds = _timed(
+        covid.weekly_continent_stats, covid.from_long_frame(covid_confirmed_csv), covid_location_continents
+    )
     mix = result.top_locations["continent"].fillna("(none)").value_counts()
-    return dg.Output(
+    return _query_output(
         result.stats,
-        metadata={
-            "dagster/row_count": len(result.stats),
-            "continent_mix": ", ".join(f"{name} {count}" for name, count in mix.items()),
-            "query_seconds": float(seconds),
-            "top_locations": dg.MetadataValue.md(covid_figures.markdown_table(result.top_locations, 15)),
-            "preview": dg.MetadataValue.md(covid_figures.markdown_table(result.stats, 12)),
-            "figure": dg.MetadataValue.md(
-                covid_figures.figure_markdown(covid_figures.weekly_stats_figure(result.stats), "weekly statistics")
-            ),
-        },
+        seconds,
+        covid_figures.weekly_stats_figure(result.stats),
+        "weekly statistics",
+        continent_mix=", ".join(f"{name} {count}" for name, count in mix.items()),
+        top_locations=dg.MetadataValue.md(covid_figures.markdown_table(result.top_locations, 15)),
     )
 
 
-@dg.asset(
-    group_name=GROUP,
-    io_manager_key=IO_MANAGER,
-    pool="duckdb",
-    kinds={"python", "scikit-learn", "duckdb"},
-    owners=OWNERS,
-    tags={**TAGS, "query": "3"},
-    description="Query 3: each month, k-means (K = 4) of the 50 locations with the highest mean expanding-window "
+@_covid_asset(
+    {"python", "scikit-learn", "duckdb"},
+    "Query 3: each month, k-means (K = 4) of the 50 locations with the highest mean expanding-window "
     "monthly slope, by the project's own NumPy Lloyd k-means and by scikit-learn's KMeans (labels ordered by "
     "cluster centre); metadata compares both with the exact optimal 1-D partition.",
+    query="3",
     check_specs=[
         dg.AssetCheckSpec(
             "optimal_partition_bounds_both",
@@ -241,10 +246,7 @@ def covid_weekly_continent_stats(
 def covid_monthly_clusters(
     context: dg.AssetExecutionContext, covid_confirmed_csv: pd.DataFrame
 ) -> Iterator[dg.Output[pd.DataFrame] | dg.AssetCheckResult]:
-    series = covid.from_long_frame(covid_confirmed_csv)
-    started = time.perf_counter()
-    result = covid.monthly_clusters(series)
-    seconds = time.perf_counter() - started
+    result, seconds = _timed(covid.monthly_clusters, covid.from_long_frame(covid_confirmed_csv))
     months = result.months
     bound = months["inertia_optimal"].to_numpy()
     slack = INERTIA_RTOL * np.maximum(months[["inertia_own", "inertia_sklearn"]].to_numpy().max(axis=1), 1.0)
@@ -252,25 +254,18 @@ def covid_monthly_clusters(
     own_optimal = int((months["inertia_own"] <= bound + slack).sum())
     library_optimal = int((months["inertia_sklearn"] <= bound + slack).sum())
     year, month = CLUSTER_MAP_MONTH
-    yield dg.Output(
+    yield _query_output(
         result.assignments,
-        metadata={
-            "dagster/row_count": len(result.assignments),
-            "query_seconds": float(seconds),
-            "months": len(months),
-            "months_own_optimal": own_optimal,
-            "months_sklearn_optimal": library_optimal,
-            "months_identical_partitions": int((months["adjusted_rand_index"] >= 1.0 - 1e-12).sum()),
-            "mean_adjusted_rand_index": float(months["adjusted_rand_index"].mean()),
-            "per_month": dg.MetadataValue.md(covid_figures.markdown_table(months, len(months))),
-            "top_locations": dg.MetadataValue.md(covid_figures.markdown_table(result.top_locations, 50)),
-            "preview": dg.MetadataValue.md(covid_figures.markdown_table(result.assignments, 12)),
-            "figure": dg.MetadataValue.md(
-                covid_figures.figure_markdown(
-                    covid_figures.cluster_map_figure(result.assignments, year, month), f"clusters {year}-{month:02d}"
-                )
-            ),
-        },
+        seconds,
+        covid_figures.cluster_map_figure(result.assignments, year, month),
+        f"clusters {year}-{month:02d}",
+        months=len(months),
+        months_own_optimal=own_optimal,
+        months_sklearn_optimal=library_optimal,
+        months_identical_partitions=int((months["adjusted_rand_index"] >= 1.0 - 1e-12).sum()),
+        mean_adjusted_rand_index=float(months["adjusted_rand_index"].mean()),
+        per_month=dg.MetadataValue.md(covid_figures.markdown_table(months, len(months))),
+        top_locations=dg.MetadataValue.md(covid_figures.markdown_table(result.top_locations, 50)),
     )
     yield dg.AssetCheckResult(
         check_name="optimal_partition_bounds_both",

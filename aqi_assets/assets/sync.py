@@ -5,6 +5,7 @@ observations), so a blocking check on `aqi_readings` stops them in the same run.
 some readings fails after saving the progress it made; the next run re-sends the rest.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
@@ -15,6 +16,19 @@ from aqi_assets.core.sync_state import SyncSummary, sync_in_chunks
 from aqi_assets.core.timestream_writer import sync_to_timestream
 from aqi_assets.resources.storage import AqiStorage
 from aqi_assets.resources.sync import InfluxDBResource, TimestreamResource
+
+
+def _sync_asset(kind: str, description: str) -> Callable[..., dg.AssetsDefinition]:
+    """Both sync assets: downstream of `aqi_readings` (so its blocking checks stop them in the same run),
+    materialised as soon as it changes, and in the `duckdb` pool (they read and write the DuckDB file)."""
+    return dg.asset(
+        deps=["aqi_readings"],
+        group_name="sync",
+        kinds={kind},
+        pool="duckdb",
+        automation_condition=dg.AutomationCondition.eager(),
+        description=description,
+    )
 
 
 def _disabled(what: str) -> dg.MaterializeResult:
@@ -33,17 +47,11 @@ def _result(context: dg.AssetExecutionContext, summary: SyncSummary, target: dic
     return dg.MaterializeResult(metadata=metadata)
 
 
-@dg.asset(
-    deps=["aqi_readings"],
-    group_name="sync",
-    kinds={"timestream"},
-    pool="duckdb",
-    automation_condition=dg.AutomationCondition.eager(),
-    description=(
-        "New aqi_readings rows written to Timestream for LiveAnalytics as multi-measure records "
-        "(incremental per-sensor watermark in DuckDB; refusals in timestream_rejected). "
-        "Disabled until AQI_TIMESTREAM_DATABASE and AQI_TIMESTREAM_TABLE are set."
-    ),
+@_sync_asset(
+    "timestream",
+    "New aqi_readings rows written to Timestream for LiveAnalytics as multi-measure records "
+    "(incremental per-sensor watermark in DuckDB; refusals in timestream_rejected). "
+    "Disabled until AQI_TIMESTREAM_DATABASE and AQI_TIMESTREAM_TABLE are set.",
 )
 def timestream_readings(
     context: dg.AssetExecutionContext, storage: AqiStorage, timestream: TimestreamResource
@@ -62,17 +70,11 @@ def timestream_readings(
     return _result(context, summary, timestream.describe())
 
 
-@dg.asset(
-    deps=["aqi_readings"],
-    group_name="sync",
-    kinds={"influxdb"},
-    pool="duckdb",
-    automation_condition=dg.AutomationCondition.eager(),
-    description=(
-        "New aqi_readings rows written to InfluxDB (v2 or v1 write API; Timestream for InfluxDB included) as "
-        "line protocol (incremental per-sensor watermark in DuckDB; refusals in influxdb_rejected). "
-        "Disabled until AQI_INFLUX_URL is set."
-    ),
+@_sync_asset(
+    "influxdb",
+    "New aqi_readings rows written to InfluxDB (v2 or v1 write API; Timestream for InfluxDB included) as "
+    "line protocol (incremental per-sensor watermark in DuckDB; refusals in influxdb_rejected). "
+    "Disabled until AQI_INFLUX_URL is set.",
 )
 def influxdb_readings(
     context: dg.AssetExecutionContext, storage: AqiStorage, influxdb: InfluxDBResource

@@ -21,8 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from aqi_assets.bench.timestream import free_port, insert_readings, synthetic_readings
-from aqi_assets.core.duckdb_conn import duckdb_connection
+from aqi_assets.bench.sync_common import add_sync_arguments, bench_database, free_port, timed_syncs, timing_figures
 
 INFLUXD = "influxd"
 
@@ -127,12 +126,9 @@ def count_points(server_url: str, database: str, measurement: str = "air_quality
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--records", type=int, default=20_000, help="readings to generate and sync")
-    parser.add_argument("--concurrency", type=int, default=4, help="write requests in flight")
+    add_sync_arguments(parser, concurrency=4, concurrency_help="write requests in flight")
     parser.add_argument("--batch-lines", type=int, default=5000, help="lines per write request")
     parser.add_argument("--url", default=None, help="InfluxDB URL, v1 API (default: a local influxd)")
-    parser.add_argument("--database", default="aqi_bench")
-    parser.add_argument("--seed", type=int, default=7)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -140,9 +136,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aqi-bench-influx-")))
-        db_path = workdir / "bench.duckdb"
-        with duckdb_connection(db_path) as connection:
-            insert_readings(connection, synthetic_readings(args.records, seed=args.seed))
+        connect = bench_database(workdir, args.records, args.seed)
         if args.url:
             url, server = args.url, "configured URL"
         else:
@@ -152,14 +146,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         sender = V1Sender(url, args.database, "ms", pool_size=max(4, args.concurrency))
         sender.create_database()
         writer = InfluxWriter(sender, batch_lines=args.batch_lines, max_workers=args.concurrency)
-
-        def connect() -> Any:
-            return duckdb_connection(db_path)
-
-        started = time.perf_counter()
-        first = sync_to_influxdb(connect, writer)
-        end_to_end = time.perf_counter() - started
-        second = sync_to_influxdb(connect, writer)
+        first, second, end_to_end = timed_syncs(lambda: sync_to_influxdb(connect, writer))
         points = count_points(url, args.database)
 
     return {
@@ -175,9 +162,5 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "requests": first.requests,
         "batch_lines": args.batch_lines,
         "concurrency": args.concurrency,
-        "seconds": round(end_to_end, 3),
-        "records_per_s": round(first.sent / end_to_end, 1) if end_to_end else 0.0,
-        "write_seconds": round(first.seconds, 3),
-        "write_records_per_s": round(first.records_per_s, 1),
-        "second_run_records_sent": second.sent,
+        **timing_figures(first, second, end_to_end),
     }

@@ -10,126 +10,27 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import random
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
+from aqi_assets.bench.sync_common import (
+    add_sync_arguments,
+    bench_database,
+    free_port,
+    insert_readings,
+    synthetic_readings,
+    timed_syncs,
+    timing_figures,
+)
 
-from aqi_assets.core.duckdb_conn import duckdb_connection
-from aqi_assets.core.sync_state import READING_COLUMNS
-
-COUNTRIES = ("DE", "NL", "BE", "FR", "PL", "BG", "IT", "AT")
-SENSOR_TYPES = ("SDS011", "SPS30", "BME280", "DHT22")
-
-
-def synthetic_readings(
-    n_readings: int, now: datetime | None = None, seed: int = 7, per_sensor: int = 5, step_minutes: int = 5
-) -> list[dict[str, Any]]:
-    """`n_readings` rows shaped like `aqi_readings` (naive UTC timestamps, the newest a minute before `now`),
-    `per_sensor` consecutive readings per sensor, all inside Timestream's default 6 h memory-store window."""
-    rng = random.Random(seed)
-    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(tzinfo=None, microsecond=0)
-    newest = now - timedelta(minutes=1)
-    rows: list[dict[str, Any]] = []
-    sensor_id = 1000
-    while len(rows) < n_readings:
-        sensor_id += 1
-        sensor_type = rng.choice(SENSOR_TYPES)
-        has_pm = sensor_type in ("SDS011", "SPS30")
-        country = rng.choice(COUNTRIES)
-        lat, lon = round(rng.uniform(36, 60), 3), round(rng.uniform(-8, 28), 3)
-        for k in range(min(per_sensor, n_readings - len(rows))):
-            pm25 = round(rng.uniform(0.5, 80), 2) if has_pm else None
-            pm10 = round(pm25 * rng.uniform(1.1, 2.0), 2) if pm25 is not None else None
-            daqi = None if pm25 is None else min(10, 1 + int(pm25 // 12))
-            aqi_us = None if pm25 is None else int(pm25 * 3)
-            rows.append(
-                {
-                    "period": "5min",
-                    "sensor_id": sensor_id,
-                    "timestamp": newest - timedelta(minutes=step_minutes * k),
-                    "measurement_id": sensor_id * 100 + k,
-                    "location_id": sensor_id // 2,
-                    "country": country,
-                    "latitude": lat,
-                    "longitude": lon,
-                    "altitude": round(rng.uniform(0, 900), 1),
-                    "indoor": rng.random() < 0.05,
-                    "sensor_type": sensor_type,
-                    "pm1": None,
-                    "pm25": pm25,
-                    "pm4": None,
-                    "pm10": pm10,
-                    "temperature": None if has_pm else round(rng.uniform(-10, 35), 2),
-                    "humidity": None if has_pm else round(rng.uniform(10, 100), 2),
-                    "pressure": None if has_pm or sensor_type == "DHT22" else round(rng.uniform(95000, 104000), 1),
-                    "pressure_at_sealevel": None,
-                    "daqi_pm25": daqi,
-                    "daqi_pm10": daqi,
-                    "daqi": daqi,
-                    "daqi_band": None
-                    if daqi is None
-                    else ("Low" if daqi <= 3 else "Moderate" if daqi <= 6 else "High"),
-                    "aqi_us_pm25": aqi_us,
-                    "aqi_us_pm10": aqi_us,
-                    "aqi_us": aqi_us,
-                    "aqi_us_category": None if aqi_us is None else ("Good" if aqi_us <= 50 else "Moderate"),
-                    "aqi_us_beyond": None if aqi_us is None else aqi_us > 500,
-                    "snapshot": f"bench-{k}",
-                    "ingested_at": now - timedelta(seconds=k),
-                }
-            )
-    return rows
-
-
-_ARROW_TYPES: dict[str, pa.DataType] = {
-    "period": pa.string(),
-    "sensor_id": pa.int64(),
-    "timestamp": pa.timestamp("us"),
-    "measurement_id": pa.int64(),
-    "location_id": pa.int64(),
-    "country": pa.string(),
-    "indoor": pa.bool_(),
-    "sensor_type": pa.string(),
-    "daqi_band": pa.string(),
-    "aqi_us_category": pa.string(),
-    "aqi_us_beyond": pa.bool_(),
-    "snapshot": pa.string(),
-    "ingested_at": pa.timestamp("us"),
-    "daqi_pm25": pa.int64(),
-    "daqi_pm10": pa.int64(),
-    "daqi": pa.int64(),
-    "aqi_us_pm25": pa.int64(),
-    "aqi_us_pm10": pa.int64(),
-    "aqi_us": pa.int64(),
-}
-
-
-def insert_readings(connection: Any, rows: Sequence[dict[str, Any]]) -> None:
-    """Append rows to `aqi_readings` (columns by name; `other_values` stays NULL)."""
-    table = pa.table(
-        {c: pa.array([r.get(c) for r in rows], _ARROW_TYPES.get(c, pa.float64())) for c in READING_COLUMNS}
-    )
-    connection.register("new_readings", table)
-    try:
-        connection.execute("INSERT INTO aqi_readings BY NAME SELECT * FROM new_readings")
-    finally:
-        connection.unregister("new_readings")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+# insert_readings and synthetic_readings lived here first: still importable from here.
+__all__ = ["add_arguments", "free_port", "insert_readings", "moto_subprocess", "run", "synthetic_readings"]
 
 
 @contextlib.contextmanager
@@ -164,13 +65,10 @@ def moto_subprocess(timeout_s: float = 30.0) -> Iterator[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--records", type=int, default=20_000, help="readings to generate and sync")
-    parser.add_argument("--concurrency", type=int, default=8, help="WriteRecords calls in flight")
+    add_sync_arguments(parser, concurrency=8, concurrency_help="WriteRecords calls in flight")
     parser.add_argument("--endpoint-url", default=None, help="Timestream endpoint (default: a local moto server)")
     parser.add_argument("--region", default="us-east-1")
-    parser.add_argument("--database", default="aqi_bench")
     parser.add_argument("--table", default="readings")
-    parser.add_argument("--seed", type=int, default=7)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -181,10 +79,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aqi-bench-ts-")))
-        db_path = workdir / "bench.duckdb"
-        rows = synthetic_readings(args.records, seed=args.seed)
-        with duckdb_connection(db_path) as connection:
-            insert_readings(connection, rows)
+        connect = bench_database(workdir, args.records, args.seed)
 
         if args.endpoint_url:
             endpoint, session = args.endpoint_url, boto3.session.Session(region_name=args.region)
@@ -214,14 +109,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             client.describe_table(DatabaseName=args.database, TableName=args.table)["Table"]
         )
         writer = TimestreamWriter(client, args.database, args.table, max_workers=args.concurrency)
-
-        def connect() -> Any:
-            return duckdb_connection(db_path)
-
-        started = time.perf_counter()
-        first = sync_to_timestream(connect, writer, window)
-        end_to_end = time.perf_counter() - started
-        second = sync_to_timestream(connect, writer, window)
+        first, second, end_to_end = timed_syncs(lambda: sync_to_timestream(connect, writer, window))
 
     return {
         "target": "timestream",
@@ -235,9 +123,5 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "requests": first.requests,
         "max_records_per_request": max(per_call, default=0),
         "concurrency": args.concurrency,
-        "seconds": round(end_to_end, 3),
-        "records_per_s": round(first.sent / end_to_end, 1) if end_to_end else 0.0,
-        "write_seconds": round(first.seconds, 3),
-        "write_records_per_s": round(first.records_per_s, 1),
-        "second_run_records_sent": second.sent,
+        **timing_figures(first, second, end_to_end),
     }

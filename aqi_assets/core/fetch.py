@@ -72,6 +72,12 @@ def redact_text(text: str) -> str:
     return redact_url(text)
 
 
+def parse_file_roots(text: str) -> list[str]:
+    """The directories of an AQI_ALLOWED_FILE_ROOTS value: separated by ',' or the OS path separator, blanks
+    around each dropped (one variable serves every resource, so every resource reads it the same way)."""
+    return [root.strip() for root in re.split(rf"[,{re.escape(os.pathsep)}]", text) if root.strip()]
+
+
 def check_url(url: str, allowed_file_roots: Sequence[str | Path] = ()) -> str:
     """Return the scheme of ``url`` after checking it is one the platform accepts."""
     scheme = urlsplit(url).scheme.lower()
@@ -126,23 +132,35 @@ def redact_urllib3_logs(*secrets: str) -> None:
         logger.addFilter(_REDACTING_FILTER)
 
 
-def build_session(
-    user_agent: str = DEFAULT_USER_AGENT, retries: int = 4, backoff_factor: float = 1.0
-) -> requests.Session:
-    """A session whose adapter retries connect errors, read timeouts and 5xx/429 with exponential backoff."""
-    redact_urllib3_logs()
-    retry = Retry(
+def retry_policy(
+    retries: int,
+    backoff_factor: float,
+    allowed_methods: Iterable[str] | None,
+    backoff_max: float = Retry.DEFAULT_BACKOFF_MAX,
+) -> Retry:
+    """urllib3 `Retry` for connect errors, read timeouts and 5xx/429 (honouring Retry-After), with exponential
+    backoff. ``allowed_methods=None`` retries every method: only for idempotent requests. The last answer is
+    returned rather than raised, so callers report the real status."""
+    return Retry(
         total=retries,
         connect=retries,
         read=retries,
         status=retries,
         backoff_factor=backoff_factor,
-        backoff_max=60,
+        backoff_max=backoff_max,
         status_forcelist=RETRY_STATUSES,
-        allowed_methods=frozenset({"GET", "HEAD"}),
+        allowed_methods=allowed_methods,
         respect_retry_after_header=True,
         raise_on_status=False,
     )
+
+
+def build_session(
+    user_agent: str = DEFAULT_USER_AGENT, retries: int = 4, backoff_factor: float = 1.0
+) -> requests.Session:
+    """A session whose adapter retries connect errors, read timeouts and 5xx/429 with exponential backoff."""
+    redact_urllib3_logs()
+    retry = retry_policy(retries, backoff_factor, frozenset({"GET", "HEAD"}), backoff_max=60)
     session = requests.Session()
     adapter = HTTPAdapter(max_retries=retry)
     session.mount("http://", adapter)

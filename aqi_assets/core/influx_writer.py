@@ -16,29 +16,28 @@ import base64
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import urllib3
 from urllib3.util.retry import Retry
 
+from aqi_assets.core.fetch import retry_policy
 from aqi_assets.core.line_protocol import PRECISIONS, FieldValue, LineProtocolError, format_line
 from aqi_assets.core.sync_state import (
     ACCEPTED,
     FAILED,
     REJECTED,
+    ConnectionFactory,
     RecordOutcome,
     RefusedReading,
     SyncSummary,
     WriteReport,
-    advance_watermarks,
-    ensure_sync_tables,
-    pending_readings,
+    finish_sync,
+    load_pending,
     reading_key,
-    save_sync_outcome,
 )
 from aqi_assets.core.timestream_records import DIMENSION_COLUMNS
 
@@ -72,7 +71,6 @@ FIELD_TYPES: dict[str, type] = {
 }
 
 BODY_REFUSED_STATUSES = frozenset({400, 413, 422})
-RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 
 def reading_to_line(reading: Mapping[str, Any], precision: str = "ms") -> str:
@@ -106,17 +104,7 @@ class LineSender(Protocol):
 
 
 def write_retry(total: int = 5) -> Retry:
-    return Retry(
-        total=total,
-        connect=total,
-        read=total,
-        status=total,
-        backoff_factor=0.5,
-        status_forcelist=RETRY_STATUSES,
-        allowed_methods=None,  # retry POST too: a write is idempotent
-        respect_retry_after_header=True,
-        raise_on_status=False,
-    )
+    return retry_policy(total, backoff_factor=0.5, allowed_methods=None)  # retry POST too: a write is idempotent
 
 
 class V1Sender:
@@ -287,9 +275,6 @@ class InfluxWriter:
                 outcomes[index] = RecordOutcome(status, str(error))
 
 
-ConnectionFactory = Callable[[], AbstractContextManager[Any]]
-
-
 def sync_to_influxdb(
     open_connection: ConnectionFactory,
     writer: InfluxWriter,
@@ -299,41 +284,16 @@ def sync_to_influxdb(
     """Same rules as `sync_to_timestream`: DuckDB is not held during the writes, refusals are recorded in
     `influxdb_rejected`, watermarks advance over finished readings only; a re-send overwrites the same
     point (same series and timestamp) with the same values."""
-    with open_connection() as connection:
-        ensure_sync_tables(connection, "influxdb")
-        readings = pending_readings(connection, "influxdb", limit)
-    keys = [reading_key(r) for r in readings]
-    finished = [False] * len(readings)
-    refused: list[RefusedReading] = []
+    readings = load_pending(open_connection, "influxdb", limit)
+    skipped: list[RefusedReading] = []
     lines: list[str] = []
     positions: list[int] = []
     for position, reading in enumerate(readings):
         try:
             lines.append(reading_to_line(reading, precision))
         except (LineProtocolError, TypeError, ValueError) as error:
-            refused.append(RefusedReading(keys[position], "skipped", f"line protocol: {error}"))
-            finished[position] = True
+            skipped.append(RefusedReading(reading_key(reading), "skipped", f"line protocol: {error}"))
             continue
         positions.append(position)
     report = writer.write(lines)
-    for position, outcome in zip(positions, report.outcomes, strict=True):
-        if outcome.status == ACCEPTED:
-            finished[position] = True
-        elif outcome.status == REJECTED:
-            refused.append(RefusedReading(keys[position], "rejected", outcome.reason or "rejected"))
-            finished[position] = True
-    watermarks = advance_watermarks(keys, finished)
-    with open_connection() as connection:
-        save_sync_outcome(connection, "influxdb", watermarks, refused)
-    return SyncSummary(
-        pending=len(readings),
-        sent=len(lines),
-        accepted=report.count(ACCEPTED),
-        rejected=report.count(REJECTED),
-        skipped=len(readings) - len(lines),
-        failed=report.count(FAILED),
-        requests=report.requests,
-        seconds=report.seconds,
-        sensors_advanced=len(watermarks),
-        errors=report.errors,
-    )
+    return finish_sync(open_connection, "influxdb", readings, skipped, positions, report)

@@ -11,6 +11,7 @@ All SQL takes values as parameters or from a registered Arrow table; table names
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -33,6 +34,8 @@ READING_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 
 ReadingKey = tuple[str, int, datetime]
+# Opens a short-lived DuckDB connection (a context manager): the sinks never hold one across network I/O.
+ConnectionFactory = Callable[[], AbstractContextManager[Any]]
 
 # Per-record outcome of a write: ACCEPTED, REJECTED (the sink refused it; not retryable as is: recorded,
 # and the watermark may pass it) or FAILED (not known to be written: re-sent by the next run).
@@ -278,6 +281,62 @@ class SyncSummary:
             "records_per_s": round(self.records_per_s, 1),
             "sensors_advanced": self.sensors_advanced,
         }
+
+
+def load_pending(open_connection: ConnectionFactory, target: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """The readings `target` has not finished yet, read through a connection closed before any write starts."""
+    with open_connection() as connection:
+        ensure_sync_tables(connection, target)
+        return pending_readings(connection, target, limit)
+
+
+def finish_sync(
+    open_connection: ConnectionFactory,
+    target: str,
+    readings: Sequence[dict[str, Any]],
+    skipped: Sequence[RefusedReading],
+    sent_positions: Sequence[int],
+    report: WriteReport,
+    sent_versions: Sequence[int | None] | None = None,
+) -> SyncSummary:
+    """Close a sync run: `readings[sent_positions[i]]` was sent and got `report.outcomes[i]`; every other
+    reading was never sent and is in `skipped`. Accepted and refused readings are finished; refusals are
+    recorded (with `sent_versions[i]`, the record version sent, where the sink has one) and watermarks
+    advance over finished readings only, all saved in one transaction."""
+    if len(skipped) + len(sent_positions) != len(readings):
+        raise ValueError("every reading must be either sent or skipped")
+    keys = [reading_key(r) for r in readings]
+    finished = [True] * len(readings)  # the skipped ones are refused and recorded
+    for position in sent_positions:
+        finished[position] = False
+    refused = list(skipped)
+    for index, (position, outcome) in enumerate(zip(sent_positions, report.outcomes, strict=True)):
+        if outcome.status == ACCEPTED:
+            finished[position] = True
+        elif outcome.status == REJECTED:
+            version = sent_versions[index] if sent_versions is not None else None
+            refused.append(
+                RefusedReading(
+                    keys[position], "rejected", outcome.reason or "rejected", outcome.existing_version, version
+                )
+            )
+            finished[position] = True
+    watermarks = advance_watermarks(keys, finished)
+    with open_connection() as connection:
+        save_sync_outcome(connection, target, watermarks, refused)
+    return SyncSummary(
+        pending=len(readings),
+        sent=len(sent_positions),
+        accepted=report.count(ACCEPTED),
+        rejected=report.count(REJECTED),
+        skipped=len(skipped),
+        failed=report.count(FAILED),
+        requests=report.requests,
+        retries=report.retries,
+        seconds=report.seconds,
+        sensors_advanced=len(watermarks),
+        errors=report.errors,
+    )
 
 
 def sync_in_chunks(sync_chunk: Callable[[int], SyncSummary], chunk_rows: int, max_rows: int = 0) -> SyncSummary:

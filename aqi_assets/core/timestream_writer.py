@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from typing import Any
 
@@ -27,15 +26,14 @@ from aqi_assets.core.sync_state import (
     ACCEPTED,
     FAILED,
     REJECTED,
+    ConnectionFactory,
     RecordOutcome,
     RefusedReading,
     SyncSummary,
     WriteReport,
-    advance_watermarks,
-    ensure_sync_tables,
-    pending_readings,
+    finish_sync,
+    load_pending,
     reading_key,
-    save_sync_outcome,
 )
 from aqi_assets.core.timestream_records import (
     MAX_RECORDS_PER_WRITE,
@@ -169,9 +167,6 @@ class TimestreamWriter:
             outcomes[index] = RecordOutcome(ACCEPTED)
 
 
-ConnectionFactory = Callable[[], AbstractContextManager[Any]]
-
-
 def sync_to_timestream(
     open_connection: ConnectionFactory,
     writer: TimestreamWriter,
@@ -186,57 +181,23 @@ def sync_to_timestream(
     records with the same `Version` and `Time`, which Timestream accepts as no-ops.
     """
     now = now or datetime.now(timezone.utc)
-    with open_connection() as connection:
-        ensure_sync_tables(connection, "timestream")
-        readings = pending_readings(connection, "timestream", limit)
-    keys = [reading_key(r) for r in readings]
-    finished = [False] * len(readings)
-    refused: list[RefusedReading] = []
+    readings = load_pending(open_connection, "timestream", limit)
+    skipped: list[RefusedReading] = []
     to_send: list[dict[str, Any]] = []
     send_positions: list[int] = []
     for position, reading in enumerate(readings):
         try:
             record = build_record(reading)
         except RecordError as error:
-            refused.append(RefusedReading(keys[position], "skipped", str(error)))
-            finished[position] = True
+            skipped.append(RefusedReading(reading_key(reading), "skipped", str(error)))
             continue
         reason = classify_time(reading["timestamp"], now, window)
         if reason is not None:
-            refused.append(RefusedReading(keys[position], "skipped", reason, version=record["Version"]))
-            finished[position] = True
+            skipped.append(RefusedReading(reading_key(reading), "skipped", reason, version=record["Version"]))
             continue
         to_send.append(record)
         send_positions.append(position)
 
     report = writer.write(to_send)
-    for position, record, outcome in zip(send_positions, to_send, report.outcomes, strict=True):
-        if outcome.status == ACCEPTED:
-            finished[position] = True
-        elif outcome.status == REJECTED:
-            refused.append(
-                RefusedReading(
-                    keys[position],
-                    "rejected",
-                    outcome.reason or "rejected",
-                    outcome.existing_version,
-                    record["Version"],
-                )
-            )
-            finished[position] = True
-    watermarks = advance_watermarks(keys, finished)
-    with open_connection() as connection:
-        save_sync_outcome(connection, "timestream", watermarks, refused)
-    return SyncSummary(
-        pending=len(readings),
-        sent=len(to_send),
-        accepted=report.count(ACCEPTED),
-        rejected=report.count(REJECTED),
-        skipped=len(readings) - len(to_send),
-        failed=report.count(FAILED),
-        requests=report.requests,
-        retries=report.retries,
-        seconds=report.seconds,
-        sensors_advanced=len(watermarks),
-        errors=report.errors,
-    )
+    versions = [record["Version"] for record in to_send]
+    return finish_sync(open_connection, "timestream", readings, skipped, send_positions, report, versions)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -15,6 +13,7 @@ from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
 from pydantic import Field
 
+from aqi_assets.core.fetch import parse_file_roots
 from aqi_assets.resources.env import env_or
 
 JHU_CONFIRMED_GLOBAL_URL = (
@@ -43,7 +42,7 @@ class CovidSource(dg.ConfigurableResource):
     read_timeout_s: float = 60.0
 
     def file_roots(self) -> Sequence[str]:
-        return [root for root in re.split(rf"[,{re.escape(os.pathsep)}]", self.allowed_file_roots) if root.strip()]
+        return parse_file_roots(self.allowed_file_roots)
 
 
 class ReplacingDuckDBPandasTypeHandler(DuckDBPandasTypeHandler):

@@ -7,7 +7,15 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from aqi_assets.core.fetch import DEFAULT_USER_AGENT, FetchResult, build_session, download, file_url_path, utc_now
+from aqi_assets.core.fetch import (
+    DEFAULT_USER_AGENT,
+    FetchResult,
+    build_session,
+    download,
+    file_url_path,
+    parse_file_roots,
+    utc_now,
+)
 from aqi_assets.core.lake import day_directory, snapshot_name
 
 
@@ -22,8 +30,8 @@ class SnapshotSource(dg.ConfigurableResource):
     )
     allowed_file_roots: str = Field(
         default="",
-        description="Comma-separated directories that file:// URLs may read from (AQI_ALLOWED_FILE_ROOTS); "
-        "empty = the directory of the configured file URL only.",
+        description="Directories that file:// URLs may read from, separated by ',' or the OS path separator "
+        "(AQI_ALLOWED_FILE_ROOTS); empty = the directory of the configured file URL only.",
     )
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0
@@ -35,7 +43,7 @@ class SnapshotSource(dg.ConfigurableResource):
         return {"5min": self.url_5min, "24h": self.url_24h}[period]
 
     def file_roots(self, period: str) -> list[str]:
-        roots = [r.strip() for r in self.allowed_file_roots.split(",") if r.strip()]
+        roots = parse_file_roots(self.allowed_file_roots)
         if roots:
             return roots
         url = self.url_for(period)
