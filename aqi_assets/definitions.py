@@ -10,7 +10,11 @@ import dagster as dg
 
 from aqi_assets.assets.covid import covid_asset_checks, covid_assets, covid_jobs, covid_schedules
 from aqi_assets.assets.ingest import ingest_assets, ingest_jobs
-from aqi_assets.assets.readings_checks import readings_asset_checks
+from aqi_assets.assets.readings_checks import (
+    aqi_history_audit_job,
+    aqi_history_audit_schedule,
+    readings_asset_checks,
+)
 from aqi_assets.assets.sync import sync_asset_checks, sync_assets
 from aqi_assets.automation.sensors import (
     alert_resources,
@@ -45,8 +49,8 @@ def defs() -> dg.Definitions:
     return dg.Definitions(
         assets=[*ingest_assets, *sync_assets, *covid_assets],
         asset_checks=[*readings_asset_checks, *sync_asset_checks, *covid_asset_checks],
-        jobs=[*ingest_jobs, *covid_jobs],
-        schedules=[*automation_schedules, *covid_schedules],
+        jobs=[*ingest_jobs, aqi_history_audit_job, *covid_jobs],
+        schedules=[*automation_schedules, aqi_history_audit_schedule, *covid_schedules],
         sensors=[*automation_sensors, *build_automation_sensors()],
         resources=build_resources(),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -10,13 +11,13 @@ import duckdb
 import pytest
 
 from aqi_assets.assets.ingest import ingest_assets
-from aqi_assets.assets.readings_checks import readings_asset_checks
+from aqi_assets.assets.readings_checks import aqi_history_audit_job, readings_asset_checks
 from aqi_assets.assets.sync import sync_assets
 from aqi_assets.core import readings_checks as checks
 from aqi_assets.core.duckdb_conn import duckdb_connection
 from aqi_assets.resources.storage import AqiStorage
 from aqi_assets.resources.sync import InfluxDBResource, TimestreamResource
-from aqi_assets_tests.conftest import snapshot_source
+from aqi_assets_tests.conftest import fragment_records, snapshot_source
 
 BLOCKING = {
     "indices_match_concentrations", "indices_in_range", "overall_index_is_max_sub_index",
@@ -112,13 +113,14 @@ def test_duplicate_keys_are_caught(tmp_path: Path, ingested: AqiStorage) -> None
 
 def test_warning_checks(ingested: AqiStorage) -> None:
     with duckdb_connection(ingested.duckdb_path) as connection:
-        assert checks.quarantine_share(connection, 0.05).passed
-        connection.execute(
-            "INSERT INTO rejected_values SELECT period, sensor_id, \"timestamp\", 'P1', 'nan', 'NaN', snapshot, "
-            "ingested_at, 'value' FROM aqi_readings"
-        )
+        clean = checks.quarantine_share(connection, 0.05)
+        assert clean.passed and clean.figures["quarantined_share/5min"] == 0.0
+        # A snapshot in which 50 of 488 values broke a rule (as snapshot_log records it at merge time).
+        connection.execute("UPDATE snapshot_log SET values_invalid = 50")
         outcome = checks.quarantine_share(connection, 0.05)
-        assert not outcome.passed and outcome.details["per_period"]["5min"]["quarantined"] == 243
+        (only,) = outcome.details["per_snapshot"].values()
+        assert not outcome.passed and (only["quarantined"], only["values"]) == (50, 488)
+        assert outcome.figures["quarantined_share/5min"] == round(50 / 488, 4)
         humid = checks.humid_pm_share(connection)
         assert humid.passed and humid.details["per_period"]["5min"]["pm_readings"] == 140
         connection.execute("UPDATE aqi_readings SET humidity = 99.9 WHERE humidity IS NOT NULL")
@@ -136,3 +138,49 @@ def test_warning_checks(ingested: AqiStorage) -> None:
         fresh_now = datetime(2019, 4, 16, 14, 40, tzinfo=timezone.utc)
         assert checks.readings_fresh(connection, now=fresh_now).passed
         assert not checks.readings_fresh(connection, now=fresh_now + timedelta(minutes=15)).passed
+
+
+def test_checks_after_an_ingest_look_at_that_run_and_the_audit_job_at_everything(
+    ingested: AqiStorage, tmp_path: Path
+) -> None:
+    # An old, already-checked reading gets corrupted; a new snapshot arrives.
+    corrupt(ingested, "UPDATE aqi_readings SET daqi_band = 'High' WHERE sensor_id = 13554")
+    later = tmp_path / "later.json"
+    records = [{**r, "timestamp": "2019-04-16 14:27:52"} for r in fragment_records()]
+    later.write_text(json.dumps(records))
+    result = dg.materialize(
+        [*ingest_assets, *readings_asset_checks], selection=["raw_snapshot_5min", "aqi_readings"],
+        resources={"storage": ingested, "snapshots": snapshot_source(later.as_uri())}, raise_on_error=False,
+    )
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    band = evaluations["daqi_band_matches_index"]
+    assert band.passed and band.metadata["checked_rows"].value == 243  # this run's rows only
+    # The daily audit runs the same checks over the whole history and finds the old corruption.
+    audit = dg.Definitions(
+        assets=ingest_assets, asset_checks=readings_asset_checks, jobs=[aqi_history_audit_job],
+        resources={"storage": ingested, "snapshots": snapshot_source("http://127.0.0.1:9/unused")},
+    ).resolve_job_def("aqi_history_audit_job").execute_in_process(raise_on_error=False)
+    audited = {e.check_name: e for e in audit.get_asset_check_evaluations()}
+    assert audited["daqi_band_matches_index"].passed is False
+    assert audited["daqi_band_matches_index"].metadata["checked_rows"].value == 486
+    assert audited["indices_match_concentrations"].metadata["failing_rows"].value == 1
+
+
+def test_repeated_readings_are_not_quarantined_twice(storage: AqiStorage, tmp_path: Path) -> None:
+    records = fragment_records()
+    records[0]["sensordatavalues"][0]["value"] = "nan"
+    body = json.dumps(records)
+    for name in ("first", "second"):
+        source = tmp_path / name / "data.json"
+        source.parent.mkdir()
+        source.write_text(body)
+        assert dg.materialize(
+            ingest_assets, selection=["raw_snapshot_5min", "aqi_readings"],
+            resources={"storage": storage, "snapshots": snapshot_source(source.as_uri())},
+        ).success
+    with duckdb.connect(storage.duckdb_path, read_only=True) as connection:
+        assert connection.execute("SELECT count(*) FROM rejected_values").fetchone() == (1,)
+        log = connection.execute("SELECT values_invalid, rows_inserted FROM snapshot_log ORDER BY processed_at")
+        assert log.fetchall() == [(1, 243), (1, 0)]  # each snapshot judged on its own content
+        share = checks.quarantine_share(connection, 0.05)
+    assert share.passed and share.figures["quarantined_share/5min"] == round(1 / 488, 4)

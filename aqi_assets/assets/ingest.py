@@ -17,6 +17,11 @@ from aqi_assets.resources.storage import AqiStorage
 OWNERS = ["team:air-quality"]
 FETCH_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 PERIOD_LABEL = {"5min": "5-minute averages (data.json)", "24h": "24-hour averages (data.24h.json)"}
+# Per period: the 5-minute file changes every minute, the 24-hour file every few minutes but is often stale.
+RAW_FRESHNESS = {
+    "5min": dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=30), warn_window=timedelta(minutes=15)),
+    "24h": dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26), warn_window=timedelta(hours=2)),
+}
 
 
 def _raw_snapshot_asset(period: str) -> dg.AssetsDefinition:
@@ -27,6 +32,7 @@ def _raw_snapshot_asset(period: str) -> dg.AssetsDefinition:
         owners=OWNERS,
         tags={"period": period},
         retry_policy=FETCH_RETRY,
+        freshness_policy=RAW_FRESHNESS[period],
         description=(
             f"Sensor.Community {PERIOD_LABEL[period]}, stored byte for byte (gzip) in the raw lake before any "
             "parsing; a body that is not a JSON array fails here and is kept with an `.invalid` suffix."
@@ -112,9 +118,9 @@ def aqi_readings(context: dg.AssetExecutionContext, config: AqiReadingsConfig, s
                 if path.name in done:
                     continue
                 try:
-                    stats = merge_snapshot(connection, path, period)
+                    stats = merge_snapshot(connection, path, period, run_id=context.run_id)
                 except SnapshotFormatError as error:
-                    record_unreadable(connection, path.name, period, str(error))
+                    record_unreadable(connection, path.name, period, str(error), run_id=context.run_id)
                     unreadable.append(f"{path}: {error}")
                     continue
                 merged.append(stats)

@@ -1,16 +1,28 @@
-"""Asset checks on `aqi_readings`: blocking ones guard the indices, warnings flag data-quality trouble."""
+"""Asset checks on `aqi_readings`: blocking ones guard the indices, warnings flag data-quality trouble.
 
+After an ingest, each check looks at the rows that run merged (its cost follows the data added, not the size
+of the history); `aqi_history_audit_job` (daily) runs the same checks over the whole history.
+"""
 
 from collections.abc import Callable
 from datetime import datetime
 
 import dagster as dg
 import duckdb
+from pydantic import Field
 
 from aqi_assets.core import readings_checks as checks
 from aqi_assets.resources.storage import AqiStorage
 
 QUARANTINE_WARN_SHARE = 0.05  # above 5 % quarantined values, something upstream is off
+
+Evaluate = Callable[[duckdb.DuckDBPyConnection, checks.Scope], checks.CheckOutcome]
+
+
+class ReadingsCheckConfig(dg.Config):
+    full_history: bool = Field(
+        default=False, description="Check every row of the history, not only the rows this run merged."
+    )
 
 
 def _result(outcome: checks.CheckOutcome, severity: dg.AssetCheckSeverity) -> dg.AssetCheckResult:
@@ -32,25 +44,16 @@ def _result(outcome: checks.CheckOutcome, severity: dg.AssetCheckSeverity) -> dg
     return dg.AssetCheckResult(passed=outcome.passed, severity=severity, metadata=metadata)
 
 
-def _check(
-    name: str,
-    description: str,
-    evaluate: Callable[[duckdb.DuckDBPyConnection], checks.CheckOutcome],
-    *,
-    blocking: bool,
-) -> dg.AssetChecksDefinition:
+def _check(name: str, description: str, evaluate: Evaluate, *, blocking: bool) -> dg.AssetChecksDefinition:
     severity = dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN
 
-    @dg.asset_check(
-        asset="aqi_readings",
-        name=name,
-        description=description,
-        blocking=blocking,
-        pool="duckdb",
-    )
-    def _asset_check(storage: AqiStorage) -> dg.AssetCheckResult:
+    @dg.asset_check(asset="aqi_readings", name=name, description=description, blocking=blocking, pool="duckdb")
+    def _asset_check(
+        context: dg.AssetCheckExecutionContext, config: ReadingsCheckConfig, storage: AqiStorage
+    ) -> dg.AssetCheckResult:
         with storage.connect() as connection:
-            return _result(evaluate(connection), severity)
+            scope = None if config.full_history else checks.scope_snapshots(connection, context.run.run_id)
+            return _result(evaluate(connection, scope), severity)
 
     return _asset_check
 
@@ -59,50 +62,68 @@ readings_asset_checks = [
     _check(
         "indices_match_concentrations",
         "Blocking: every DAQI / US AQI value and label equals the one recomputed from the stored PM2.5 and PM10.",
-        checks.indices_match_concentrations,
+        lambda connection, scope: checks.indices_match_concentrations(connection, scope),
         blocking=True,
     ),
     _check(
         "indices_in_range",
         "Blocking: DAQI within 1–10 and US AQI within 0–500.",
-        checks.indices_in_range,
+        lambda connection, scope: checks.indices_in_range(connection, scope),
         blocking=True,
     ),
     _check(
         "overall_index_is_max_sub_index",
         "Blocking: the overall DAQI and US AQI equal the highest of their PM sub-indices.",
-        checks.overall_is_max_of_sub_indices,
+        lambda connection, scope: checks.overall_is_max_of_sub_indices(connection, scope),
         blocking=True,
     ),
     _check(
         "daqi_band_matches_index",
         "Blocking: daqi_band is Low 1–3, Moderate 4–6, High 7–9, Very High 10.",
-        checks.daqi_band_matches_index,
+        lambda connection, scope: checks.daqi_band_matches_index(connection, scope),
         blocking=True,
     ),
     _check(
         "no_duplicate_readings",
         "Blocking: (period, sensor_id, timestamp) is unique.",
-        checks.no_duplicate_readings,
+        lambda connection, scope: checks.no_duplicate_readings(connection, scope),
         blocking=True,
     ),
     _check(
         "quarantine_share",
-        f"Warning: more than {QUARANTINE_WARN_SHARE:.0%} of the values of the newest snapshot were quarantined.",
-        lambda connection: checks.quarantine_share(connection, QUARANTINE_WARN_SHARE),
+        f"Warning: more than {QUARANTINE_WARN_SHARE:.0%} of a merged snapshot's values were quarantined.",
+        lambda connection, scope: checks.quarantine_share(connection, QUARANTINE_WARN_SHARE, scope),
         blocking=False,
     ),
     _check(
         "humid_pm_share",
-        "Warning: more than half of the PM sensors sit at a station reporting humidity above 70 % "
-        "(optical PM reads high in humid air).",
-        checks.humid_pm_share,
+        "Warning: more than half of the PM sensors sit at a station reporting humidity above 70 % at the same "
+        "time (optical PM reads high in humid air).",
+        lambda connection, scope: checks.humid_pm_share(connection, scope=scope),
         blocking=False,
     ),
     _check(
         "readings_fresh",
         "Warning: no new reading for more than 30 minutes (5-minute period) or 26 hours (24-hour period).",
-        checks.readings_fresh,
+        lambda connection, _scope: checks.readings_fresh(connection),
         blocking=False,
     ),
 ]
+
+CHECK_STEP_NAMES = [c.node_def.name for c in readings_asset_checks]
+
+aqi_history_audit_job = dg.define_asset_job(
+    "aqi_history_audit_job",
+    selection=dg.AssetSelection.checks_for_assets("aqi_readings"),
+    description="Runs every check on aqi_readings over the whole history (after an ingest they look at the "
+    "rows that run merged).",
+    config={"ops": {step: {"config": {"full_history": True}} for step in CHECK_STEP_NAMES}},
+    executor_def=dg.in_process_executor,
+)
+aqi_history_audit_schedule = dg.ScheduleDefinition(
+    name="aqi_history_audit_schedule",
+    job=aqi_history_audit_job,
+    cron_schedule="0 3 * * *",
+    execution_timezone="UTC",
+    description="Daily 03:00 UTC audit of the whole AQI history.",
+)

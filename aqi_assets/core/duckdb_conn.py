@@ -16,7 +16,7 @@ from pathlib import Path
 
 import duckdb
 
-from aqi_assets.core.schema import ALL_DDL
+from aqi_assets.core.schema import ALL_DDL, MIGRATIONS
 
 _LOCK_PATTERN = re.compile(r"lock", re.IGNORECASE)
 
@@ -72,5 +72,5 @@ def duckdb_connection(
 
 
 def ensure_schema(connection: duckdb.DuckDBPyConnection) -> None:
-    for ddl in ALL_DDL:
+    for ddl in (*ALL_DDL, *MIGRATIONS):
         connection.execute(ddl)

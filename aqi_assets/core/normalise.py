@@ -79,7 +79,9 @@ class MergeStats:
     readings: int
     rows_inserted: int
     rows_duplicate: int
-    values_rejected: int
+    values_rejected: int  # rows added to rejected_values (bad values of readings not seen before)
+    values_read: int  # value entries in the snapshot
+    values_invalid: int  # of those, the ones that broke a rule (including those of already-known readings)
     lenient_parse: bool
 
 
@@ -293,12 +295,14 @@ def _stage_values(connection: duckdb.DuckDBPyConnection, period: str) -> None:
 
 
 def _rejected_rows_sql() -> str:
+    # Readings the history already holds were quarantined when first seen (see _stage_known_keys).
+    new_key = "NOT EXISTS (SELECT 1 FROM known k WHERE k.sensor_id = {0}.sensor_id AND k.ts = {0}.ts)"
     return f"""
         SELECT $period, sensor_id, ts, value_type,
                CASE WHEN length(raw_value) > {MAX_KEPT_RAW_CHARS}
                     THEN left(raw_value, {MAX_KEPT_RAW_CHARS}) || '…' ELSE raw_value END,
                reason, $snapshot, $now::TIMESTAMP, 'value'
-        FROM vals WHERE reason IS NOT NULL
+        FROM vals WHERE reason IS NOT NULL AND {new_key.format("vals")}
         UNION ALL
         -- Records rejected as a whole that carried no value (or whose shape was malformed) still leave a row.
         SELECT $period, r.sensor_id, r.ts, NULL,
@@ -306,8 +310,9 @@ def _rejected_rows_sql() -> str:
                coalesce(r.record_reason, '{DUPLICATE_REASON}'),
                $snapshot, $now::TIMESTAMP, 'record'
         FROM recs r
-        WHERE r.bad_shape IS NOT NULL
-           OR ((r.record_reason IS NOT NULL OR r.superseded) AND len(coalesce(r.sdv, [])) = 0)
+        WHERE (r.bad_shape IS NOT NULL
+               OR ((r.record_reason IS NOT NULL OR r.superseded) AND len(coalesce(r.sdv, [])) = 0))
+          AND {new_key.format("r")}
         UNION ALL
         -- Coordinates outside the globe: the reading keeps NULL coordinates, the raw pair is kept here.
         SELECT $period, sensor_id, ts, 'location', lat::VARCHAR || ',' || lon::VARCHAR,
@@ -315,6 +320,7 @@ def _rejected_rows_sql() -> str:
         FROM recs
         WHERE record_reason IS NULL AND NOT superseded
           AND (NOT lat BETWEEN -90 AND 90 OR NOT lon BETWEEN -180 AND 180)
+          AND {new_key.format("recs")}
     """
 
 
@@ -342,25 +348,31 @@ def merge_snapshot(
     period: str,
     snapshot: str | None = None,
     now: datetime | None = None,
+    run_id: str | None = None,
 ) -> MergeStats:
     """Merge one raw snapshot file into `aqi_readings` / `rejected_values` / `snapshot_log`, exactly once.
 
     Raises SnapshotFormatError (nothing written) when the file is not a JSON array. Returns zero counts when
-    the snapshot was merged before.
+    the snapshot was merged before. ``run_id`` (the Dagster run) lets that run's checks find these rows.
     """
     _check_period(period)
     snapshot = snapshot or path.name
     now = now or datetime.now(timezone.utc)
+    stamp = now.replace(tzinfo=None)
     done = connection.execute("SELECT status FROM snapshot_log WHERE snapshot = ?", [snapshot]).fetchone()
     if done is not None:
-        return MergeStats(snapshot, period, 0, 0, 0, 0, 0, False)
+        return MergeStats(snapshot, period, 0, 0, 0, 0, 0, 0, 0, False)
     try:
         # Staging lives in temp tables outside the transaction: a typed-reader failure must not abort it.
         lenient = _stage_records(connection, path, now)
         records = connection.execute("SELECT count(*) FROM recs").fetchone()[0]
         _stage_values(connection, period)
+        values_read, values_invalid = connection.execute(
+            "SELECT count(*), count(reason) FROM vals"
+        ).fetchone()
         connection.register("index_table", _index_table(connection))
         connection.execute("BEGIN TRANSACTION")
+        _stage_known_keys(connection, period)
         columns = ["measurement_id", "location_id", "country", "latitude", "longitude", "altitude",
                    "indoor", "sensor_type", *MEASUREMENT_COLUMNS, "other_values"]
         index_names = list(INDEX_COLUMNS)
@@ -368,21 +380,26 @@ def merge_snapshot(
             f"""
             INSERT OR IGNORE INTO aqi_readings
                 (period, sensor_id, "timestamp", {", ".join(columns)}, {", ".join(index_names)},
-                 snapshot, ingested_at)
+                 snapshot, ingested_at, ingest_seq)
             SELECT r.period, r.sensor_id, r."timestamp", {", ".join("r." + c for c in columns)},
-                   {", ".join("i." + c for c in index_names)}, $snapshot, $now::TIMESTAMP
+                   {", ".join("i." + c for c in index_names)}, $snapshot, $now::TIMESTAMP, $seq
             FROM readings r JOIN index_table i USING (rn)
             """,
-            {"snapshot": snapshot, "now": now.replace(tzinfo=None)},
+            {
+                "snapshot": snapshot,
+                "now": stamp,
+                "seq": connection.execute("SELECT nextval('aqi_ingest_seq')").fetchone()[0],
+            },
         ).fetchone()[0]
         readings = connection.execute("SELECT count(*) FROM readings").fetchone()[0]
         rejected = connection.execute(
             f"INSERT INTO rejected_values {_rejected_rows_sql()}",
-            {"period": period, "snapshot": snapshot, "now": now.replace(tzinfo=None)},
+            {"period": period, "snapshot": snapshot, "now": stamp},
         ).fetchone()[0]
         connection.execute(
-            "INSERT INTO snapshot_log VALUES (?, ?, 'merged', ?, ?, ?, ?, NULL, ?)",
-            [snapshot, period, records, inserted, readings - inserted, rejected, now.replace(tzinfo=None)],
+            "INSERT INTO snapshot_log VALUES (?, ?, 'merged', ?, ?, ?, ?, NULL, ?, ?, ?, ?)",
+            [snapshot, period, records, inserted, readings - inserted, rejected, stamp, run_id, values_read,
+             values_invalid],
         )
         connection.execute("COMMIT")
     except BaseException:
@@ -392,17 +409,44 @@ def merge_snapshot(
     finally:
         with contextlib.suppress(duckdb.Error):
             connection.unregister("index_table")
-        for table in ("recs", "vals", "readings"):
+        for table in ("recs", "vals", "readings", "known"):
             connection.execute(f"DROP TABLE IF EXISTS {table}")
-    return MergeStats(snapshot, period, records, readings, inserted, readings - inserted, rejected, lenient)
+    return MergeStats(
+        snapshot, period, records, readings, inserted, readings - inserted, rejected, values_read, values_invalid,
+        lenient,
+    )
+
+
+def _stage_known_keys(connection: duckdb.DuckDBPyConnection, period: str) -> None:
+    """Temp table `known`: the snapshot's (sensor, timestamp) keys the history already holds.
+
+    Consecutive snapshots repeat most readings; their bad values were quarantined when first seen, so they are
+    not quarantined again. The time range lets DuckDB skip all older row groups (zone maps).
+    """
+    connection.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE known AS
+        SELECT DISTINCT a.sensor_id, a."timestamp" AS ts
+        FROM aqi_readings a
+        SEMI JOIN recs r ON a.sensor_id = r.sensor_id AND a."timestamp" = r.ts
+        WHERE a.period = $period
+          AND a."timestamp" BETWEEN (SELECT min(ts) FROM recs) AND (SELECT max(ts) FROM recs)
+        """,
+        {"period": period},
+    )
 
 
 def record_unreadable(
-    connection: duckdb.DuckDBPyConnection, snapshot: str, period: str, error: str, now: datetime | None = None
+    connection: duckdb.DuckDBPyConnection,
+    snapshot: str,
+    period: str,
+    error: str,
+    now: datetime | None = None,
+    run_id: str | None = None,
 ) -> None:
     """Note a snapshot that cannot be parsed, so later runs skip it (the raw file stays for a replay)."""
     now = now or datetime.now(timezone.utc)
     connection.execute(
-        "INSERT OR REPLACE INTO snapshot_log VALUES (?, ?, 'unreadable', NULL, 0, 0, 0, ?, ?)",
-        [snapshot, period, error, now.replace(tzinfo=None)],
+        "INSERT OR REPLACE INTO snapshot_log VALUES (?, ?, 'unreadable', NULL, 0, 0, 0, ?, ?, ?, NULL, NULL)",
+        [snapshot, period, error, now.replace(tzinfo=None), run_id],
     )

@@ -32,12 +32,15 @@ def _counts(connection: duckdb.DuckDBPyConnection, column: str, labels: list[str
 
 
 def worst_sensors_markdown(connection: duckdb.DuckDBPyConnection, limit: int = 10) -> str:
-    """The outdoor sensors with the highest index in their latest reading, per period, as a markdown table."""
+    """The outdoor sensors with the highest index in their latest reading (merged in the last day), as a markdown
+    table."""
     rows = connection.execute(
         """
         WITH latest AS (
             SELECT * FROM aqi_readings
             WHERE NOT coalesce(indoor, false) AND daqi IS NOT NULL
+              -- the current picture: readings merged in the day before the newest merge (zone maps skip the rest)
+              AND ingested_at >= (SELECT max(processed_at) FROM snapshot_log) - INTERVAL 1 DAY
             QUALIFY row_number() OVER (PARTITION BY period, sensor_id ORDER BY "timestamp" DESC) = 1
         )
         SELECT period, sensor_id, "timestamp", country, location_id, pm25, pm10, daqi, daqi_band, aqi_us,

@@ -48,9 +48,14 @@ CREATE TABLE IF NOT EXISTS aqi_readings (
     {", ".join(f"{c} {t}" for c, t in INDEX_COLUMNS.items())},
     snapshot VARCHAR NOT NULL,
     ingested_at TIMESTAMP NOT NULL,
+    -- One number per merge, increasing: sync watermarks follow it, so a late reading (an older timestamp
+    -- merged later) is still sent.
+    ingest_seq BIGINT,
     PRIMARY KEY (period, sensor_id, "timestamp")
 )
 """
+
+INGEST_SEQUENCE_DDL = "CREATE SEQUENCE IF NOT EXISTS aqi_ingest_seq START 1"
 
 REJECTED_VALUES_DDL = """
 CREATE TABLE IF NOT EXISTS rejected_values (
@@ -80,11 +85,22 @@ CREATE TABLE IF NOT EXISTS snapshot_log (
     rows_duplicate BIGINT,
     values_rejected BIGINT,
     error VARCHAR,
-    processed_at TIMESTAMP NOT NULL
+    processed_at TIMESTAMP NOT NULL,
+    run_id VARCHAR,  -- the Dagster run that merged it: its checks look at exactly these rows
+    values_read BIGINT,  -- every value entry of the snapshot
+    values_invalid BIGINT  -- of those, the ones that failed a rule (also those of already-known readings)
 )
 """
 
-ALL_DDL: tuple[str, ...] = (AQI_READINGS_DDL, REJECTED_VALUES_DDL, SNAPSHOT_LOG_DDL)
+ALL_DDL: tuple[str, ...] = (INGEST_SEQUENCE_DDL, AQI_READINGS_DDL, REJECTED_VALUES_DDL, SNAPSHOT_LOG_DDL)
+
+# Columns added after the first release of a table, for files created before them.
+MIGRATIONS: tuple[str, ...] = (
+    "ALTER TABLE aqi_readings ADD COLUMN IF NOT EXISTS ingest_seq BIGINT",
+    "ALTER TABLE snapshot_log ADD COLUMN IF NOT EXISTS run_id VARCHAR",
+    "ALTER TABLE snapshot_log ADD COLUMN IF NOT EXISTS values_read BIGINT",
+    "ALTER TABLE snapshot_log ADD COLUMN IF NOT EXISTS values_invalid BIGINT",
+)
 
 # Shown in the UI's column table of `aqi_readings`.
 COLUMN_DESCRIPTIONS: dict[str, str] = {
@@ -119,4 +135,5 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "aqi_us_beyond": "a concentration above the top breakpoint (AQI reported as 500)",
     "snapshot": "raw snapshot file the reading came from",
     "ingested_at": "when the reading was merged, UTC",
+    "ingest_seq": "merge number (increasing); the sync watermarks follow it",
 }
