@@ -14,6 +14,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from aqi_assets.assets.covid import covid_assets, covid_jobs, covid_schedules
+from aqi_assets.core.fetch import FetchError, download
 from aqi_assets.resources.covid import COVID_SCHEMA, CovidDuckDBIOManager, CovidSource, covid_resources
 from aqi_assets.resources.storage import AqiStorage
 from aqi_assets_tests.conftest import local_http_server
@@ -191,3 +192,28 @@ def test_definitions_job_and_schedule() -> None:
     assert {node.name for node in job.nodes} == {asset_def.node_def.name for asset_def in covid_assets}
     source = covid_resources(dg.EnvVar("AQI_DUCKDB_PATH"))["covid_source"]
     assert source.csv_url.startswith("https://raw.githubusercontent.com/CSSEGISandData/")
+
+
+def test_file_urls_read_only_from_their_own_directory_unless_roots_are_configured(tmp_path: Path) -> None:
+    """Without AQI_ALLOWED_FILE_ROOTS a file:// source may read its own directory only (as the snapshot
+    source does), not any path of the machine."""
+    inbox, shapes, elsewhere = tmp_path / "inbox", tmp_path / "shapes", tmp_path / "elsewhere"
+    for directory in (inbox, shapes, elsewhere):
+        directory.mkdir()
+    csv, secret = inbox / "confirmed.csv", elsewhere / "secret.csv"
+    csv.write_bytes(b"Province/State,Country/Region,Lat,Long,1/22/20\n,Chad,15.4,18.7,0\n")
+    secret.write_bytes(b"not for the pipeline\n")
+    source = CovidSource(csv_url=csv.as_uri(), continents_url=(shapes / "World_Continents.zip").as_uri())
+    assert source.file_roots(source.csv_url) == [str(inbox.resolve())]
+    assert source.file_roots(source.continents_url) == [str(shapes.resolve())]
+    assert source.file_roots("https://example.org/covid.csv") == []
+
+    out = tmp_path / "out"
+    kept = download(csv.as_uri(), out, lambda sha, _: f"{sha}.gz", allowed_file_roots=source.file_roots(csv.as_uri()))
+    assert gzip.decompress(kept.path.read_bytes()) == csv.read_bytes()
+    with pytest.raises(FetchError, match="outside the allowed roots"):
+        download(secret.as_uri(), out, lambda sha, _: f"{sha}.gz", allowed_file_roots=source.file_roots(csv.as_uri()))
+
+    configured = CovidSource(csv_url=csv.as_uri(), allowed_file_roots=f" {elsewhere} , {inbox}")
+    assert configured.file_roots(csv.as_uri()) == [str(elsewhere), str(inbox)]
+    assert download(secret.as_uri(), out, lambda sha, _: f"{sha}.gz", allowed_file_roots=configured.file_roots(""))

@@ -197,3 +197,28 @@ def test_v2_request_format(httpserver: HTTPServer, tmp_path: Path) -> None:
     assert sorted(body.split("\n")) == sorted(reading_to_line(r, "ms") for r in readings)
     parsed = urllib.parse.parse_qs(urllib.parse.urlsplit(request.url).query)
     assert parsed == {"org": ["my org"], "bucket": ["air"], "precision": ["ms"]}
+
+
+def test_a_late_reading_merged_after_a_sync_is_sent_by_the_next_one(influxd: LocalInfluxd, tmp_path: Path) -> None:
+    """The watermark follows ingest order: a reading with an older timestamp, merged after its sensor was
+    synced, is written by the next sync."""
+    db_path = tmp_path / "aqi.duckdb"
+    readings = synthetic_readings(20, now=NOW, per_sensor=4, seed=23)
+    for row in readings:
+        row["ingest_seq"] = 7
+    fill(db_path, readings)
+    resource = InfluxDBResource(url=influxd.url, api="v1", database="aqi_late", create_database=True)
+    assert materialize(db_path, resource)["records_accepted"] == len(readings)
+
+    sensor = readings[0]["sensor_id"]
+    oldest = min(r["timestamp"] for r in readings if r["sensor_id"] == sensor)
+    late = {**readings[0], "timestamp": oldest - timedelta(minutes=45), "pm25": 33.25, "ingest_seq": 8}
+    fill(db_path, [late])
+    second = materialize(db_path, resource)
+    assert second["records_sent"] == second["records_accepted"] == 1
+    points = read_back(influxd, "aqi_late")
+    assert len(points) == len(readings) + 1
+    assert points[("5min", str(sensor), to_epoch(late["timestamp"], "ms"))]["pm25"] == 33.25
+    with duckdb_connection(db_path) as connection:
+        assert count_pending(connection, "influxdb") == 0
+    assert materialize(db_path, resource)["records_sent"] == 0

@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 from aqi_assets.assets.sync import influxdb_readings, timestream_readings
 from aqi_assets.bench.sync_common import insert_readings, synthetic_readings
 from aqi_assets.core.duckdb_conn import duckdb_connection
-from aqi_assets.core.sync_state import advance_watermarks, count_pending
+from aqi_assets.core.sync_state import advance_watermarks, count_pending, load_pending
 from aqi_assets.core.timestream_records import (
     MEASURE_TYPES,
     RecordError,
@@ -214,9 +214,15 @@ def test_time_window_classification() -> None:
 
 def test_watermark_stops_before_the_first_unfinished_reading() -> None:
     t = [datetime(2024, 1, 1, 0, m) for m in range(5)]
-    keys = [("5min", 1, t[0]), ("5min", 1, t[1]), ("5min", 1, t[2]), ("5min", 2, t[0]), ("5min", 3, t[4])]
+    keys = [
+        ("5min", 1, 0, t[0]), ("5min", 1, 0, t[1]), ("5min", 1, 0, t[2]), ("5min", 2, 0, t[0]), ("5min", 3, 0, t[4])
+    ]  # fmt: skip
     marks = advance_watermarks(keys, [True, False, True, True, False])
-    assert marks == {("5min", 1): t[0], ("5min", 2): t[0]}
+    assert marks == {("5min", 1): (0, t[0]), ("5min", 2): (0, t[0])}
+    # Ingest order comes first: a late reading (older timestamp, later merge) sits after the newer ones.
+    late = [("5min", 1, 1, t[3]), ("5min", 1, 2, t[0]), ("5min", 1, 3, t[4])]
+    assert advance_watermarks(late, [True, True, False]) == {("5min", 1): (2, t[0])}
+    assert advance_watermarks(late, [True, False, True]) == {("5min", 1): (1, t[3])}
 
 
 # ---------------------------------------------------------------- against moto over HTTP
@@ -500,3 +506,61 @@ def test_crash_between_write_and_watermark_save_is_idempotent(
     assert len(by_key) == len(readings)
     assert all(len(versions) == 1 for versions in by_key.values())
     assert sync_to_timestream(connector(db_path), resource.writer(client), window).sent == 0
+
+
+def test_a_late_reading_merged_after_a_sync_is_sent_by_the_next_one(
+    db_path: Path, resource: TimestreamResource
+) -> None:
+    """The watermark follows ingest order: a reading with an older timestamp, merged after the sensor was
+    synced (a replayed snapshot, a skewed clock), is still sent."""
+    readings = synthetic_readings(40, now=NOW, per_sensor=4, seed=21)
+    for row in readings:
+        row["ingest_seq"] = 1
+    fill(db_path, readings)
+    first = metadata_of(materialize(db_path, resource), "timestream_readings")
+    assert first["records_sent"] == first["records_accepted"] == len(readings)
+
+    sensor = readings[0]["sensor_id"]
+    oldest = min(r["timestamp"] for r in readings if r["sensor_id"] == sensor)
+    late = {**readings[0], "timestamp": oldest - timedelta(minutes=30), "measurement_id": 424242, "ingest_seq": 2}
+    fill(db_path, [late])
+    with duckdb_connection(db_path) as connection:
+        assert count_pending(connection, "timestream") == 1
+
+    second = metadata_of(materialize(db_path, resource), "timestream_readings")
+    assert second["records_sent"] == second["records_accepted"] == 1
+    keys = {stored_key(r) for r in stored_timestream_records(resource.database, resource.table)}
+    assert (str(epoch_ms(late["timestamp"])), "424242") in keys
+    with duckdb_connection(db_path) as connection:
+        assert count_pending(connection, "timestream") == 0
+        mark = connection.execute(
+            "SELECT synced_seq, synced_through FROM timestream_sync_state WHERE sensor_id = ?", [sensor]
+        ).fetchone()
+    assert mark == (2, late["timestamp"])
+    assert metadata_of(materialize(db_path, resource), "timestream_readings")["records_sent"] == 0
+
+
+def test_a_state_table_from_before_ingest_order_keeps_its_watermarks(db_path: Path) -> None:
+    """A file whose state table has no `synced_seq` yet: the column is added, old rows (no ingest_seq)
+    stay synced, and rows merged since are pending whatever their timestamp."""
+    readings = synthetic_readings(8, now=NOW, per_sensor=4, seed=5)
+    fill(db_path, readings)
+    newest = max(r["timestamp"] for r in readings)
+    with duckdb_connection(db_path) as connection:
+        connection.execute(
+            """CREATE TABLE timestream_sync_state (period VARCHAR NOT NULL, sensor_id BIGINT NOT NULL,
+               synced_through TIMESTAMP NOT NULL, updated_at TIMESTAMP NOT NULL, PRIMARY KEY (period, sensor_id))"""
+        )
+        connection.execute(
+            "INSERT INTO timestream_sync_state SELECT DISTINCT period, sensor_id, ?, now() FROM aqi_readings", [newest]
+        )
+    late = {**readings[0], "timestamp": newest - timedelta(hours=1), "measurement_id": 77, "ingest_seq": 1}
+    fill(db_path, [late])
+    pending = load_pending(connector(db_path), "timestream")
+    assert [(r["sensor_id"], r["timestamp"], r["ingest_seq"]) for r in pending] == [
+        (late["sensor_id"], late["timestamp"], 1)
+    ]
+    with duckdb_connection(db_path) as connection:
+        assert count_pending(connection, "timestream") == 1
+        columns = [row[0] for row in connection.execute("DESCRIBE timestream_sync_state").fetchall()]
+    assert "synced_seq" in columns

@@ -87,7 +87,7 @@ def _fetch(url: str, directory: Path, stem: str, suffix: str, source: CovidSourc
             url,
             directory,
             dated_name,
-            allowed_file_roots=source.file_roots(),
+            allowed_file_roots=source.file_roots(url),
             connect_timeout_s=source.connect_timeout_s,
             read_timeout_s=source.read_timeout_s,
         )

@@ -1,8 +1,10 @@
 """Sync assets: copy new `aqi_readings` rows to Timestream for LiveAnalytics and to InfluxDB.
 
 Thin on top of `aqi_assets.core.timestream_writer` / `influx_writer`. Plain downstream assets (not
-observations), so a blocking check on `aqi_readings` stops them in the same run. A run that could not write
-some readings fails after saving the progress it made; the next run re-sends the rest.
+observations), so a blocking check on `aqi_readings` stops them in the same run; their automation condition
+also waits for those checks, so a later tick of the automation sensor does not publish what a check failed.
+A run that could not write some readings fails after saving the progress it made; the next run re-sends the
+rest.
 """
 
 from collections.abc import Callable
@@ -11,7 +13,7 @@ from typing import Any
 import dagster as dg
 
 from aqi_assets.core.fetch import redact_text
-from aqi_assets.core.influx_writer import V2Sender, sync_to_influxdb
+from aqi_assets.core.influx_writer import sync_to_influxdb
 from aqi_assets.core.sync_state import SyncSummary, sync_in_chunks
 from aqi_assets.core.timestream_writer import sync_to_timestream
 from aqi_assets.resources.storage import AqiStorage
@@ -20,13 +22,17 @@ from aqi_assets.resources.sync import InfluxDBResource, TimestreamResource
 
 def _sync_asset(kind: str, description: str) -> Callable[..., dg.AssetsDefinition]:
     """Both sync assets: downstream of `aqi_readings` (so its blocking checks stop them in the same run),
-    materialised as soon as it changes, and in the `duckdb` pool (they read and write the DuckDB file)."""
+    materialised as soon as it changes and its blocking checks passed (`eager()` alone ignores checks, so the
+    automation sensor would publish readings a check had just failed), and in the `duckdb` pool (they read
+    and write the DuckDB file)."""
     return dg.asset(
         deps=["aqi_readings"],
         group_name="sync",
         kinds={kind},
         pool="duckdb",
-        automation_condition=dg.AutomationCondition.eager(),
+        automation_condition=(
+            dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+        ),
         description=description,
     )
 
@@ -60,13 +66,16 @@ def timestream_readings(
     if not timestream.enabled:
         return _disabled("Timestream")
     client = timestream.client()
-    window = timestream.table_window(client)
-    writer = timestream.writer(client)
-    summary = sync_in_chunks(
-        lambda limit: sync_to_timestream(storage.connect, writer, window, limit=limit),
-        timestream.chunk_rows,
-        timestream.max_records_per_run,
-    )
+    try:
+        window = timestream.table_window(client)
+        writer = timestream.writer(client)
+        summary = sync_in_chunks(
+            lambda limit: sync_to_timestream(storage.connect, writer, window, limit=limit),
+            timestream.chunk_rows,
+            timestream.max_records_per_run,
+        )
+    finally:
+        client.close()  # its connection pool
     return _result(context, summary, timestream.describe())
 
 
@@ -74,11 +83,12 @@ def timestream_readings(
     "influxdb",
     "New aqi_readings rows written to InfluxDB (v2 or v1 write API; Timestream for InfluxDB included) as "
     "line protocol (incremental per-sensor watermark in DuckDB; refusals in influxdb_rejected). "
-    "Disabled until AQI_INFLUX_URL is set.",
+    "Disabled until AQI_INFLUX_URL is set (a token, bucket or database set without it fails the run).",
 )
 def influxdb_readings(
     context: dg.AssetExecutionContext, storage: AqiStorage, influxdb: InfluxDBResource
 ) -> dg.MaterializeResult:
+    influxdb.check_config()
     if not influxdb.enabled:
         return _disabled("InfluxDB")
     sender = influxdb.sender()
@@ -90,8 +100,7 @@ def influxdb_readings(
             influxdb.max_records_per_run,
         )
     finally:
-        if isinstance(sender, V2Sender):
-            sender.close()
+        sender.close()
     return _result(context, summary, influxdb.describe())
 
 

@@ -144,6 +144,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             url = stack.enter_context(LocalInfluxd(workdir / "influxd")).url
             server = "influxd 1.6 (local)"
         sender = V1Sender(url, args.database, "ms", pool_size=max(4, args.concurrency))
+        stack.callback(sender.close)
         sender.create_database()
         writer = InfluxWriter(sender, batch_lines=args.batch_lines, max_workers=args.concurrency)
         first, second, end_to_end = timed_syncs(lambda: sync_to_influxdb(connect, writer))

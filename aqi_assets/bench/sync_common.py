@@ -97,6 +97,7 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "aqi_us_category": pa.string(),
     "aqi_us_beyond": pa.bool_(),
     "snapshot": pa.string(),
+    "ingest_seq": pa.int64(),
     "ingested_at": pa.timestamp("us"),
     "daqi_pm25": pa.int64(),
     "daqi_pm10": pa.int64(),
@@ -108,9 +109,13 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
 
 
 def insert_readings(connection: Any, rows: Sequence[dict[str, Any]]) -> None:
-    """Append rows to `aqi_readings` (columns by name; `other_values` stays NULL)."""
+    """Append rows to `aqi_readings` (columns by name; `other_values` stays NULL, and so does `ingest_seq`
+    unless a row gives one)."""
     table = pa.table(
-        {c: pa.array([r.get(c) for r in rows], _ARROW_TYPES.get(c, pa.float64())) for c in READING_COLUMNS}
+        {
+            c: pa.array([r.get(c) for r in rows], _ARROW_TYPES.get(c, pa.float64()))
+            for c in (*READING_COLUMNS, "ingest_seq")
+        }
     )
     connection.register("new_readings", table)
     try:

@@ -96,6 +96,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             endpoint_url=endpoint,
             config=timestream_client_config(10, max_pool_connections=max(10, 2 * args.concurrency)),
         )
+        stack.callback(client.close)
         per_call: list[int] = []
         client.meta.events.register(
             "before-parameter-build.timestream-write.WriteRecords",

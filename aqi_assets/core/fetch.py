@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 import requests
@@ -29,6 +30,10 @@ from urllib3.util.retry import Retry
 
 DEFAULT_USER_AGENT = "aqi_assets/0.1 (+https://github.com/aqi-assets/aqi_assets; open air-quality data platform)"
 CHUNK_BYTES = 1 << 16
+# Most decoded bytes one compressed chunk may yield at a time: a highly compressible body (gzip reaches
+# ~1000:1) would otherwise inflate one 64 KiB chunk into tens of megabytes.
+DECODED_PIECE_BYTES = 1 << 20
+DECODED_ENCODINGS = ("gzip", "x-gzip", "deflate")
 ALLOWED_SCHEMES = ("http", "https", "file")
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 
@@ -214,17 +219,29 @@ def _store(
     return final_path, size, sha
 
 
-def _decoded_chunks(response: requests.Response, undecodable_copy: Callable[[bytes], None]) -> Iterator[bytes]:
-    """The body with Content-Encoding removed; the wire bytes are mirrored for a failed decode."""
+def _content_encoding(response: requests.Response) -> str | None:
+    """The Content-Encoding this module decodes itself, or None when the body is stored as it comes."""
     encoding = response.headers.get("Content-Encoding", "").strip().lower()
-    decoder = zlib.decompressobj(wbits=47) if encoding in ("gzip", "x-gzip", "deflate") else None
+    return encoding if encoding in DECODED_ENCODINGS else None
+
+
+def _decoded_chunks(response: requests.Response, encoding: str | None, wire_copy: BinaryIO | None) -> Iterator[bytes]:
+    """The body with Content-Encoding removed; the wire bytes are mirrored into ``wire_copy`` (a file, so a
+    large body is never held in memory) for whoever debugs a failed decode."""
+    decoder = zlib.decompressobj(wbits=47) if encoding is not None else None
     for wire in response.raw.stream(CHUNK_BYTES, decode_content=False):
         if decoder is None:
             yield wire
             continue
-        undecodable_copy(wire)
+        if wire_copy is not None:
+            wire_copy.write(wire)
         try:
-            yield decoder.decompress(wire)
+            pending = wire
+            while pending:
+                piece = decoder.decompress(pending, DECODED_PIECE_BYTES)
+                if piece:
+                    yield piece
+                pending = decoder.unconsumed_tail
         except zlib.error as error:
             message = f"body is not valid {encoding} although Content-Encoding says so ({error})"
             raise _EncodingMismatch(message) from None
@@ -232,6 +249,26 @@ def _decoded_chunks(response: requests.Response, undecodable_copy: Callable[[byt
         tail = decoder.flush()
         if tail:
             yield tail
+
+
+@contextlib.contextmanager
+def _wire_spool(directory: Path, wanted: bool) -> Iterator[tuple[BinaryIO, Path] | None]:
+    """A temporary file beside the `.partial` one for the wire bytes of an encoded body (None when
+    ``wanted`` is false); deleted on leaving unless the caller moved it."""
+    if not wanted:
+        yield None
+        return
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        handle, spool_name = tempfile.mkstemp(prefix=".wire-", suffix=".bin", dir=directory)
+    except OSError as error:
+        raise FetchError(f"could not create a temporary file in {directory}: {error}") from error
+    spool_path = Path(spool_name)
+    try:
+        with os.fdopen(handle, "wb") as spool:
+            yield spool, spool_path
+    finally:
+        spool_path.unlink(missing_ok=True)
 
 
 class _EncodingMismatch(Exception):
@@ -266,11 +303,26 @@ def download(
             modified.strftime("%a, %d %b %Y %H:%M:%S GMT"), None, None,
         )
 
-    session = session or build_session()
+    timeout = (connect_timeout_s, read_timeout_s)
+    if session is not None:
+        return _download_http(url, directory, final_name, session, timeout, headers, fetched_at)
+    with build_session() as own_session:  # made here, so closed here (a caller's session stays open)
+        return _download_http(url, directory, final_name, own_session, timeout, headers, fetched_at)
+
+
+def _download_http(
+    url: str,
+    directory: Path,
+    final_name: Callable[[str, datetime], str],
+    session: requests.Session,
+    timeout: tuple[float, float],
+    headers: dict[str, str] | None,
+    fetched_at: datetime,
+) -> FetchResult:
+    """The http(s) part of `download`, through ``session``."""
+    safe_url = redact_url(url)
     try:
-        response = session.get(
-            url, stream=True, timeout=(connect_timeout_s, read_timeout_s), headers=headers or {}
-        )
+        response = session.get(url, stream=True, timeout=timeout, headers=headers or {})
     except requests.RequestException as error:
         raise FetchError(f"GET {safe_url} failed after retries: {redact_text(str(error))}") from error
     with response:
@@ -280,15 +332,20 @@ def download(
             raise FetchError(
                 f"GET {safe_url} answered HTTP {response.status_code} {response.reason}", permanent=permanent
             )
-        wire_copy: list[bytes] = []
+        encoding = _content_encoding(response)
         try:
-            path, size, sha = _store(_decoded_chunks(response, wire_copy.append), directory, final_name, fetched_at)
-        except _EncodingMismatch as error:
-            kept = directory / f"undecodable_{fetched_at:%Y%m%dT%H%M%S%fZ}.bin"
-            with open(kept, "wb") as out:  # exact wire bytes, for whoever debugs the server
-                for piece in wire_copy:
-                    out.write(piece)
-            raise FetchError(f"GET {safe_url}: {error}; the raw bytes are kept in {kept}") from None
+            with _wire_spool(directory, wanted=encoding is not None) as spool:
+                try:
+                    chunks = _decoded_chunks(response, encoding, spool[0] if spool else None)
+                    path, size, sha = _store(chunks, directory, final_name, fetched_at)
+                except _EncodingMismatch as error:
+                    if spool is None:  # not reached: only an encoded body is decoded, and it is spooled
+                        raise
+                    spool_file, spool_path = spool
+                    spool_file.close()
+                    kept = directory / f"undecodable_{fetched_at:%Y%m%dT%H%M%S%fZ}.bin"
+                    os.replace(spool_path, kept)  # the exact wire bytes, for whoever debugs the server
+                    raise FetchError(f"GET {safe_url}: {error}; the raw bytes are kept in {kept}") from None
         except requests.RequestException as error:
             raise FetchError(f"GET {safe_url} broke off while reading: {redact_text(str(error))}") from error
         except Exception as error:  # urllib3 read errors surface as their own types

@@ -174,6 +174,9 @@ class V1Sender:
         if response.status != 204:
             raise InfluxWriteError(response.status, response.data[:500].decode("utf-8", "replace"))
 
+    def close(self) -> None:
+        self.pool.clear()  # closes every pooled connection
+
 
 class V2Sender:
     """`/api/v2/write` through `influxdb-client` (synchronous write API, urllib3 retries)."""

@@ -247,7 +247,6 @@ def probe(
     Never raises for server or network trouble: every failure is an ERROR outcome whose ``reason`` names the
     cause (unreachable, timeout, HTTP status, empty body) and whose cursor is the one passed in.
     """
-    safe_url = redact_url(url)
     try:
         scheme = check_url(url, allowed_file_roots)
     except FetchError as error:
@@ -263,8 +262,24 @@ def probe(
         headers["If-Modified-Since"] = cursor.last_modified
     if cursor.etag:
         headers["If-None-Match"] = cursor.etag
-    session = session or probe_session(user_agent)
     timeout = (connect_timeout_s, read_timeout_s)
+    if session is not None:
+        return _probe_http(url, cursor, period, session, timeout, headers, peek_bytes)
+    with probe_session(user_agent) as own_session:  # one session per tick: closed with the tick
+        return _probe_http(url, cursor, period, own_session, timeout, headers, peek_bytes)
+
+
+def _probe_http(
+    url: str,
+    cursor: CursorState,
+    period: str,
+    session: requests.Session,
+    timeout: tuple[float, float],
+    headers: dict[str, str],
+    peek_bytes: int,
+) -> ProbeOutcome:
+    """The http(s) part of `probe`: one conditional GET through ``session``."""
+    safe_url = redact_url(url)
     try:
         response = session.get(url, stream=True, timeout=timeout, headers=headers)
     except requests.Timeout as error:  # before ConnectionError: ConnectTimeout is both

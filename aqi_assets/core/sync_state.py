@@ -1,9 +1,14 @@
 """Sync bookkeeping in DuckDB: per-(period, sensor) watermarks and the log of readings a sink refused.
 
 The sinks are never queried to find what is new (a Timestream query costs at least 10 MB scanned): the
-watermark is the newest reading timestamp of a sensor that the sink has accepted, or refused and that
-refusal is recorded here. It only moves forward, and only over a contiguous run of finished readings, so a
-failed batch is re-sent next time (the sinks treat an identical re-send as a no-op).
+watermark of a sensor is the pair (ingest_seq, timestamp) of the last reading, in that order, that the sink
+has accepted, or refused and that refusal is recorded here. Ordering by `ingest_seq` first (one increasing
+number per merge into `aqi_readings`) means a reading merged later with an older timestamp (a replayed
+snapshot, a sensor's skewed clock) is still above the watermark, so it is sent rather than skipped forever.
+Rows from before `ingest_seq` existed count as merge 0. The watermark only moves forward, and only over a
+contiguous run of finished readings, so a failed batch is re-sent next time (the sinks treat an identical
+re-send as a no-op). Merges hold the DuckDB file exclusively (the `duckdb` pool, DuckDB's own file lock), so
+merges commit in `ingest_seq` order and no smaller number can appear behind a watermark.
 
 All SQL takes values as parameters or from a registered Arrow table; table names come from a fixed map.
 """
@@ -34,6 +39,10 @@ READING_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 
 ReadingKey = tuple[str, int, datetime]
+# Where a reading sits in its sensor's sync order: (period, sensor_id, ingest_seq, timestamp).
+OrderKey = tuple[str, int, int, datetime]
+# A sensor's watermark: (ingest_seq, timestamp) of the last finished reading, compared as a pair.
+Watermark = tuple[int, datetime]
 # Opens a short-lived DuckDB connection (a context manager): the sinks never hold one across network I/O.
 ConnectionFactory = Callable[[], AbstractContextManager[Any]]
 
@@ -68,6 +77,7 @@ def _state_ddl(table: str) -> str:
     CREATE TABLE IF NOT EXISTS {table} (
         period VARCHAR NOT NULL,
         sensor_id BIGINT NOT NULL,
+        synced_seq BIGINT,
         synced_through TIMESTAMP NOT NULL,
         updated_at TIMESTAMP NOT NULL,
         PRIMARY KEY (period, sensor_id)
@@ -100,21 +110,31 @@ def _tables(target: str) -> tuple[str, str]:
 def ensure_sync_tables(connection: duckdb.DuckDBPyConnection, target: str) -> None:
     state_table, rejected_table = _tables(target)
     connection.execute(_state_ddl(state_table))
+    # Files written before the watermark followed ingest order: their NULL synced_seq reads as merge 0.
+    connection.execute(f"ALTER TABLE {state_table} ADD COLUMN IF NOT EXISTS synced_seq BIGINT")
     connection.execute(_rejected_ddl(rejected_table))
+
+
+# A reading is pending when its (ingest_seq, timestamp) is above its sensor's watermark (or it has none).
+_PENDING_CONDITION = """s.synced_through IS NULL
+    OR coalesce(r.ingest_seq, 0) > coalesce(s.synced_seq, 0)
+    OR (coalesce(r.ingest_seq, 0) = coalesce(s.synced_seq, 0) AND r."timestamp" > s.synced_through)"""
 
 
 def pending_readings(
     connection: duckdb.DuckDBPyConnection, target: str, limit: int | None = None
 ) -> list[dict[str, Any]]:
-    """Readings newer than their sensor's watermark, oldest first per sensor (so a `limit` cuts the newest)."""
+    """Readings above their sensor's watermark, in (ingest_seq, timestamp) order, so a `limit` keeps for
+    every sensor a prefix of its pending readings in the order its watermark follows. Each row carries
+    `ingest_seq` (0 for rows merged before the column existed) besides `READING_COLUMNS`."""
     state_table, _ = _tables(target)
     columns = ", ".join(f'r."{c}"' for c in READING_COLUMNS)
     sql = f"""
-        SELECT {columns}
+        SELECT {columns}, coalesce(r.ingest_seq, 0) AS ingest_seq
         FROM aqi_readings r
         LEFT JOIN {state_table} s ON s.period = r.period AND s.sensor_id = r.sensor_id
-        WHERE s.synced_through IS NULL OR r."timestamp" > s.synced_through
-        ORDER BY r."timestamp", r.period, r.sensor_id
+        WHERE {_PENDING_CONDITION}
+        ORDER BY coalesce(r.ingest_seq, 0), r."timestamp", r.period, r.sensor_id
     """
     params: list[Any] = []
     if limit is not None:
@@ -130,7 +150,7 @@ def count_pending(connection: duckdb.DuckDBPyConnection, target: str) -> int:
     row = connection.execute(
         f"""SELECT count(*) FROM aqi_readings r
             LEFT JOIN {state_table} s ON s.period = r.period AND s.sensor_id = r.sensor_id
-            WHERE s.synced_through IS NULL OR r."timestamp" > s.synced_through"""
+            WHERE {_PENDING_CONDITION}"""
     ).fetchone()
     return int(row[0]) if row else 0
 
@@ -139,28 +159,32 @@ def reading_key(reading: dict[str, Any]) -> ReadingKey:
     return (reading["period"], int(reading["sensor_id"]), reading["timestamp"])
 
 
-def advance_watermarks(keys: Sequence[ReadingKey], finished: Sequence[bool]) -> dict[tuple[str, int], datetime]:
-    """New watermark per (period, sensor): the newest finished reading older than every unfinished one.
+def order_key(reading: dict[str, Any]) -> OrderKey:
+    return (reading["period"], int(reading["sensor_id"]), int(reading.get("ingest_seq") or 0), reading["timestamp"])
 
-    `finished[i]` says whether reading `keys[i]` was accepted, or refused and recorded. Readings newer than
-    an unfinished one of the same sensor stay pending even when they were accepted: they are re-sent (an
-    identical re-send is a no-op in both sinks) rather than skipped forever.
+
+def advance_watermarks(keys: Sequence[OrderKey], finished: Sequence[bool]) -> dict[tuple[str, int], Watermark]:
+    """New watermark per (period, sensor): the last finished (ingest_seq, timestamp) before every unfinished one.
+
+    `finished[i]` says whether reading `keys[i]` was accepted, or refused and recorded. Readings after an
+    unfinished one of the same sensor (in (ingest_seq, timestamp) order) stay pending even when they were
+    accepted: they are re-sent (an identical re-send is a no-op in both sinks) rather than skipped forever.
     """
     if len(keys) != len(finished):
         raise ValueError("keys and finished differ in length")
-    oldest_unfinished: dict[tuple[str, int], datetime] = {}
-    for (period, sensor_id, ts), done in zip(keys, finished, strict=True):
+    first_unfinished: dict[tuple[str, int], Watermark] = {}
+    for (period, sensor_id, seq, ts), done in zip(keys, finished, strict=True):
         if not done:
             sensor = (period, sensor_id)
-            if sensor not in oldest_unfinished or ts < oldest_unfinished[sensor]:
-                oldest_unfinished[sensor] = ts
-    marks: dict[tuple[str, int], datetime] = {}
-    for (period, sensor_id, ts), done in zip(keys, finished, strict=True):
+            if sensor not in first_unfinished or (seq, ts) < first_unfinished[sensor]:
+                first_unfinished[sensor] = (seq, ts)
+    marks: dict[tuple[str, int], Watermark] = {}
+    for (period, sensor_id, seq, ts), done in zip(keys, finished, strict=True):
         sensor = (period, sensor_id)
-        if not done or (sensor in oldest_unfinished and ts >= oldest_unfinished[sensor]):
+        if not done or (sensor in first_unfinished and (seq, ts) >= first_unfinished[sensor]):
             continue
-        if sensor not in marks or ts > marks[sensor]:
-            marks[sensor] = ts
+        if sensor not in marks or (seq, ts) > marks[sensor]:
+            marks[sensor] = (seq, ts)
     return marks
 
 
@@ -182,7 +206,7 @@ def _utc_now_naive() -> datetime:
 def save_sync_outcome(
     connection: duckdb.DuckDBPyConnection,
     target: str,
-    watermarks: dict[tuple[str, int], datetime],
+    watermarks: dict[tuple[str, int], Watermark],
     refused: Iterable[RefusedReading],
     now: datetime | None = None,
 ) -> None:
@@ -225,17 +249,25 @@ def save_sync_outcome(
                 {
                     "period": pa.array([s[0] for s in sensors], pa.string()),
                     "sensor_id": pa.array([s[1] for s in sensors], pa.int64()),
-                    "synced_through": pa.array([watermarks[s] for s in sensors], pa.timestamp("us")),
+                    "synced_seq": pa.array([watermarks[s][0] for s in sensors], pa.int64()),
+                    "synced_through": pa.array([watermarks[s][1] for s in sensors], pa.timestamp("us")),
                 }
             )
             connection.register("watermark_batch", marks_arrow)
+            # The stored pair is replaced only by a greater one: a watermark never moves backwards,
+            # whatever order runs finish in.
+            later = f"""(excluded.synced_seq > coalesce({state_table}.synced_seq, 0)
+                OR (excluded.synced_seq = coalesce({state_table}.synced_seq, 0)
+                    AND excluded.synced_through > {state_table}.synced_through))"""
             try:
-                # greatest(): a watermark never moves backwards, whatever order runs finish in.
                 connection.execute(
-                    f"""INSERT INTO {state_table}
-                        SELECT period, sensor_id, synced_through, ? FROM watermark_batch
+                    f"""INSERT INTO {state_table} (period, sensor_id, synced_seq, synced_through, updated_at)
+                        SELECT period, sensor_id, synced_seq, synced_through, ? FROM watermark_batch
                         ON CONFLICT (period, sensor_id) DO UPDATE SET
-                            synced_through = greatest({state_table}.synced_through, excluded.synced_through),
+                            synced_seq = CASE WHEN {later} THEN excluded.synced_seq
+                                              ELSE {state_table}.synced_seq END,
+                            synced_through = CASE WHEN {later} THEN excluded.synced_through
+                                                  ELSE {state_table}.synced_through END,
                             updated_at = excluded.updated_at""",
                     [now],
                 )
@@ -321,7 +353,7 @@ def finish_sync(
                 )
             )
             finished[position] = True
-    watermarks = advance_watermarks(keys, finished)
+    watermarks = advance_watermarks([order_key(r) for r in readings], finished)
     with open_connection() as connection:
         save_sync_outcome(connection, target, watermarks, refused)
     return SyncSummary(

@@ -13,7 +13,7 @@ from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
 from pydantic import Field
 
-from aqi_assets.core.fetch import parse_file_roots
+from aqi_assets.core.fetch import file_url_path, parse_file_roots
 from aqi_assets.resources.env import env_or
 
 JHU_CONFIRMED_GLOBAL_URL = (
@@ -36,13 +36,20 @@ class CovidSource(dg.ConfigurableResource):
     allowed_file_roots: str = Field(
         default="",
         description="Directories file:// URLs may point into, separated by ',' or the OS path separator "
-        "(AQI_ALLOWED_FILE_ROOTS); empty = any.",
+        "(AQI_ALLOWED_FILE_ROOTS); empty = the directory of the configured file URL only (as for snapshots).",
     )
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0
 
-    def file_roots(self) -> Sequence[str]:
-        return parse_file_roots(self.allowed_file_roots)
+    def file_roots(self, url: str) -> Sequence[str]:
+        """Where a file:// ``url`` may read from: the configured roots, else the URL's own directory (the
+        same rule as `SnapshotSource.file_roots`; an empty list would let a file URL read anywhere)."""
+        roots = parse_file_roots(self.allowed_file_roots)
+        if roots:
+            return roots
+        if url.lower().startswith("file:"):
+            return [str(file_url_path(url).parent)]
+        return []
 
 
 class ReplacingDuckDBPandasTypeHandler(DuckDBPandasTypeHandler):

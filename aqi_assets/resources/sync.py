@@ -140,6 +140,25 @@ class InfluxDBResource(dg.ConfigurableResource):
         return {"url": redact_url(self.url), "api": self.api, "target": target}
 
     def check_config(self) -> None:
+        """Off (nothing set) or complete; a partial setup fails clearly instead of silently syncing nothing."""
+        if not self.url:
+            set_without_url = [
+                variable
+                for variable, value in (
+                    ("AQI_INFLUX_TOKEN", self.token),
+                    ("AQI_INFLUX_ORG", self.org),
+                    ("AQI_INFLUX_BUCKET", self.bucket),
+                    ("AQI_INFLUX_DB", self.database),
+                    ("AQI_INFLUX_USERNAME", self.username),
+                    ("AQI_INFLUX_PASSWORD", self.password),
+                )
+                if value
+            ]
+            if set_without_url:
+                raise SyncConfigError(
+                    f"InfluxDB sync needs AQI_INFLUX_URL ({', '.join(set_without_url)} set, but no URL)"
+                )
+            return
         if self.api not in ("v1", "v2"):
             raise SyncConfigError(f"AQI_INFLUX_API must be 'v1' or 'v2', not {self.api!r}")
         if self.api == "v2" and not (self.org and self.bucket):
@@ -165,7 +184,11 @@ class InfluxDBResource(dg.ConfigurableResource):
             pool_size=pool_size,
         )
         if self.create_database:
-            sender.create_database()
+            try:
+                sender.create_database()
+            except BaseException:
+                sender.close()
+                raise
         return sender
 
     def writer(self, sender: V1Sender | V2Sender) -> InfluxWriter:
