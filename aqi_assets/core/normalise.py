@@ -376,14 +376,18 @@ def merge_snapshot(
         columns = ["measurement_id", "location_id", "country", "latitude", "longitude", "altitude",
                    "indoor", "sensor_type", *MEASUREMENT_COLUMNS, "other_values"]
         index_names = list(INDEX_COLUMNS)
+        # The keys already in the history were just found (`known`), and the snapshot's own duplicates were
+        # resolved while staging, so a plain INSERT suffices; the primary key still guards it (a conflict
+        # would roll the whole snapshot back), and it costs far less than INSERT OR IGNORE's conflict path.
         inserted = connection.execute(
             f"""
-            INSERT OR IGNORE INTO aqi_readings
+            INSERT INTO aqi_readings
                 (period, sensor_id, "timestamp", {", ".join(columns)}, {", ".join(index_names)},
                  snapshot, ingested_at, ingest_seq)
             SELECT r.period, r.sensor_id, r."timestamp", {", ".join("r." + c for c in columns)},
                    {", ".join("i." + c for c in index_names)}, $snapshot, $now::TIMESTAMP, $seq
             FROM readings r JOIN index_table i USING (rn)
+            WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.sensor_id = r.sensor_id AND k.ts = r."timestamp")
             """,
             {
                 "snapshot": snapshot,
