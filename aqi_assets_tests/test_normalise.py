@@ -65,7 +65,7 @@ def test_real_fragment_exact_values(db, tmp_path, real_records) -> None:
         "daqi_pm25, daqi_pm10, daqi, daqi_band, aqi_us_pm25, aqi_us_pm10, aqi_us, aqi_us_category, aqi_us_beyond "
         "FROM aqi_readings WHERE sensor_id = 13554",
     ) == [(datetime(2019, 4, 16, 14, 22, 53), 6848, "DE", 47.656, 9.464, False, "SDS011", 665.53, 234.67,
-           10, 10, 10, "Very High", 301 + round((500 - 301) * (234.6 - 225.5) / (325.4 - 225.5)), 500, 500,
+           10, 10, 10, "Very High", 319, 500, 500,  # PM2.5 234.67 → 234.6 → 301 + 199·9.1/99.9 = 319.1
            "Hazardous", True)]
     # A DHT22: humidity and temperature, no PM, so no index.
     assert rows(db, "SELECT humidity, temperature, pm10, daqi, aqi_us FROM aqi_readings WHERE sensor_id = 468") == [
@@ -230,3 +230,14 @@ def test_unknown_period_is_refused(db, tmp_path) -> None:
     with pytest.raises(ValueError, match="unknown period"):
         merge_snapshot(db, write_snapshot(tmp_path, "x.json.gz", "[]"), "5min'; DROP TABLE aqi_readings; --")
     assert rows(db, "SELECT count(*) FROM aqi_readings") == [(0,)]
+
+
+def test_a_well_formed_duplicate_beats_a_malformed_one(db, tmp_path) -> None:
+    good = record(40, "2026-11-27 12:00:00", [("P2", "10")], measurement_id=100)
+    broken = {**record(40, "2026-11-27 12:00:00", [("P2", "99")], measurement_id=200), "location": "nowhere"}
+    merge_snapshot(db, write_snapshot(tmp_path, "s.json.gz", [good, broken]), "5min", now=NOW)
+    assert rows(db, "SELECT measurement_id, pm25 FROM aqi_readings") == [(100, 10.0)]
+    assert sorted(rows(db, "SELECT scope, reason FROM rejected_values")) == [
+        ("record", "location is not an object"),
+        ("value", "location is not an object"),
+    ]

@@ -213,9 +213,11 @@ def _records_sql(source: str) -> str:
             FROM ({source})
         )
         ,
-        -- Duplicate (sensor, timestamp) records: the highest measurement id wins, then the later record.
+        -- Duplicate (sensor, timestamp) records: a well-formed record beats a malformed one, then the highest
+        -- measurement id wins, then the later record.
         winners AS (
-            SELECT arg_max(rn, (coalesce(measurement_id, -1), rn)) AS rn FROM parsed GROUP BY sensor_id, ts
+            SELECT arg_max(rn, (bad_shape IS NULL, coalesce(measurement_id, -1), rn)) AS rn
+            FROM parsed GROUP BY sensor_id, ts
         )
         SELECT parsed.*,
                CASE
