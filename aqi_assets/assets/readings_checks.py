@@ -58,56 +58,56 @@ def _check(name: str, description: str, evaluate: Evaluate, *, blocking: bool) -
     return _asset_check
 
 
-readings_asset_checks = [
-    _check(
+# (name, description, evaluation, blocking)
+CHECKS: tuple[tuple[str, str, Evaluate, bool], ...] = (
+    (
         "indices_match_concentrations",
         "Blocking: every DAQI / US AQI value and label equals the one recomputed from the stored PM2.5 and PM10.",
         lambda connection, scope: checks.indices_match_concentrations(connection, scope),
-        blocking=True,
+        True,
     ),
-    _check(
-        "indices_in_range",
-        "Blocking: DAQI within 1–10 and US AQI within 0–500.",
-        lambda connection, scope: checks.indices_in_range(connection, scope),
-        blocking=True,
-    ),
-    _check(
+    ("indices_in_range", "Blocking: DAQI within 1–10 and US AQI within 0–500.", checks.indices_in_range, True),
+    (
         "overall_index_is_max_sub_index",
         "Blocking: the overall DAQI and US AQI equal the highest of their PM sub-indices.",
-        lambda connection, scope: checks.overall_is_max_of_sub_indices(connection, scope),
-        blocking=True,
+        checks.overall_is_max_of_sub_indices,
+        True,
     ),
-    _check(
+    (
         "daqi_band_matches_index",
         "Blocking: daqi_band is Low 1–3, Moderate 4–6, High 7–9, Very High 10.",
-        lambda connection, scope: checks.daqi_band_matches_index(connection, scope),
-        blocking=True,
+        checks.daqi_band_matches_index,
+        True,
     ),
-    _check(
+    (
         "no_duplicate_readings",
         "Blocking: (period, sensor_id, timestamp) is unique.",
-        lambda connection, scope: checks.no_duplicate_readings(connection, scope),
-        blocking=True,
+        checks.no_duplicate_readings,
+        True,
     ),
-    _check(
+    (
         "quarantine_share",
         f"Warning: more than {QUARANTINE_WARN_SHARE:.0%} of a merged snapshot's values were quarantined.",
         lambda connection, scope: checks.quarantine_share(connection, QUARANTINE_WARN_SHARE, scope),
-        blocking=False,
+        False,
     ),
-    _check(
+    (
         "humid_pm_share",
         "Warning: more than half of the PM sensors sit at a station reporting humidity above 70 % at the same "
         "time (optical PM reads high in humid air).",
         lambda connection, scope: checks.humid_pm_share(connection, scope=scope),
-        blocking=False,
+        False,
     ),
-    _check(
+    (
         "readings_fresh",
         "Warning: no new reading for more than 30 minutes (5-minute period) or 26 hours (24-hour period).",
         lambda connection, _scope: checks.readings_fresh(connection),
-        blocking=False,
+        False,
     ),
+)
+
+readings_asset_checks = [
+    _check(name, description, evaluate, blocking=blocking) for name, description, evaluate, blocking in CHECKS
 ]
 
 CHECK_STEP_NAMES = [c.node_def.name for c in readings_asset_checks]

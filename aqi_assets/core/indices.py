@@ -76,13 +76,18 @@ def daqi_sub_index(concentration: npt.ArrayLike, pollutant: str) -> FloatArray:
     return index
 
 
+def _label(values: npt.ArrayLike, table: tuple[tuple[int, int, str], ...]) -> npt.NDArray[np.object_]:
+    """The name of the (lo, hi, name) row each value falls in; None where NaN or outside every row."""
+    v = _as_float_array(values)
+    names = np.full(v.shape, None, dtype=object)
+    for lo, hi, name in table:
+        names[(v >= lo) & (v <= hi)] = name
+    return names
+
+
 def daqi_band(daqi: npt.ArrayLike) -> npt.NDArray[np.object_]:
     """Band name per DAQI value (None where NaN)."""
-    d = _as_float_array(daqi)
-    names = np.full(d.shape, None, dtype=object)
-    for lo, hi, name in DAQI_BANDS:
-        names[(d >= lo) & (d <= hi)] = name
-    return names
+    return _label(daqi, DAQI_BANDS)
 
 
 def truncate_decimal(values: npt.ArrayLike, digits: int) -> npt.NDArray[np.int64]:
@@ -126,11 +131,8 @@ def epa_sub_index(concentration: npt.ArrayLike, pollutant: str) -> tuple[FloatAr
 
 
 def epa_category(aqi: npt.ArrayLike) -> npt.NDArray[np.object_]:
-    a = _as_float_array(aqi)
-    names = np.full(a.shape, None, dtype=object)
-    for lo, hi, name in EPA_CATEGORIES:
-        names[(a >= lo) & (a <= hi)] = name
-    return names
+    """Category name per US AQI value (None where NaN)."""
+    return _label(aqi, EPA_CATEGORIES)
 
 
 def overall(*sub_indices: FloatArray) -> FloatArray:
