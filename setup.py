@@ -16,10 +16,8 @@ setup(
         f"dagster-webserver=={DAGSTER}",
         f"dagster-dg-cli=={DAGSTER}",
         f"dagster-aws=={DAGSTER_LIBS}",
-        f"dagster-duckdb=={DAGSTER_LIBS}",
-        f"dagster-duckdb-pandas=={DAGSTER_LIBS}",
         "duckdb>=2.0.1,<2.1",  # SQL features (lambda syntax, read_json options) move between minor releases
-        "pandas>=2.2,<3",  # dagster-duckdb-pandas requires pandas<3
+        "pandas>=2.2,<3",  # the COVID tables; the queries were checked against 2.x semantics
         "pyarrow>=16",
         "numpy>=1.26",
         "requests>=2.32",

@@ -18,10 +18,10 @@ import duckdb
 import numpy as np
 
 from aqi_assets.bench.memory import peak_rss_mb
-from aqi_assets.core.duckdb_conn import duckdb_connection
-from aqi_assets.core.generator import generate_snapshot
-from aqi_assets.core.indices import compute_indices
-from aqi_assets.core.normalise import merge_snapshot
+from aqi_assets.lib.air_quality.generator import generate_snapshot
+from aqi_assets.lib.air_quality.indices import compute_indices
+from aqi_assets.lib.air_quality.normalise import merge_snapshot
+from aqi_assets.lib.common.duckdb_conn import duckdb_connection
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aqi_assets.core import covid
-from aqi_assets.core.continents import load_continents
+from aqi_assets.lib.covid import queries as covid
+from aqi_assets.lib.covid.continents import load_continents
 
 _SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 

@@ -132,7 +132,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from aqi_assets.core.influx_writer import InfluxWriter, V1Sender, sync_to_influxdb
+    from aqi_assets.lib.sinks.influx_writer import InfluxWriter, V1Sender, sync_to_influxdb
 
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aqi-bench-influx-")))

@@ -17,8 +17,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from aqi_assets.core.duckdb_conn import duckdb_connection
-from aqi_assets.core.sync_state import READING_COLUMNS, ConnectionFactory, SyncSummary
+from aqi_assets.lib.common.duckdb_conn import duckdb_connection
+from aqi_assets.lib.sinks.sync_state import READING_COLUMNS, ConnectionFactory, SyncSummary
 
 COUNTRIES = ("DE", "NL", "BE", "FR", "PL", "BG", "IT", "AT")
 SENSOR_TYPES = ("SDS011", "SPS30", "BME280", "DHT22")

@@ -74,8 +74,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import boto3
 
-    from aqi_assets.core.timestream_records import TableWindow
-    from aqi_assets.core.timestream_writer import TimestreamWriter, sync_to_timestream, timestream_client_config
+    from aqi_assets.lib.sinks.timestream_records import TableWindow
+    from aqi_assets.lib.sinks.timestream_writer import TimestreamWriter, sync_to_timestream, timestream_client_config
 
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aqi-bench-ts-")))

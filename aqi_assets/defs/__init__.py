@@ -1,0 +1,1 @@
+"""Dagster objects only, one package per domain; each body calls into `aqi_assets.lib`."""

@@ -1,0 +1,1 @@
+"""Raw Sensor.Community snapshots, the `aqi_readings` history, its checks and the snapshot sensors."""

@@ -1,0 +1,1 @@
+"""What every domain shares: the storage resource and configuration from the environment."""

@@ -1,0 +1,1 @@
+"""The `covid19` asset group, its IO manager and schedule."""

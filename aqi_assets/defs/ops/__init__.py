@@ -1,0 +1,1 @@
+"""Operating the platform: the automation-condition sensor, run-failure alerting, the history audit."""

@@ -1,0 +1,1 @@
+"""Sync assets to Timestream for LiveAnalytics and InfluxDB, and their resources."""

@@ -1,0 +1,2 @@
+"""Shared by every domain: fetching (HTTP/file with retries), the DuckDB connection with a bounded lock wait,
+webhook posts."""

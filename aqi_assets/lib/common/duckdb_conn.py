@@ -1,0 +1,76 @@
+"""Opening the DuckDB file safely when another process may hold it.
+
+DuckDB allows one writing process per file, and while it holds the file even read-only opens fail. Within
+Dagster the `duckdb` concurrency pool serialises the platform's own steps; this module covers everything
+else (a user's `duckdb` shell, a test, a second instance) by waiting a bounded time and then failing with a
+message that names the lock holder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+
+from aqi_assets.lib.air_quality.schema import ALL_DDL, MIGRATIONS
+
+_LOCK_PATTERN = re.compile(r"lock", re.IGNORECASE)
+
+
+class DuckDBLockTimeout(RuntimeError):
+    """The DuckDB file stayed locked by another process for longer than allowed."""
+
+
+def _is_lock_error(error: BaseException) -> bool:
+    return isinstance(error, duckdb.IOException) and bool(_LOCK_PATTERN.search(str(error)))
+
+
+def open_duckdb(
+    path: str | Path,
+    *,
+    read_only: bool = False,
+    lock_timeout_s: float = 120.0,
+    poll_s: float = 0.25,
+) -> duckdb.DuckDBPyConnection:
+    """Connect to ``path``, waiting up to ``lock_timeout_s`` while another process holds the file."""
+    path = Path(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + lock_timeout_s
+    delay = poll_s
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as error:
+            if not _is_lock_error(error):
+                raise
+            if time.monotonic() >= deadline:
+                # DuckDB's own message names the holder ("Conflicting lock is held in <exe> (PID n)").
+                raise DuckDBLockTimeout(
+                    f"DuckDB file {path} is still locked after {lock_timeout_s:.0f} s: {error}"
+                ) from error
+            time.sleep(delay)
+            delay = min(delay * 1.5, 2.0)
+
+
+@contextlib.contextmanager
+def duckdb_connection(
+    path: str | Path, *, read_only: bool = False, lock_timeout_s: float = 120.0
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection that is closed on exit, so no step holds the file longer than it needs."""
+    connection = open_duckdb(path, read_only=read_only, lock_timeout_s=lock_timeout_s)
+    try:
+        if not read_only:
+            ensure_schema(connection)
+        yield connection
+    finally:
+        connection.close()
+
+
+def ensure_schema(connection: duckdb.DuckDBPyConnection) -> None:
+    for ddl in (*ALL_DDL, *MIGRATIONS):
+        connection.execute(ddl)

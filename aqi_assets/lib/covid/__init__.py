@@ -1,0 +1,1 @@
+"""COVID-19 analytics: the three JHU CSSE queries, k-means, continents, figures."""

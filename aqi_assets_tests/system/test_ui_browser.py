@@ -1,0 +1,434 @@
+"""The Dagster UI in a real browser: browse the lineage, materialise the 5-minute chain, see metadata and checks.
+
+Starts `dagster dev -w workspace.yaml` (the real code location) on a free loopback port with a temporary
+DAGSTER_HOME and DuckDB file, the snapshot URLs pointed at a local HTTP server serving the real Sensor.Community
+sample, and drives Debian's Chromium with Playwright the way a person would. Screenshots land in
+`test-output/ui/` (ignored by git); a step that does not appear in time fails with its name, the page URL, a
+screenshot and the tail of the `dagster dev` log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from aqi_assets.defs.air_quality.assets import ingest_jobs
+from aqi_assets.defs.common.storage import AqiStorage
+from aqi_assets_tests.support.dagster_dev import DagsterDev, prepare_dagster_home, start_dagster_dev
+from aqi_assets_tests.support.samples import FRAGMENT, PROJECT_ROOT, fragment_records
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's package: Playwright's own browser download is not used
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.timeout(300),
+    pytest.mark.skipif(
+        not CHROMIUM.is_file(), reason=f"Debian chromium not found at {CHROMIUM} (apt-get install chromium)"
+    ),
+]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+OUTPUT_DIR = PROJECT_ROOT / "test-output" / "ui"
+CHAIN_JOB = "ingest_5min_job"  # the 5-minute chain: raw_snapshot_5min → aqi_readings (+ its checks)
+READINGS = "aqi_readings"
+VIEWPORT = {"width": 1600, "height": 1000}
+GRAPH_VIEWPORT = {"width": 1600, "height": 1600}  # tall enough for the whole expanded lineage to fit
+
+# Where the lineage view draws things: asset nodes are <foreignObject>s (group boxes carry class "group") whose
+# name label has a data-tooltip; edges are <path>s with an arrow marker, leaving a node's right side and
+# ending just left of the target node. Returns the node names and the (from, to) pairs of every edge.
+LINEAGE_JS = """
+() => {
+  const nodes = {};
+  for (const label of document.querySelectorAll(
+      'svg foreignObject:not(.group) [class*="AssetNode_assetName"] [data-tooltip]')) {
+    const box = label.closest("foreignObject");
+    const name = label.getAttribute("data-tooltip");
+    if (box && !(name in nodes)) nodes[name] = ["x", "y", "width", "height"].map((a) => +box.getAttribute(a));
+  }
+  const touches = ([x, y, w, h], px, py, side) =>
+    py >= y - 1 && py <= y + h + 1 && (side === "out" ? Math.abs(px - (x + w)) <= 3 : px >= x - 15 && px <= x + 3);
+  const edges = [];
+  for (const path of document.querySelectorAll("svg path[marker-end]")) {
+    const n = ((path.getAttribute("d") || "").match(/-?\\d+(\\.\\d+)?/g) || []).map(parseFloat);
+    if (n.length < 4) continue;
+    const from = Object.keys(nodes).find((name) => touches(nodes[name], n[0], n[1], "out"));
+    const to = Object.keys(nodes).find((name) => touches(nodes[name], n[n.length - 2], n[n.length - 1], "in"));
+    edges.push([from || null, to || null]);
+  }
+  return { nodes: Object.keys(nodes), edges };
+}
+"""
+
+# The asset page's metadata table: one row per entry, key first and value last.
+METADATA_TABLE_JS = """
+() => {
+  const rows = {};
+  for (const tr of document.querySelectorAll("table tr")) {
+    const cells = tr.querySelectorAll("td");
+    if (cells.length >= 3) rows[cells[0].innerText.trim()] = cells[cells.length - 1].innerText.trim();
+  }
+  const label = [...document.querySelectorAll("span")].find((s) => s.textContent.trim() === "Row count");
+  const rowCount = label ? label.parentElement.innerText.replace("Row count", "").trim() : null;
+  return { rows, rowCount };
+}
+"""
+
+# The Checks tab lists one row per check: its name (title), status word and status icon.
+CHECK_ROWS_JS = """
+() => [...document.querySelectorAll('[class*="AssetChecks_checkRow"]')].map((row) => {
+  const spans = row.querySelectorAll("span");
+  return {
+    name: (row.querySelector("[title]") || {}).title || null,
+    status: spans.length ? spans[spans.length - 1].innerText.trim() : null,
+    icon: (row.querySelector("[role=img]") || { getAttribute: () => null }).getAttribute("aria-label"),
+  };
+})
+"""
+
+# The page scrolls inside a container, so Playwright's full_page alone would stop at the viewport.
+CONTENT_HEIGHT_JS = """
+() => Math.max(document.documentElement.scrollHeight, ...[...document.querySelectorAll("*")]
+  .filter((el) => el.scrollHeight > el.clientHeight + 1 && /(auto|scroll)/.test(getComputedStyle(el).overflowY))
+  .map((el) => el.getBoundingClientRect().top + el.scrollHeight))
+"""
+
+METADATA_TYPES_QUERY = """
+{ assetNodes(assetKeys: [{path: ["aqi_readings"]}]) {
+    assetMaterializations(limit: 1) { metadataEntries { label __typename } } } }
+"""
+
+
+def _number(text: str | None) -> int:
+    """An integer as the UI prints it (thousands separators included)."""
+    digits = (text or "").replace(",", "").replace("\u202f", "").strip()
+    if not re.fullmatch(r"\d+", digits):
+        raise AssertionError(f"expected an integer in the UI, found {text!r}")
+    return int(digits)
+
+
+class UiSession:
+    """One browser page plus what a failing step needs to explain itself."""
+
+    def __init__(self, page, dev: DagsterDev, output_dir: Path) -> None:
+        self.page = page
+        self.dev = dev
+        self.output_dir = output_dir
+
+    def goto(self, path: str) -> None:
+        self.page.goto(f"{self.dev.url}{path}")
+
+    @contextmanager
+    def step(self, title: str, timeout_s: float) -> Iterator[None]:
+        """Run one step with a default timeout; on timeout or a failed assertion, fail with a screenshot."""
+        self.page.set_default_timeout(timeout_s * 1000)
+        started = time.monotonic()
+        try:
+            yield
+        except (playwright_api.TimeoutError, AssertionError) as error:
+            slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+            screenshot = self.output_dir / f"failed-{slug}.png"
+            try:
+                self.page.screenshot(path=str(screenshot), full_page=True)
+            except playwright_api.Error as screenshot_error:
+                screenshot = Path(f"(no screenshot: {screenshot_error})")
+            raise pytest.fail.Exception(
+                f"UI step '{title}' failed after {time.monotonic() - started:.0f} s (timeout {timeout_s:.0f} s) "
+                f"at {self.page.url}:\n{str(error).strip()}\nScreenshot: {screenshot}\n"
+                f"--- last lines of the dagster dev log ({self.dev.log_path}) ---\n{self.dev.log_tail(15)}",
+                pytrace=False,
+            ) from None
+
+    def poll(self, read, ready, timeout_s: float, what: str):
+        """Re-read the page until `ready(value)`; raise AssertionError naming `what` and the last value."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            value = read()
+            if ready(value):
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what} not shown within {timeout_s:.0f} s; the page shows: {value!r}")
+            self.page.wait_for_timeout(500)
+
+    def screenshot(self, name: str) -> Path:
+        """A full-page screenshot, the viewport stretched to the height of the page's scrolling content."""
+        path = self.output_dir / name
+        original = self.page.viewport_size
+        height = min(int(self.page.evaluate(CONTENT_HEIGHT_JS)) + 40, 8000)
+        if height > original["height"]:
+            self.page.set_viewport_size({"width": original["width"], "height": height})
+            self.page.wait_for_timeout(800)  # let the layout follow the new size
+        self.page.screenshot(path=str(path), full_page=True)
+        self.page.set_viewport_size(original)
+        return path
+
+
+@pytest.fixture
+def snapshot_server() -> Iterator[str]:
+    """The real 243-record sample served as a Sensor.Community snapshot (JSON array) on 127.0.0.1."""
+    from pytest_httpserver import HTTPServer
+
+    body = json.dumps(fragment_records()).encode()
+    server = HTTPServer(host="127.0.0.1", port=0)
+    for path in ("/static/v2/data.json", "/static/v2/data.24h.json"):
+        server.expect_request(path).respond_with_data(body, content_type="application/json")
+    server.start()
+    try:
+        yield server.url_for("/static/v2")
+    finally:
+        server.clear()
+        server.stop()
+
+
+@pytest.fixture
+def aqi_env(tmp_path: Path, snapshot_server: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The whole AQI configuration of this test, also applied here so Definitions load the same way."""
+    env = {
+        "AQI_SNAPSHOT_5MIN_URL": f"{snapshot_server}/data.json",
+        "AQI_SNAPSHOT_24H_URL": f"{snapshot_server}/data.24h.json",
+        "AQI_DATA_DIR": str(tmp_path / "data"),
+        "AQI_DUCKDB_PATH": str(tmp_path / "data" / "aqi.duckdb"),
+    }
+    for name in [name for name in os.environ if name.startswith("AQI_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+@pytest.fixture
+def dagster_dev(tmp_path: Path, aqi_env: dict[str, str]) -> Iterator[DagsterDev]:
+    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+    for stale in OUTPUT_DIR.glob("*.png"):  # from an earlier run: a failing run must not leave old pictures
+        stale.unlink()
+    dev = start_dagster_dev(
+        PROJECT_ROOT / "workspace.yaml",
+        prepare_dagster_home(tmp_path / "dagster_home"),
+        aqi_env,
+        OUTPUT_DIR / "dagster-dev.log",
+    )
+    try:
+        dev.wait_until_ready(timeout_s=90)
+        yield dev
+    finally:
+        dev.stop()
+
+
+@pytest.fixture
+def ui(tmp_path: Path, dagster_dev: DagsterDev) -> Iterator[UiSession]:
+    # The first visit to a local UI offers a newsletter dialog over the page; mark it seen on this instance.
+    assert dagster_dev.graphql("mutation { setNuxSeen }")["data"]["setNuxSeen"] is True
+    with playwright_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport=VIEWPORT,
+        )
+        try:
+            yield UiSession(context.pages[0] if context.pages else context.new_page(), dagster_dev, OUTPUT_DIR)
+        finally:
+            context.close()
+
+
+def _loaded_definitions() -> dg.Definitions:
+    """The code location as `dagster dev` loads it (same environment, set by the aqi_env fixture)."""
+    from aqi_assets.definitions import defs
+
+    return defs()
+
+
+def _readings_from_duckdb(env: dict[str, str]) -> dict:
+    storage = AqiStorage(data_dir=env["AQI_DATA_DIR"], duckdb_path=env["AQI_DUCKDB_PATH"])
+    with storage.connect(read_only=True) as connection:
+        rows = connection.execute("SELECT count(*), max(timestamp) FROM aqi_readings").fetchone()
+        bands = dict(connection.execute("SELECT daqi_band, count(*) FROM aqi_readings GROUP BY 1").fetchall())
+        categories = dict(
+            connection.execute("SELECT aqi_us_category, count(*) FROM aqi_readings GROUP BY 1").fetchall()
+        )
+    return {
+        "rows": rows[0],
+        "newest": rows[1],
+        # The asset labels readings without an index "no index" (NULL in the table).
+        "daqi_band": {("no index" if k is None else k): v for k, v in bands.items()},
+        "aqi_us_category": {("no index" if k is None else k): v for k, v in categories.items()},
+    }
+
+
+def test_materialise_browse_lineage_and_checks_in_the_ui(
+    ui: UiSession, dagster_dev: DagsterDev, aqi_env: dict[str, str]
+) -> None:
+    defs = _loaded_definitions()
+    asset_graph = defs.resolve_asset_graph()
+    chain = {key.to_user_string() for key in defs.resolve_job_def(CHAIN_JOB).asset_layer.selected_asset_keys}
+    expected_edges = set()
+    for name in chain:
+        node = asset_graph.get(dg.AssetKey(name))
+        expected_edges |= {(parent.to_user_string(), name) for parent in node.parent_keys}
+        expected_edges |= {(name, child.to_user_string()) for child in node.child_keys}
+    expected_nodes = {name for edge in expected_edges for name in edge} | chain
+    readings_checks = {
+        spec.name: spec.blocking
+        for checks_def in defs.asset_checks
+        for spec in checks_def.check_specs
+        if spec.asset_key == dg.AssetKey(READINGS)
+    }
+    ingest_job_names = {job.name for job in ingest_jobs}
+    all_sensors = {sensor.name for sensor in defs.sensors}
+    ingestion_sensors = {
+        sensor.name
+        for sensor in defs.sensors
+        if any(getattr(target, "job_name", None) in ingest_job_names for target in sensor.targets)
+    }
+    assert READINGS in chain and len(chain) >= 2, f"{CHAIN_JOB} selects {sorted(chain)}"
+    assert sum(readings_checks.values()) >= 1, f"no blocking check on {READINGS}: {readings_checks}"
+    page = ui.page
+
+    with ui.step("1. asset graph shows the 5-minute chain and its lineage", timeout_s=60):
+        ui.goto("/asset-groups")
+        page.get_by_role("button", name="Materialize all").wait_for()
+        # Groups start collapsed: the graph's settings menu expands them, as a person would.
+        page.locator("button:has([aria-label=settings])").last.click()
+        page.get_by_role("menuitem", name="Expand all groups").click()
+        drawn = ui.poll(
+            lambda: page.evaluate(LINEAGE_JS),
+            lambda graph: (
+                expected_nodes <= set(graph["nodes"]) and expected_edges <= {tuple(edge) for edge in graph["edges"]}
+            ),
+            timeout_s=45,
+            what=f"assets {sorted(expected_nodes)} with edges {sorted(expected_edges)}",
+        )
+        assert expected_nodes <= set(drawn["nodes"])
+
+    with ui.step(f"2. materialise {CHAIN_JOB} from the UI and see the run succeed", timeout_s=120):
+        ui.goto(f"/locations/aqi_assets/jobs/{CHAIN_JOB}")
+        page.get_by_role("button", name="Materialize all").click()
+        # With raw_snapshot_24h never materialised the UI asks first; the merge does not need it.
+        confirm = page.get_by_role("button", name="Confirm")
+        launched = page.get_by_text(re.compile(r"^Launched run"))
+        confirm.or_(launched).first.wait_for(timeout=30_000)
+        if confirm.is_visible():
+            confirm.click()
+        launched.wait_for(timeout=30_000)
+        page.get_by_role("link", name="View", exact=True).click()
+        page.wait_for_url(re.compile(r"/runs/[0-9a-f-]{36}"), timeout=30_000)
+        run_url = page.url
+        final = page.get_by_text(re.compile(r"^(Success|Failure|Canceled)$")).first
+        final.wait_for(timeout=120_000)  # queued (daemon dequeue), then two steps and eight checks
+        status = final.inner_text().strip()
+        assert status == "Success", f"run {run_url} ended with {status}"
+        # The run header counts what ran: the chain's assets (step names are truncated in the timeline).
+        page.get_by_text(f"{len(chain)} assets", exact=True).wait_for(timeout=10_000)
+
+    database = _readings_from_duckdb(aqi_env)
+    assert database["rows"] == len(fragment_records()), (
+        f"DuckDB has {database['rows']} readings after merging the {FRAGMENT} sample"
+    )
+
+    with ui.step(f"3a. {READINGS} shows row count and band counts matching DuckDB", timeout_s=60):
+        ui.goto(f"/assets/{READINGS}")
+        shown = ui.poll(
+            lambda: page.evaluate(METADATA_TABLE_JS),
+            lambda seen: seen["rowCount"] and "daqi_band_counts" in seen["rows"],
+            timeout_s=45,
+            what="the Row count and the metadata table",
+        )
+        assert _number(shown["rowCount"]) == database["rows"]
+        for prefix in ("daqi_band", "aqi_us_category"):
+            ui_counts = {
+                key.split("/", 1)[1]: _number(value)
+                for key, value in shown["rows"].items()
+                if key.startswith(f"{prefix}/")
+            }
+            assert ui_counts, f"no {prefix}/... metadata in the UI; rows shown: {sorted(shown['rows'])}"
+            expected = {label: database[prefix].get(label, 0) for label in ui_counts}
+            assert ui_counts == expected, f"{prefix} counts in the UI {ui_counts} != DuckDB {database[prefix]}"
+            assert set(database[prefix]) <= set(ui_counts), f"{prefix} labels missing in the UI: {ui_counts}"
+        band_json = json.loads(shown["rows"]["daqi_band_counts"])
+        assert band_json == {label: database["daqi_band"].get(label, 0) for label in band_json}
+        assert set(database["daqi_band"]) <= set(band_json)
+        page.get_by_text("Upstream assets").wait_for()
+        ui.screenshot("aqi_readings.png")
+
+    # Typed metadata renders as numbers, tables and markdown: check the types the UI received.
+    entries = dagster_dev.graphql(METADATA_TYPES_QUERY)["data"]["assetNodes"][0]["assetMaterializations"][0]
+    types = {entry["label"]: entry["__typename"] for entry in entries["metadataEntries"]}
+    assert types["dagster/row_count"] == "IntMetadataEntry"
+    assert types["dagster/column_schema"] == "TableSchemaMetadataEntry"
+    assert types["worst_outdoor_sensors"] == "MarkdownMetadataEntry"
+    assert {t for label, t in types.items() if label.startswith(("daqi_band/", "aqi_us_category/"))} == {
+        "IntMetadataEntry"
+    }
+
+    with ui.step(f"3b. {READINGS} checks show as passed", timeout_s=60):
+        page.get_by_role("tab", name="Checks").or_(page.get_by_text("Checks", exact=True)).first.click()
+        settled = {"Succeeded", "Failed"}
+        rows = ui.poll(
+            lambda: {row["name"]: row for row in page.evaluate(CHECK_ROWS_JS)},
+            lambda seen: (
+                set(readings_checks) <= set(seen) and all(seen[name]["status"] in settled for name in readings_checks)
+            ),
+            timeout_s=45,
+            what=f"results of the checks {sorted(readings_checks)}",
+        )
+        for name, blocking in readings_checks.items():
+            row = rows[name]
+            if blocking:
+                assert (row["status"], row["icon"]) == ("Succeeded", "check_circle"), f"blocking check {row}"
+            else:  # a warning may pass or warn, never show as an error
+                assert (row["status"], row["icon"]) in {("Succeeded", "check_circle"), ("Failed", "warning_outline")}, (
+                    f"warning check {row}"
+                )
+        utc_now = datetime.now(timezone.utc).replace(tzinfo=None)  # the table stores naive UTC timestamps
+        if "readings_fresh" in rows and database["newest"] < utc_now - timedelta(days=2):
+            # The 2019 sample is stale: the freshness warning must show as a warning, not be hidden.
+            assert rows["readings_fresh"]["icon"] == "warning_outline", rows["readings_fresh"]
+        if "readings_fresh" in rows:  # show the warning's detail: what a person would open first
+            page.locator('[class*="AssetChecks_checkRow"]', has=page.locator('[title="readings_fresh"]')).click()
+            page.get_by_text("Evaluation result").wait_for()
+        ui.screenshot("aqi_readings-checks.png")
+
+    with ui.step("4. sensors page lists the ingestion sensors", timeout_s=45):
+        assert ingestion_sensors, (
+            f"the code location defines no sensor targeting {sorted(ingest_job_names)}; sensors: {sorted(all_sensors)}"
+        )
+        page.locator('a[href="/automation"]').first.click()  # the left navigation
+        page.wait_for_url(re.compile(r"/automation"))
+        for name in sorted(all_sensors):
+            page.get_by_text(name, exact=True).first.wait_for()
+        ui.screenshot("sensors.png")
+
+    with ui.step("5. screenshot of the asset graph", timeout_s=45):
+        page.set_viewport_size(GRAPH_VIEWPORT)
+        ui.goto("/asset-groups")  # the expanded groups are remembered by the browser profile
+        ui.poll(
+            lambda: page.evaluate(LINEAGE_JS),
+            lambda graph: expected_nodes <= set(graph["nodes"]),
+            timeout_s=30,
+            what=f"assets {sorted(expected_nodes)}",
+        )
+        page.wait_for_timeout(1000)  # the graph zooms to fit after layout
+        page.screenshot(path=str(OUTPUT_DIR / "asset-graph.png"), full_page=True)
+        page.set_viewport_size(VIEWPORT)
+
+    for name in ("asset-graph.png", "aqi_readings.png", "aqi_readings-checks.png", "sensors.png"):
+        assert (OUTPUT_DIR / name).stat().st_size > 10_000, f"screenshot {name} looks empty"
