@@ -1,7 +1,8 @@
 """Scaffolding shared by the sync benchmarks (`timestream`, `influxdb`): synthetic readings in a temporary
 DuckDB file, the common options, two timed syncs (the second must send nothing) and the timing figures.
 
-The tests also use `synthetic_readings`, `insert_readings` and `free_port` to get realistic rows and ports.
+`synthetic_readings` and `insert_readings` make realistic rows without a merge; the sync tests use them too.
+`free_port` finds a loopback port for the local servers a benchmark starts.
 """
 
 from __future__ import annotations

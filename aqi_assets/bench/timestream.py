@@ -29,8 +29,6 @@ from aqi_assets.bench.sync_common import (
     timing_figures,
 )
 
-# insert_readings and synthetic_readings lived here first: still importable from here.
-__all__ = ["add_arguments", "free_port", "insert_readings", "moto_subprocess", "run", "synthetic_readings"]
 
 
 @contextlib.contextmanager
