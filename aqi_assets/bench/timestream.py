@@ -23,12 +23,9 @@ from aqi_assets.bench.sync_common import (
     add_sync_arguments,
     bench_database,
     free_port,
-    insert_readings,
-    synthetic_readings,
     timed_syncs,
     timing_figures,
 )
-
 
 
 @contextlib.contextmanager
