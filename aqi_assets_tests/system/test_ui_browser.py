@@ -338,7 +338,7 @@ def test_materialise_browse_lineage_and_checks_in_the_ui(
         page.wait_for_url(re.compile(r"/runs/[0-9a-f-]{36}"), timeout=30_000)
         run_url = page.url
         final = page.get_by_text(re.compile(r"^(Success|Failure|Canceled)$")).first
-        final.wait_for(timeout=120_000)  # queued (daemon dequeue), then two steps and eight checks
+        final.wait_for(timeout=120_000)  # queued (daemon dequeue), then two steps and nine checks
         status = final.inner_text().strip()
         assert status == "Success", f"run {run_url} ended with {status}"
         # The run header counts what ran: the chain's assets (step names are truncated in the timeline).

@@ -9,6 +9,17 @@ Records are parsed with an explicit schema whose leaves are all VARCHAR (values 
 and cast with TRY_CAST, so odd values are quarantined instead of failing the snapshot. When a record's shape
 is so wrong that the typed reader cannot map it (e.g. `sensordatavalues` not an array), the snapshot is read
 again object by object with a lenient transform, and the malformed parts are quarantined with a reason.
+
+What the history keeps:
+- A row of `aqi_readings` exists only for a record with at least one kept value (a measurement column or an
+  entry of `other_values`). A record with empty `sensordatavalues`, or whose every value was quarantined, is no
+  reading: it is counted in `snapshot_log.records_without_values`, and its quarantined values are in
+  `rejected_values`.
+- PM values (P0–P4) go to the µg/m³ columns only for mass-concentration sensor types (`sensor_types`); another
+  type's (e.g. the PPD42NS's particle counts) stay as text in `other_values`, with NULL indices and a
+  `no_index_reason`.
+- Across snapshots the first merged copy of a reading stays. A later copy with other values is recorded in
+  `rejected_values` (each of its values, `LATER_COPY_REASON`); identical repeats leave no trace.
 """
 
 from __future__ import annotations
