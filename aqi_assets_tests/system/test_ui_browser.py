@@ -261,16 +261,21 @@ def _readings_from_duckdb(env: dict[str, str]) -> dict:
     storage = AqiStorage(data_dir=env["AQI_DATA_DIR"], duckdb_path=env["AQI_DUCKDB_PATH"])
     with storage.connect(read_only=True) as connection:
         rows = connection.execute("SELECT count(*), max(timestamp) FROM aqi_readings").fetchone()
-        bands = dict(connection.execute("SELECT daqi_band, count(*) FROM aqi_readings GROUP BY 1").fetchall())
-        categories = dict(
-            connection.execute("SELECT aqi_us_category, count(*) FROM aqi_readings GROUP BY 1").fetchall()
-        )
+        # The asset counts the current picture per period: each outdoor PM sensor once, with its latest reading
+        # (the sample holds one reading per sensor, all outdoor).
+        counts = {
+            column: connection.execute(
+                f"SELECT period || '/' || coalesce({column}, 'no index'), count(*) FROM aqi_readings "
+                "WHERE pm25 IS NOT NULL OR pm10 IS NOT NULL GROUP BY 1"
+            ).fetchall()
+            for column in ("daqi_band", "aqi_us_category")
+        }
     return {
         "rows": rows[0],
         "newest": rows[1],
-        # The asset labels readings without an index "no index" (NULL in the table).
-        "daqi_band": {("no index" if k is None else k): v for k, v in bands.items()},
-        "aqi_us_category": {("no index" if k is None else k): v for k, v in categories.items()},
+        # Keys as in the metadata: "<period>/<label>", "no index" for NULL.
+        "daqi_band": dict(counts["daqi_band"]),
+        "aqi_us_category": dict(counts["aqi_us_category"]),
     }
 
 
@@ -333,7 +338,7 @@ def test_materialise_browse_lineage_and_checks_in_the_ui(
         page.wait_for_url(re.compile(r"/runs/[0-9a-f-]{36}"), timeout=30_000)
         run_url = page.url
         final = page.get_by_text(re.compile(r"^(Success|Failure|Canceled)$")).first
-        final.wait_for(timeout=120_000)  # queued (daemon dequeue), then two steps and eight checks
+        final.wait_for(timeout=120_000)  # queued (daemon dequeue), then two steps and nine checks
         status = final.inner_text().strip()
         assert status == "Success", f"run {run_url} ended with {status}"
         # The run header counts what ran: the chain's assets (step names are truncated in the timeline).
@@ -363,7 +368,11 @@ def test_materialise_browse_lineage_and_checks_in_the_ui(
             expected = {label: database[prefix].get(label, 0) for label in ui_counts}
             assert ui_counts == expected, f"{prefix} counts in the UI {ui_counts} != DuckDB {database[prefix]}"
             assert set(database[prefix]) <= set(ui_counts), f"{prefix} labels missing in the UI: {ui_counts}"
-        band_json = json.loads(shown["rows"]["daqi_band_counts"])
+        band_json = {
+            f"{period}/{label}": count
+            for period, counts in json.loads(shown["rows"]["daqi_band_counts"]).items()
+            for label, count in counts.items()
+        }
         assert band_json == {label: database["daqi_band"].get(label, 0) for label in band_json}
         assert set(database["daqi_band"]) <= set(band_json)
         page.get_by_text("Upstream assets").wait_for()

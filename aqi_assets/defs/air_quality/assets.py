@@ -110,7 +110,9 @@ def aqi_readings(context: dg.AssetExecutionContext, config: AqiReadingsConfig, s
                 merged.append(stats)
                 context.log.info(
                     f"merged {stats.snapshot}: {stats.records} records, {stats.rows_inserted} new readings, "
-                    f"{stats.rows_duplicate} already known, {stats.values_rejected} values quarantined"
+                    f"{stats.rows_duplicate} already known ({stats.readings_differing} with other values), "
+                    f"{stats.records_without_values} records without values, "
+                    f"{stats.values_rejected} values quarantined"
                 )
         summary = readings_summary(connection)
     if unreadable:
@@ -125,11 +127,17 @@ def aqi_readings(context: dg.AssetExecutionContext, config: AqiReadingsConfig, s
         "rows_inserted": dg.MetadataValue.int(sum(s.rows_inserted for s in merged)),
         "rows_already_known": dg.MetadataValue.int(sum(s.rows_duplicate for s in merged)),
         "values_quarantined": dg.MetadataValue.int(sum(s.values_rejected for s in merged)),
+        # Records that carried no valid value are no reading (their bad values are in rejected_values).
+        "records_without_values": dg.MetadataValue.int(sum(s.records_without_values for s in merged)),
+        # Known readings delivered again with other values (the first copy stays; this one is quarantined).
+        "readings_differing": dg.MetadataValue.int(sum(s.readings_differing for s in merged)),
         "rows_per_period": dg.MetadataValue.json(summary.rows_per_period),
         "daqi_band_counts": dg.MetadataValue.json(summary.daqi_band_counts),
         "aqi_us_category_counts": dg.MetadataValue.json(summary.aqi_us_category_counts),
         "worst_outdoor_sensors": dg.MetadataValue.md(summary.worst_sensors_markdown),
         "index_note": "5-minute indices are indicative only: DAQI and the EPA daily AQI are defined on 24-hour means.",
+        "counts_note": "daqi_band/* and aqi_us_category/*: per period, outdoor PM sensors, each counted once with "
+        "its latest reading (sensors quiet for longer than the period's freshness limit left out).",
         "dagster/table_name": "aqi_readings",
         "dagster/column_schema": dg.TableSchema(
             columns=[
@@ -138,10 +146,12 @@ def aqi_readings(context: dg.AssetExecutionContext, config: AqiReadingsConfig, s
             ]
         ),
     }
-    for key, count in summary.daqi_band_counts.items():
-        metadata[f"daqi_band/{key}"] = dg.MetadataValue.int(count)
-    for key, count in summary.aqi_us_category_counts.items():
-        metadata[f"aqi_us_category/{key}"] = dg.MetadataValue.int(count)
+    for prefix, per_period in (
+        ("daqi_band", summary.daqi_band_counts), ("aqi_us_category", summary.aqi_us_category_counts)
+    ):
+        for period, counts in per_period.items():
+            for label, count in counts.items():
+                metadata[f"{prefix}/{period}/{label}"] = dg.MetadataValue.int(count)
     if not merged:
         context.log.info("no new raw snapshots to merge")
     return dg.MaterializeResult(metadata=metadata)

@@ -62,7 +62,8 @@ def _check(name: str, description: str, evaluate: Evaluate, *, blocking: bool) -
 CHECKS: tuple[tuple[str, str, Evaluate, bool], ...] = (
     (
         "indices_match_concentrations",
-        "Blocking: every DAQI / US AQI value and label equals the one recomputed from the stored PM2.5 and PM10.",
+        "Blocking: every DAQI / US AQI value and label equals the one recomputed from the stored PM2.5 and PM10 "
+        "(NULL for sensor types that do not report µg/m³).",
         lambda connection, scope: checks.indices_match_concentrations(connection, scope),
         True,
     ),
@@ -96,6 +97,13 @@ CHECKS: tuple[tuple[str, str, Evaluate, bool], ...] = (
         "Warning: more than half of the PM sensors sit at a station reporting humidity above 70 % at the same "
         "time (optical PM reads high in humid air).",
         lambda connection, scope: checks.humid_pm_share(connection, scope=scope),
+        False,
+    ),
+    (
+        "pm25_not_above_pm10",
+        "Warning: readings whose PM2.5 exceeds their PM10 by more than 1 µg/m³ or 5 % (PM2.5 is part of PM10: "
+        "a faulty or saturated sensor).",
+        checks.pm25_not_above_pm10,
         False,
     ),
     (

@@ -19,7 +19,9 @@ import pyarrow.compute as pc
 
 from aqi_assets.lib.air_quality.indices import DAQI_BANDS, compute_indices
 from aqi_assets.lib.air_quality.periods import SNAPSHOT_PERIODS
+from aqi_assets.lib.air_quality.sensor_types import MASS_CONCENTRATION_PM_TYPES
 from aqi_assets.lib.common.markdown import markdown_table
+from aqi_assets.lib.common.utc import naive_utc
 
 SAMPLE_ROWS = 10
 INDEX_NAMES = ("daqi_pm25", "daqi_pm10", "daqi", "aqi_us_pm25", "aqi_us_pm10", "aqi_us")
@@ -27,6 +29,9 @@ LABEL_NAMES = ("daqi_band", "aqi_us_category", "aqi_us_beyond")
 KEY = ("period", "sensor_id", "timestamp")
 FRESHNESS_LIMITS = {name: period.freshness_fail for name, period in SNAPSHOT_PERIODS.items()}
 STATION_WINDOW = timedelta(minutes=5)  # a PM and a climate reading of one station this close are "the same time"
+# PM2.5 is part of PM10; optical sensors estimate both, so PM2.5 may exceed PM10 by rounding, no more.
+PM_ORDER_TOLERANCE_UGM3 = 1.0
+PM_ORDER_TOLERANCE_SHARE = 0.05
 
 
 @dataclass
@@ -91,8 +96,19 @@ def _same_labels(stored: pa.Array, expected: pa.Array) -> np.ndarray:
     return np.asarray(pc.or_(equal, both_null).to_numpy(zero_copy_only=False), dtype=bool)
 
 
+def _mass_concentration_rows(sensor_type: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """True where the sensor type reports µg/m³ (see `sensor_types`): only those rows may carry an index."""
+    key = pc.utf8_upper(pc.utf8_trim_whitespace(sensor_type))
+    mass = pc.is_in(key, value_set=pa.array(sorted(MASS_CONCENTRATION_PM_TYPES), pa.string()))
+    return np.asarray(pc.fill_null(mass, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
 def _compare_batch(batch: pa.RecordBatch, outcome: CheckOutcome, mismatches_per_column: dict[str, int]) -> None:
-    expected = compute_indices(_numeric(batch.column("pm25")), _numeric(batch.column("pm10")))
+    # Other sensor types must have NULL indices, whatever their PM columns hold.
+    mass = _mass_concentration_rows(batch.column("sensor_type"))
+    pm25 = np.where(mass, _numeric(batch.column("pm25")), np.nan)
+    pm10 = np.where(mass, _numeric(batch.column("pm10")), np.nan)
+    expected = compute_indices(pm25, pm10)
     bad = np.zeros(batch.num_rows, dtype=bool)
     for name in (*INDEX_NAMES, *LABEL_NAMES):
         column = batch.column(name)
@@ -106,7 +122,9 @@ def _compare_batch(batch: pa.RecordBatch, outcome: CheckOutcome, mismatches_per_
     outcome.checked_rows += batch.num_rows
     outcome.failing_rows += int(bad.sum())
     for row in np.flatnonzero(bad)[: SAMPLE_ROWS - len(outcome.sample)]:
-        record = {c: batch.column(c)[int(row)].as_py() for c in (*KEY, "pm25", "pm10", "daqi", "aqi_us")}
+        record = {
+            c: batch.column(c)[int(row)].as_py() for c in (*KEY, "sensor_type", "pm25", "pm10", "daqi", "aqi_us")
+        }
         record["expected_daqi"] = expected["daqi"][row]
         record["expected_aqi_us"] = expected["aqi_us"][row]
         outcome.sample.append(record)
@@ -115,8 +133,9 @@ def _compare_batch(batch: pa.RecordBatch, outcome: CheckOutcome, mismatches_per_
 def indices_match_concentrations(
     connection: duckdb.DuckDBPyConnection, scope: Scope = None, batch_rows: int = 500_000
 ) -> CheckOutcome:
-    """Every stored index (and label) equals the one recomputed from the stored PM2.5 / PM10."""
-    columns = ", ".join(f'"{c}"' for c in (*KEY, "pm25", "pm10", *INDEX_NAMES, *LABEL_NAMES))
+    """Every stored index (and label) equals the one recomputed from the stored PM2.5 / PM10; a sensor type that
+    does not report µg/m³ must have NULL indices."""
+    columns = ", ".join(f'"{c}"' for c in (*KEY, "sensor_type", "pm25", "pm10", *INDEX_NAMES, *LABEL_NAMES))
     relation, parameters = _rows(scope)
     outcome = CheckOutcome(passed=True)
     mismatches_per_column = dict.fromkeys((*INDEX_NAMES, *LABEL_NAMES), 0)
@@ -203,6 +222,21 @@ def no_duplicate_readings(connection: duckdb.DuckDBPyConnection, scope: Scope = 
     )
 
 
+def pm25_not_above_pm10(connection: duckdb.DuckDBPyConnection, scope: Scope = None) -> CheckOutcome:
+    """PM2.5 is part of PM10: flag readings whose PM2.5 exceeds PM10 by more than rounding can explain
+    (1 µg/m³ or 5 % of PM10, whichever is larger) — a faulty or saturated sensor."""
+    condition = (
+        f"pm25 > pm10 + greatest({PM_ORDER_TOLERANCE_UGM3}, {PM_ORDER_TOLERANCE_SHARE} * pm10)"
+    )
+    outcome = _sql_violations(
+        connection, condition, 'period, sensor_id, "timestamp", sensor_type, pm25, pm10', scope
+    )
+    outcome.details["tolerance"] = (
+        f"PM2.5 > PM10 + max({PM_ORDER_TOLERANCE_UGM3:g} µg/m³, {PM_ORDER_TOLERANCE_SHARE:.0%} of PM10)"
+    )
+    return outcome
+
+
 def quarantine_share(connection: duckdb.DuckDBPyConnection, threshold: float, scope: Scope = None) -> CheckOutcome:
     """Share of the values that broke a rule, per snapshot in scope (whole history: every merged snapshot).
 
@@ -284,7 +318,7 @@ def readings_fresh(connection: duckdb.DuckDBPyConnection, now: datetime | None =
 
     Looks at rows merged in the three days before the newest merge (zone maps skip the rest of the history).
     """
-    now = (now or datetime.now(timezone.utc)).replace(tzinfo=None)
+    now = naive_utc(now)  # an aware `now` is converted to UTC, not stripped of its offset
     newest = dict(
         connection.execute(
             """

@@ -90,32 +90,42 @@ def daqi_band(daqi: npt.ArrayLike) -> npt.NDArray[np.object_]:
     return _label(daqi, DAQI_BANDS)
 
 
+_INT64_SAFE = float(2**62)  # comfortably inside int64, exactly representable as a double
+
+
 def truncate_decimal(values: npt.ArrayLike, digits: int) -> npt.NDArray[np.int64]:
     """Truncate to `digits` decimals as decimal arithmetic would, returning integer units of 10**-digits.
 
     `floor(0.29 * 100)` is 28 in floating point; the candidate is corrected against the double nearest to each
-    neighbouring decimal, so a value truncates as its shortest decimal representation does.
+    neighbouring decimal, so a value truncates as its shortest decimal representation does. Raises ValueError
+    for values that are not finite or whose units do not fit in int64 (a cast would silently wrap them).
     """
     x = _as_float_array(values)
     scale = 10.0**digits
     units = np.floor(x * scale)
     units = np.where((units + 1.0) / scale <= x, units + 1.0, units)
     units = np.where(units / scale > x, units - 1.0, units)
+    if not np.all(np.abs(units) < _INT64_SAFE):  # also false for NaN and ±inf
+        raise ValueError("truncate_decimal needs finite values within ±9.2e18 units")
     return units.astype(np.int64)
 
 
 def epa_sub_index(concentration: npt.ArrayLike, pollutant: str) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
     """US EPA AQI (2024 table) per value and a flag for concentrations beyond the top breakpoint (AQI 500).
 
-    Returns floats with NaN where the concentration is NaN or negative.
+    Returns floats with NaN where the concentration is NaN or negative. Any concentration beyond the top
+    breakpoint (also +inf or 1e30) is AQI 500 with the flag set.
     """
     table = EPA_2024[pollutant]
     c = _as_float_array(concentration)
     valid = c >= 0
     scale = 10**table.resolution_digits
-    units = truncate_decimal(np.where(valid, c, 0.0), table.resolution_digits)
     lo = np.round(np.asarray(table.concentration_lo) * scale).astype(np.int64)
     hi = np.round(np.asarray(table.concentration_hi) * scale).astype(np.int64)
+    # Cap far above the top breakpoint before converting to integer units: inf or 1e19 would overflow int64
+    # (and wrap to a small or negative number); the cap is still "beyond", so the result is unchanged.
+    cap = 10.0 * (hi[-1] + 1) / scale
+    units = truncate_decimal(np.where(valid, np.minimum(c, cap), 0.0), table.resolution_digits)
     i_lo = np.asarray(table.index_lo, dtype=np.int64)
     i_hi = np.asarray(table.index_hi, dtype=np.int64)
     row = np.clip(np.searchsorted(lo, units, side="right") - 1, 0, len(lo) - 1)

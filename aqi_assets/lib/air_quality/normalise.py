@@ -9,6 +9,17 @@ Records are parsed with an explicit schema whose leaves are all VARCHAR (values 
 and cast with TRY_CAST, so odd values are quarantined instead of failing the snapshot. When a record's shape
 is so wrong that the typed reader cannot map it (e.g. `sensordatavalues` not an array), the snapshot is read
 again object by object with a lenient transform, and the malformed parts are quarantined with a reason.
+
+What the history keeps:
+- A row of `aqi_readings` exists only for a record with at least one kept value (a measurement column or an
+  entry of `other_values`). A record with empty `sensordatavalues`, or whose every value was quarantined, is no
+  reading: it is counted in `snapshot_log.records_without_values`, and its quarantined values are in
+  `rejected_values`.
+- PM values (P0–P4) go to the µg/m³ columns only for mass-concentration sensor types (`sensor_types`); another
+  type's (e.g. the PPD42NS's particle counts) stay as text in `other_values`, with NULL indices and a
+  `no_index_reason`.
+- Across snapshots the first merged copy of a reading stays. A later copy with other values is recorded in
+  `rejected_values` (each of its values, `LATER_COPY_REASON`); identical repeats leave no trace.
 """
 
 from __future__ import annotations
@@ -17,7 +28,7 @@ import contextlib
 import gzip
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -26,6 +37,15 @@ import pyarrow as pa
 
 from aqi_assets.lib.air_quality.indices import compute_indices
 from aqi_assets.lib.air_quality.schema import INDEX_COLUMNS, MEASUREMENT_COLUMNS, PERIODS, VALUE_TYPE_COLUMNS
+from aqi_assets.lib.air_quality.sensor_types import (
+    AT_MEASURING_LIMIT_REASON,
+    BEYOND_MEASURING_LIMIT_REASON,
+    NOT_MASS_CONCENTRATION_REASON,
+    PM_VALUE_TYPES,
+    full_scale_sql,
+    mass_concentration_sql_list,
+)
+from aqi_assets.lib.common.utc import naive_utc
 
 # The part of a v2 record the platform reads; every leaf is text, cast with TRY_CAST later. Fields not named
 # here are ignored (the raw file keeps them).
@@ -52,6 +72,8 @@ TIMESTAMP_FORMATS = "['%Y-%m-%d %H:%M:%S', '%Y-%m-%dT%H:%M:%S', '%Y-%m-%dT%H:%M:
 MAX_OBJECT_BYTES = 64 << 20  # a single record larger than this is not a Sensor.Community record
 MAX_KEPT_RAW_CHARS = 500  # longer raw values are cut in rejected_values (the raw file keeps them whole)
 DUPLICATE_REASON = "duplicate record: superseded by the one with the highest measurement id"
+# A reading already in the history delivered again with other values: the first merged copy stays.
+LATER_COPY_REASON = "later copy of a merged reading with different values: the first merged copy is kept"
 FUTURE_TOLERANCE = "15 minutes"
 
 # Plausibility limits (the official map's, see ../shared/reference): (lower inclusive, upper exclusive).
@@ -62,7 +84,10 @@ PLAUSIBLE_RANGES: dict[str, tuple[float, float]] = {
     "P4": (0.0, 1900.0),  # PM4 is part of PM10
     "temperature": (-50.0, 70.0),
     "humidity": (0.0, 100.0001),
-    "pressure": (85_000.0, 120_000.0),  # Pa
+    # Station pressure falls with altitude (≈ 77 kPa in Mexico City at 2,240 m, 53 kPa at La Rinconada, 5,100 m,
+    # the highest town; 33 kPa on Everest) and peaks near 107–108 kPa by the Dead Sea (−430 m).
+    "pressure": (30_000.0, 110_000.0),  # Pa
+    # Reduced to sea level: the official map's range (world records 87.0 and 108.4 kPa).
     "pressure_at_sealevel": (85_000.0, 120_000.0),
 }
 
@@ -83,6 +108,11 @@ class MergeStats:
     values_read: int  # value entries in the snapshot
     values_invalid: int  # of those, the ones that broke a rule (including those of already-known readings)
     lenient_parse: bool
+    # Accepted records that did not become a reading because no value of theirs was kept (empty
+    # `sensordatavalues`, or every value quarantined: those values are in rejected_values).
+    records_without_values: int = 0
+    # Readings the history already held, delivered again with other values (recorded in rejected_values).
+    readings_differing: int = 0
 
 
 def _check_period(period: str) -> None:
@@ -152,9 +182,18 @@ def _lenient_source() -> str:
     """
 
 
+def _sql_text(text: str) -> str:
+    """A SQL string literal (reasons are constants of this module, but may contain quotes)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def _plausibility_case() -> str:
-    """SQL CASE giving the reason a numeric known value is implausible, NULL when it is fine."""
-    clauses = []
+    """SQL CASE giving the reason a numeric known value is implausible, NULL when it is fine.
+
+    A value exactly at its sensor type's full scale is a saturated sensor (the most precise reason, so it comes
+    first); one beyond it cannot have been measured either.
+    """
+    clauses = [f"WHEN abs(num - full_scale) < 1e-9 THEN {_sql_text(AT_MEASURING_LIMIT_REASON)}"]
     for value_type, (low, high) in PLAUSIBLE_RANGES.items():
         clauses.append(
             f"WHEN value_type = '{value_type}' AND num < {low} THEN "
@@ -163,6 +202,7 @@ def _plausibility_case() -> str:
         clauses.append(
             f"WHEN value_type = '{value_type}' AND num >= {high} THEN 'out of range: {value_type} ≥ {high:g}'"
         )
+    clauses.append(f"WHEN num > full_scale THEN {_sql_text(BEYOND_MEASURING_LIMIT_REASON)}")
     return "CASE " + " ".join(clauses) + " END"
 
 
@@ -175,7 +215,7 @@ def _stage_records(connection: duckdb.DuckDBPyConnection, path: Path, now: datet
     if path.stat().st_size == 0:
         raise SnapshotFormatError(f"{path} is empty")
     parameters = {
-        "now": now.replace(tzinfo=None),
+        "now": naive_utc(now),
         "path": str(path),
         "max_bytes": MAX_OBJECT_BYTES,
     }
@@ -207,16 +247,19 @@ def _records_sql(source: str) -> str:
                    TRY_CAST(nullif(trim(location.latitude), '') AS DOUBLE) AS lat,
                    TRY_CAST(nullif(trim(location.longitude), '') AS DOUBLE) AS lon,
                    TRY_CAST(nullif(trim(location.altitude), '') AS DOUBLE) AS altitude,
-                   coalesce(TRY_CAST(location.indoor AS INTEGER), 0) = 1 AS indoor,
+                   -- 0/1 as served, but also JSON true/false or "true" (read as text 'true'): a boolean cast
+                   -- takes all of them; anything else is outdoor, the API's default.
+                   coalesce(TRY_CAST(trim(location.indoor) AS BOOLEAN), false) AS indoor,
                    sensor.sensor_type.name AS sensor_type,
                    sensordatavalues AS sdv
             FROM ({source})
         )
         ,
-        -- Duplicate (sensor, timestamp) records: a well-formed record beats a malformed one, then the highest
-        -- measurement id wins, then the later record.
+        -- Duplicate (sensor, timestamp) records: a well-formed record beats a malformed one, one with values
+        -- beats one without, then the highest measurement id wins, then the later record.
         winners AS (
-            SELECT arg_max(rn, (bad_shape IS NULL, coalesce(measurement_id, -1), rn)) AS rn
+            SELECT arg_max(rn, (bad_shape IS NULL, len(coalesce(sdv, [])) > 0, coalesce(measurement_id, -1), rn))
+                   AS rn
             FROM parsed GROUP BY sensor_id, ts
         )
         SELECT parsed.*,
@@ -232,13 +275,20 @@ def _records_sql(source: str) -> str:
 
 
 def _stage_values(connection: duckdb.DuckDBPyConnection, period: str) -> None:
-    """From `recs`, build temp tables `vals` (one row per value with a verdict) and `readings` (pivoted)."""
+    """From `recs`, build temp tables `vals` (one row per value with a verdict) and `readings` (pivoted).
+
+    A value lands in its column when its type has one — except PM values of a sensor type that does not report
+    µg/m³ (see `sensor_types`), which are kept as text in `other_values` like any other type. A record becomes a
+    reading only when at least one of its values is kept.
+    """
     known = ", ".join(f"'{t}'" for t in VALUE_TYPE_COLUMNS)
+    pm_types = ", ".join(f"'{t}'" for t in PM_VALUE_TYPES)
     connection.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE vals AS
         WITH unnested AS (
             SELECT rn, sensor_id, ts, record_reason, superseded,
+                   upper(trim(sensor_type)) AS type_key,
                    list_transform(sdv, lambda entry: entry.value_type) AS types,
                    unnest(sdv) AS v, generate_subscripts(sdv, 1) AS ord
             FROM recs
@@ -248,18 +298,22 @@ def _stage_values(connection: duckdb.DuckDBPyConnection, period: str) -> None:
                    v.value_type AS value_type, v.value AS raw_value,
                    TRY_CAST(trim(v.value) AS DOUBLE) AS num,
                    -- an earlier entry of the same record has this type
-                   list_position(types, v.value_type) < ord AS repeated_type
+                   list_position(types, v.value_type) < ord AS repeated_type,
+                   coalesce(v.value_type IN ({known})
+                            AND (v.value_type NOT IN ({pm_types})
+                                 OR type_key IN ({mass_concentration_sql_list()})), false) AS in_column,
+                   {full_scale_sql("type_key", "v.value_type")} AS full_scale
             FROM unnested
         )
-        SELECT rn, ord, sensor_id, ts, value_type, raw_value, num,
+        SELECT rn, ord, sensor_id, ts, value_type, raw_value, num, in_column,
                CASE
                  WHEN record_reason IS NOT NULL THEN record_reason
                  WHEN superseded
-                   THEN '{DUPLICATE_REASON}'
+                   THEN {_sql_text(DUPLICATE_REASON)}
                  WHEN value_type IS NULL OR trim(value_type) = '' THEN 'missing value_type'
                  WHEN repeated_type THEN 'duplicate value_type in record'
                  WHEN length(raw_value) > {MAX_KEPT_RAW_CHARS} THEN 'value too long'
-                 WHEN value_type NOT IN ({known}) THEN NULL
+                 WHEN NOT in_column THEN NULL
                  WHEN raw_value IS NULL THEN 'missing value'
                  WHEN num IS NULL THEN 'non-numeric'
                  WHEN isnan(num) THEN 'NaN'
@@ -270,7 +324,7 @@ def _stage_values(connection: duckdb.DuckDBPyConnection, period: str) -> None:
         """
     )
     measures = ",\n".join(
-        f"max(num) FILTER (WHERE value_type = '{t}') AS {c}" for t, c in VALUE_TYPE_COLUMNS.items()
+        f"max(num) FILTER (WHERE value_type = '{t}' AND in_column) AS {c}" for t, c in VALUE_TYPE_COLUMNS.items()
     )
     connection.execute(
         f"""
@@ -278,9 +332,9 @@ def _stage_values(connection: duckdb.DuckDBPyConnection, period: str) -> None:
         WITH pivoted AS (
             SELECT rn, {measures},
                    map_from_entries(
-                       list({{'key': value_type, 'value': raw_value}} ORDER BY ord)
-                       FILTER (WHERE value_type NOT IN ({known}))
-                   ) AS other_values
+                       list({{'key': value_type, 'value': raw_value}} ORDER BY ord) FILTER (WHERE NOT in_column)
+                   ) AS other_values,
+                   bool_or(value_type IN ({pm_types}) AND NOT in_column) AS pm_not_mass
             FROM vals WHERE reason IS NULL
             GROUP BY rn
         )
@@ -289,8 +343,10 @@ def _stage_values(connection: duckdb.DuckDBPyConnection, period: str) -> None:
                CASE WHEN r.lat BETWEEN -90 AND 90 AND r.lon BETWEEN -180 AND 180 THEN r.lat END AS latitude,
                CASE WHEN r.lat BETWEEN -90 AND 90 AND r.lon BETWEEN -180 AND 180 THEN r.lon END AS longitude,
                r.altitude, r.indoor, r.sensor_type,
-               {", ".join("p." + c for c in VALUE_TYPE_COLUMNS.values())}, p.other_values
-        FROM recs r LEFT JOIN pivoted p USING (rn)
+               {", ".join("p." + c for c in VALUE_TYPE_COLUMNS.values())}, p.other_values,
+               CASE WHEN p.pm_not_mass THEN {_sql_text(NOT_MASS_CONCENTRATION_REASON)} END AS no_index_reason
+        -- The inner join keeps only records with at least one kept value: a record without values is no reading.
+        FROM recs r JOIN pivoted p USING (rn)
         WHERE r.record_reason IS NULL AND NOT r.superseded
         """
     )
@@ -309,7 +365,7 @@ def _rejected_rows_sql() -> str:
         -- Records rejected as a whole that carried no value (or whose shape was malformed) still leave a row.
         SELECT $period, r.sensor_id, r.ts, NULL,
                left(coalesce(r.bad_shape, r.raw_timestamp), {MAX_KEPT_RAW_CHARS}),
-               coalesce(r.record_reason, '{DUPLICATE_REASON}'),
+               coalesce(r.record_reason, {_sql_text(DUPLICATE_REASON)}),
                $snapshot, $now::TIMESTAMP, 'record'
         FROM recs r
         WHERE (r.bad_shape IS NOT NULL
@@ -319,10 +375,17 @@ def _rejected_rows_sql() -> str:
         -- Coordinates outside the globe: the reading keeps NULL coordinates, the raw pair is kept here.
         SELECT $period, sensor_id, ts, 'location', lat::VARCHAR || ',' || lon::VARCHAR,
                'coordinates out of range', $snapshot, $now::TIMESTAMP, 'location'
-        FROM recs
-        WHERE record_reason IS NULL AND NOT superseded
-          AND (NOT lat BETWEEN -90 AND 90 OR NOT lon BETWEEN -180 AND 180)
+        FROM recs SEMI JOIN readings USING (rn)
+        WHERE (NOT lat BETWEEN -90 AND 90 OR NOT lon BETWEEN -180 AND 180)
           AND {new_key.format("recs")}
+        UNION ALL
+        -- A reading the history holds, delivered again with other values: the first copy stays, this one is
+        -- kept here whole (each of its values; a bad one with its own reason).
+        SELECT $period, v.sensor_id, v.ts, v.value_type,
+               CASE WHEN length(v.raw_value) > {MAX_KEPT_RAW_CHARS}
+                    THEN left(v.raw_value, {MAX_KEPT_RAW_CHARS}) || '…' ELSE v.raw_value END,
+               coalesce(v.reason, {_sql_text(LATER_COPY_REASON)}), $snapshot, $now::TIMESTAMP, 'value'
+        FROM vals v SEMI JOIN differing d USING (rn)
     """
 
 
@@ -359,14 +422,13 @@ def merge_snapshot(
     """
     _check_period(period)
     snapshot = snapshot or path.name
-    now = now or datetime.now(timezone.utc)
-    stamp = now.replace(tzinfo=None)
+    stamp = naive_utc(now)
     done = connection.execute("SELECT status FROM snapshot_log WHERE snapshot = ?", [snapshot]).fetchone()
     if done is not None:
         return MergeStats(snapshot, period, 0, 0, 0, 0, 0, 0, 0, False)
     try:
         # Staging lives in temp tables outside the transaction: a typed-reader failure must not abort it.
-        lenient = _stage_records(connection, path, now)
+        lenient = _stage_records(connection, path, stamp)
         records = connection.execute("SELECT count(*) FROM recs").fetchone()[0]
         _stage_values(connection, period)
         values_read, values_invalid = connection.execute(
@@ -376,7 +438,7 @@ def merge_snapshot(
         connection.execute("BEGIN TRANSACTION")
         _stage_known_keys(connection, period)
         columns = ["measurement_id", "location_id", "country", "latitude", "longitude", "altitude",
-                   "indoor", "sensor_type", *MEASUREMENT_COLUMNS, "other_values"]
+                   "indoor", "sensor_type", *MEASUREMENT_COLUMNS, "other_values", "no_index_reason"]
         index_names = list(INDEX_COLUMNS)
         # The keys already in the history were just found (`known`), and the snapshot's own duplicates were
         # resolved while staging, so a plain INSERT suffices; the primary key still guards it (a conflict
@@ -397,17 +459,22 @@ def merge_snapshot(
                 "seq": connection.execute("SELECT nextval('aqi_ingest_seq')").fetchone()[0],
             },
         ).fetchone()[0]
-        readings = connection.execute("SELECT count(*) FROM readings").fetchone()[0]
+        readings, differing = connection.execute(
+            "SELECT (SELECT count(*) FROM readings), (SELECT count(*) FROM differing)"
+        ).fetchone()
+        without_values = connection.execute(
+            "SELECT count(*) FROM recs ANTI JOIN readings USING (rn) WHERE record_reason IS NULL AND NOT superseded"
+        ).fetchone()[0]
         rejected = connection.execute(
             f"INSERT INTO rejected_values {_rejected_rows_sql()}",
             {"period": period, "snapshot": snapshot, "now": stamp},
         ).fetchone()[0]
         connection.execute(
             "INSERT INTO snapshot_log (snapshot, period, status, records, rows_inserted, rows_duplicate, "
-            "values_rejected, error, processed_at, run_id, values_read, values_invalid) "
-            "VALUES (?, ?, 'merged', ?, ?, ?, ?, NULL, ?, ?, ?, ?)",
+            "values_rejected, error, processed_at, run_id, values_read, values_invalid, records_without_values) "
+            "VALUES (?, ?, 'merged', ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?)",
             [snapshot, period, records, inserted, readings - inserted, rejected, stamp, run_id, values_read,
-             values_invalid],
+             values_invalid, without_values],
         )
         connection.execute("COMMIT")
     except BaseException:
@@ -417,30 +484,43 @@ def merge_snapshot(
     finally:
         with contextlib.suppress(duckdb.Error):
             connection.unregister("index_table")
-        for table in ("recs", "vals", "readings", "known"):
+        for table in ("recs", "vals", "readings", "known", "differing"):
             connection.execute(f"DROP TABLE IF EXISTS {table}")
     return MergeStats(
         snapshot, period, records, readings, inserted, readings - inserted, rejected, values_read, values_invalid,
-        lenient,
+        lenient, records_without_values=without_values, readings_differing=differing,
     )
 
 
 def _stage_known_keys(connection: duckdb.DuckDBPyConnection, period: str) -> None:
-    """Temp table `known`: the snapshot's (sensor, timestamp) keys the history already holds.
+    """Temp tables `known`: the snapshot's readings the history already holds, with their stored values, and
+    `differing`: the snapshot's copies of those whose values differ from the stored ones.
 
     Consecutive snapshots repeat most readings; their bad values were quarantined when first seen, so they are
-    not quarantined again. The time range lets DuckDB skip all older row groups (zone maps).
+    not quarantined again, and an identical repeat leaves no trace. The time range lets DuckDB skip all older
+    row groups (zone maps).
     """
+    values = ", ".join(f"a.{c}" for c in (*MEASUREMENT_COLUMNS, "other_values"))
     connection.execute(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE known AS
-        SELECT DISTINCT a.sensor_id, a."timestamp" AS ts
+        SELECT a.sensor_id, a."timestamp" AS ts, {values}
         FROM aqi_readings a
         SEMI JOIN recs r ON a.sensor_id = r.sensor_id AND a."timestamp" = r.ts
         WHERE a.period = $period
           AND a."timestamp" BETWEEN (SELECT min(ts) FROM recs) AND (SELECT max(ts) FROM recs)
         """,
         {"period": period},
+    )
+    differs = " OR ".join(
+        f"r.{c} IS DISTINCT FROM k.{c}" for c in (*MEASUREMENT_COLUMNS, "other_values")
+    )
+    connection.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE differing AS
+        SELECT r.rn FROM readings r JOIN known k ON k.sensor_id = r.sensor_id AND k.ts = r."timestamp"
+        WHERE {differs}
+        """
     )
 
 
@@ -453,10 +533,9 @@ def record_unreadable(
     run_id: str | None = None,
 ) -> None:
     """Note a snapshot that cannot be parsed, so later runs skip it (the raw file stays for a replay)."""
-    now = now or datetime.now(timezone.utc)
     connection.execute(
         "INSERT OR REPLACE INTO snapshot_log (snapshot, period, status, records, rows_inserted, rows_duplicate, "
         "values_rejected, error, processed_at, run_id, values_read, values_invalid) "
         "VALUES (?, ?, 'unreadable', NULL, 0, 0, 0, ?, ?, ?, NULL, NULL)",
-        [snapshot, period, error, now.replace(tzinfo=None), run_id],
+        [snapshot, period, error, naive_utc(now), run_id],
     )

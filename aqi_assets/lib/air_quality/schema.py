@@ -53,6 +53,8 @@ CREATE TABLE IF NOT EXISTS aqi_readings (
     -- One number per merge, increasing: sync watermarks follow it, so a late reading (an older timestamp
     -- merged later) is still sent.
     ingest_seq BIGINT,
+    -- Why a reading with PM values has no index (NULL otherwise), for the UI.
+    no_index_reason VARCHAR,
     PRIMARY KEY (period, sensor_id, "timestamp")
 )
 """
@@ -90,7 +92,9 @@ CREATE TABLE IF NOT EXISTS snapshot_log (
     processed_at TIMESTAMP NOT NULL,
     run_id VARCHAR,  -- the Dagster run that merged it: its checks look at exactly these rows
     values_read BIGINT,  -- every value entry of the snapshot
-    values_invalid BIGINT  -- of those, the ones that failed a rule (also those of already-known readings)
+    values_invalid BIGINT,  -- of those, the ones that failed a rule (also those of already-known readings)
+    -- accepted records that became no reading: no value kept (empty sensordatavalues, or every value quarantined)
+    records_without_values BIGINT
 )
 """
 
@@ -102,6 +106,8 @@ MIGRATIONS: tuple[str, ...] = (
     "ALTER TABLE snapshot_log ADD COLUMN IF NOT EXISTS run_id VARCHAR",
     "ALTER TABLE snapshot_log ADD COLUMN IF NOT EXISTS values_read BIGINT",
     "ALTER TABLE snapshot_log ADD COLUMN IF NOT EXISTS values_invalid BIGINT",
+    "ALTER TABLE aqi_readings ADD COLUMN IF NOT EXISTS no_index_reason VARCHAR",
+    "ALTER TABLE snapshot_log ADD COLUMN IF NOT EXISTS records_without_values BIGINT",
 )
 
 # Shown in the UI's column table of `aqi_readings`.
@@ -109,7 +115,8 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "period": "'5min' (data.json) or '24h' (data.24h.json)",
     "sensor_id": "Sensor.Community sensor id",
     "timestamp": "end of the averaging period, UTC",
-    "measurement_id": "the record's id in the snapshot (the highest wins among duplicates)",
+    "measurement_id": "the record's id in the snapshot (the highest wins among duplicates within one snapshot; "
+    "across snapshots the first merged copy is kept, a later one with other values goes to rejected_values)",
     "location_id": "station id, shared by the PM and climate sensors of one station",
     "country": "ISO-2 country code as reported",
     "latitude": "degrees; NULL when absent or off the globe",
@@ -117,15 +124,16 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "altitude": "metres",
     "indoor": "the sensor is indoors (the official map hides these)",
     "sensor_type": "e.g. SDS011, SPS30, DHT22, BME280",
-    "pm1": "PM1 (P0), µg/m³",
-    "pm25": "PM2.5 (P2), µg/m³",
-    "pm4": "PM4 (P4), µg/m³",
-    "pm10": "PM10 (P1), µg/m³",
+    "pm1": "PM1 (P0), µg/m³ (mass-concentration sensor types only; others keep P0–P4 in other_values)",
+    "pm25": "PM2.5 (P2), µg/m³ (mass-concentration sensor types only)",
+    "pm4": "PM4 (P4), µg/m³ (mass-concentration sensor types only)",
+    "pm10": "PM10 (P1), µg/m³ (mass-concentration sensor types only)",
     "temperature": "°C",
     "humidity": "relative humidity, %",
-    "pressure": "Pa",
-    "pressure_at_sealevel": "Pa",
-    "other_values": "every other value type of the record, as text",
+    "pressure": "station pressure, Pa (30–110 kPa accepted: it falls with altitude)",
+    "pressure_at_sealevel": "pressure reduced to sea level, Pa (85–120 kPa accepted)",
+    "other_values": "every other value type of the record, as text (also P0–P4 of sensors that count particles, "
+    "e.g. PPD42NS: not µg/m³)",
     "daqi_pm25": "UK DAQI sub-index for PM2.5 (1–10)",
     "daqi_pm10": "UK DAQI sub-index for PM10 (1–10)",
     "daqi": "UK DAQI: the highest sub-index (indicative on 5-minute data)",
@@ -138,4 +146,6 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "snapshot": "raw snapshot file the reading came from",
     "ingested_at": "when the reading was merged, UTC",
     "ingest_seq": "merge number (increasing); the sync watermarks follow it",
+    "no_index_reason": "why a reading with PM values has no index (e.g. the sensor type counts particles); "
+    "NULL otherwise",
 }

@@ -1,4 +1,11 @@
-"""What a person wants to see about the history after a merge: counts per band and the worst sensors."""
+"""What a person wants to see about the history after a merge: the current picture and the worst sensors.
+
+The band and category counts are the *current* picture, per period: each outdoor PM sensor counts once, with
+its latest reading. A sensor whose latest reading is older than the period's freshness limit (30 minutes for
+5-minute data, 26 hours for 24-hour data) before the period's newest reading has gone quiet and is left out.
+Only readings merged in the day before the newest merge are looked at (`ingested_at` against
+`snapshot_log.processed_at`), so DuckDB's zone maps skip the rest of the history and the cost does not grow with it.
+"""
 
 from __future__ import annotations
 
@@ -7,41 +14,77 @@ from dataclasses import dataclass
 import duckdb
 
 from aqi_assets.lib.air_quality.indices import DAQI_BANDS, EPA_CATEGORIES
+from aqi_assets.lib.air_quality.periods import SNAPSHOT_PERIODS
 from aqi_assets.lib.common.markdown import markdown_table
+
+NO_INDEX = "no index"  # a PM sensor whose latest reading has no index (e.g. a particle counter)
+
+# Readings merged in this long before the newest merge make up the current picture.
+RECENT_MERGES = "INTERVAL 1 DAY"
 
 
 @dataclass(frozen=True)
 class ReadingsSummary:
     total_rows: int
     rows_per_period: dict[str, int]
-    daqi_band_counts: dict[str, int]
-    aqi_us_category_counts: dict[str, int]
+    # period → label → outdoor PM sensors whose latest reading has that label (see the module docstring)
+    daqi_band_counts: dict[str, dict[str, int]]
+    aqi_us_category_counts: dict[str, dict[str, int]]
     worst_sensors_markdown: str
     columns: list[tuple[str, str]]
 
 
-_LABEL_COLUMNS = frozenset({"daqi_band", "aqi_us_category"})
+def _horizons_sql() -> str:
+    rows = ", ".join(
+        f"('{name}', INTERVAL {int(period.freshness_fail.total_seconds())} SECOND)"
+        for name, period in SNAPSHOT_PERIODS.items()
+    )
+    return f"(VALUES {rows}) AS horizons(period, horizon)"
 
 
-def _counts(connection: duckdb.DuckDBPyConnection, column: str, labels: list[str]) -> dict[str, int]:
-    if column not in _LABEL_COLUMNS:  # an identifier cannot be a SQL parameter: allow known ones only
-        raise ValueError(f"not a label column: {column!r}")
-    rows = dict(connection.execute(f"SELECT {column}, count(*) FROM aqi_readings GROUP BY 1").fetchall())
-    counts = {label: int(rows.get(label, 0)) for label in labels}
-    counts["no index"] = int(rows.get(None, 0))
-    return counts
+def current_label_counts(
+    connection: duckdb.DuckDBPyConnection,
+) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    """(DAQI band counts, US AQI category counts) per period over the outdoor PM sensors' latest readings."""
+    rows = connection.execute(
+        f"""
+        WITH recent AS (
+            SELECT period, sensor_id, "timestamp", daqi_band, aqi_us_category FROM aqi_readings
+            WHERE ingested_at >= (SELECT max(processed_at) FROM snapshot_log) - {RECENT_MERGES}
+              AND NOT coalesce(indoor, false)
+              AND (pm25 IS NOT NULL OR pm10 IS NOT NULL OR no_index_reason IS NOT NULL)
+        ),
+        latest AS (
+            SELECT * FROM recent
+            QUALIFY row_number() OVER (PARTITION BY period, sensor_id ORDER BY "timestamp" DESC) = 1
+        ),
+        current AS (
+            SELECT latest.* FROM latest JOIN {_horizons_sql()} USING (period)
+            QUALIFY "timestamp" >= max("timestamp") OVER (PARTITION BY period) - horizon
+        )
+        SELECT period, daqi_band, aqi_us_category, count(*) FROM current GROUP BY ALL
+        """
+    ).fetchall()
+    bands = [name for _, _, name in DAQI_BANDS] + [NO_INDEX]
+    categories = [name for _, _, name in EPA_CATEGORIES] + [NO_INDEX]
+    daqi = {period: dict.fromkeys(bands, 0) for period in SNAPSHOT_PERIODS}
+    aqi = {period: dict.fromkeys(categories, 0) for period in SNAPSHOT_PERIODS}
+    for period, band, category, count in rows:
+        daqi[period][band or NO_INDEX] += int(count)
+        aqi[period][category or NO_INDEX] += int(count)
+    return daqi, aqi
 
 
 def worst_sensors_markdown(connection: duckdb.DuckDBPyConnection, limit: int = 10) -> str:
     """The outdoor sensors with the highest index in their latest reading (merged in the last day), as a markdown
     table."""
     rows = connection.execute(
-        """
+        f"""
         WITH latest AS (
             SELECT * FROM aqi_readings
             WHERE NOT coalesce(indoor, false) AND daqi IS NOT NULL
               -- the current picture: readings merged in the day before the newest merge (zone maps skip the rest)
-              AND ingested_at >= (SELECT max(processed_at) FROM snapshot_log) - INTERVAL 1 DAY
+              AND ingested_at >= (SELECT max(processed_at) FROM snapshot_log) - {RECENT_MERGES}
             QUALIFY row_number() OVER (PARTITION BY period, sensor_id ORDER BY "timestamp" DESC) = 1
         )
         SELECT period, sensor_id, "timestamp", country, location_id, pm25, pm10, daqi, daqi_band, aqi_us,
@@ -57,7 +100,12 @@ def worst_sensors_markdown(connection: duckdb.DuckDBPyConnection, limit: int = 1
 
 def readings_summary(connection: duckdb.DuckDBPyConnection) -> ReadingsSummary:
     total = connection.execute("SELECT count(*) FROM aqi_readings").fetchone()[0]
-    per_period = dict(connection.execute("SELECT period, count(*) FROM aqi_readings GROUP BY 1").fetchall())
+    # Rows per period from the merge log (one row per snapshot), not a scan of the history.
+    per_period = dict(
+        connection.execute(
+            "SELECT period, sum(rows_inserted) FROM snapshot_log WHERE status = 'merged' GROUP BY 1"
+        ).fetchall()
+    )
     columns = [
         (name, str(column_type))
         for name, column_type in connection.execute(
@@ -65,11 +113,12 @@ def readings_summary(connection: duckdb.DuckDBPyConnection) -> ReadingsSummary:
             "WHERE table_name = 'aqi_readings' ORDER BY ordinal_position"
         ).fetchall()
     ]
+    daqi, aqi = current_label_counts(connection)
     return ReadingsSummary(
         total_rows=int(total),
         rows_per_period={k: int(v) for k, v in sorted(per_period.items())},
-        daqi_band_counts=_counts(connection, "daqi_band", [name for _, _, name in DAQI_BANDS]),
-        aqi_us_category_counts=_counts(connection, "aqi_us_category", [name for _, _, name in EPA_CATEGORIES]),
+        daqi_band_counts=daqi,
+        aqi_us_category_counts=aqi,
         worst_sensors_markdown=worst_sensors_markdown(connection),
         columns=columns,
     )

@@ -53,8 +53,14 @@ def test_real_sample_served_over_http(httpserver: HTTPServer, storage: AqiStorag
     readings = materialization_metadata(result, "aqi_readings")
     assert readings["dagster/row_count"] == 243 and readings["rows_inserted"] == 243
     assert history(storage, "SELECT count(*), count(pm10) FROM aqi_readings") == [(243, 140)]
-    bands = dict(history(storage, "SELECT coalesce(daqi_band, 'no index'), count(*) FROM aqi_readings GROUP BY 1"))
-    assert {k: v for k, v in readings["daqi_band_counts"].items() if v} == bands
+    # The current picture per period: each outdoor PM sensor once, with its latest reading (the 140 SDS011s).
+    bands = dict(history(storage, "SELECT coalesce(daqi_band, 'no index'), count(*) FROM aqi_readings "
+                                  "WHERE pm25 IS NOT NULL OR pm10 IS NOT NULL GROUP BY 1"))
+    assert sum(bands.values()) == 140
+    assert {k: v for k, v in readings["daqi_band_counts"]["5min"].items() if v} == bands
+    assert not any(readings["daqi_band_counts"]["24h"].values())
+    assert {key.split("/", 2)[2]: v for key, v in readings.items() if key.startswith("daqi_band/5min/") and v} == bands
+    assert readings["records_without_values"] == 0 and readings["readings_differing"] == 0
     assert "| 5min | 13554 |" in readings["worst_outdoor_sensors"]
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert all(checks[name] for name in (

@@ -186,3 +186,29 @@ def test_repeated_readings_are_not_quarantined_twice(storage: AqiStorage, tmp_pa
         assert log.fetchall() == [(1, 243), (1, 0)]  # each snapshot judged on its own content
         share = checks.quarantine_share(connection, 0.05)
     assert share.passed and share.figures["quarantined_share/5min"] == round(1 / 488, 4)
+
+
+def test_pm25_above_pm10_is_a_warning_not_a_block(storage: AqiStorage, tmp_path: Path) -> None:
+    # The real sample has no such reading; a saturated or faulty sensor gives PM2.5 far above its PM10.
+    records = fragment_records()
+    pm = [r for r in records if {v["value_type"] for v in r["sensordatavalues"]} == {"P1", "P2"}]
+    faulty = next(r for r in pm if r["sensor"]["id"] == 13554)  # P1 665.53
+    within_tolerance = next(r for r in pm if r["sensor"]["id"] != 13554)
+    for entry, offset in ((faulty, 50.0), (within_tolerance, 0.5)):
+        p1 = float(next(v["value"] for v in entry["sensordatavalues"] if v["value_type"] == "P1"))
+        for value in entry["sensordatavalues"]:
+            if value["value_type"] == "P2":
+                value["value"] = f"{p1 + offset:.2f}"
+    source = tmp_path / "data.json"
+    source.write_text(json.dumps(records))
+    result = dg.materialize(
+        [*ingest_assets, *readings_asset_checks], selection=["raw_snapshot_5min", "aqi_readings"],
+        resources={"storage": storage, "snapshots": snapshot_source(source.as_uri())}, raise_on_error=False,
+    )
+    assert result.success  # a warning stops nothing
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert all(evaluations[name].passed for name in BLOCKING)
+    order = evaluations["pm25_not_above_pm10"]
+    assert not order.passed and order.severity == dg.AssetCheckSeverity.WARN
+    assert order.metadata["failing_rows"].value == 1 and order.metadata["checked_rows"].value == 243
+    assert "| 13554 |" in order.metadata["sample"].value

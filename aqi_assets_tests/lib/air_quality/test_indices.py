@@ -133,3 +133,31 @@ def test_truncation_matches_decimal_arithmetic_for_two_decimal_readings(hundredt
     value = float(f"{hundredths // 100}.{hundredths % 100:02d}")
     assert truncate_decimal([value], 1)[0] == hundredths // 10
     assert truncate_decimal([value], 0)[0] == hundredths // 100
+
+
+HUGE = [math.inf, 1e19, 1e30, 1.7e308]
+
+
+@pytest.mark.parametrize("pollutant", ["pm25", "pm10"])
+def test_huge_or_infinite_concentrations_never_wrap(pollutant: str) -> None:
+    # 1e19 µg/m³ is 1e20 units of 0.1: beyond int64, which used to wrap to a negative number and read "Good".
+    aqi, beyond = epa_sub_index(HUGE, pollutant)
+    assert aqi.tolist() == [500] * len(HUGE)
+    assert beyond.tolist() == [True] * len(HUGE)
+    assert daqi_sub_index(HUGE, pollutant).tolist() == [10] * len(HUGE)
+
+
+def test_compute_indices_on_huge_values_reports_hazardous_beyond() -> None:
+    result = compute_indices(pm25=[math.inf, 1e19, np.nan, 1e30], pm10=[np.nan, np.nan, 1e30, 5.0])
+    assert result["aqi_us"].tolist() == [500, 500, 500, 500]
+    assert result["aqi_us_category"].tolist() == ["Hazardous"] * 4
+    assert result["aqi_us_beyond"].tolist() == [True] * 4
+    assert result["daqi"].tolist() == [10, 10, 10, 10]
+    # Negative infinity is no concentration at all.
+    assert np.isnan(compute_indices(pm25=[-math.inf], pm10=[np.nan])["aqi_us"][0])
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan, 1e19])
+def test_truncation_refuses_values_that_would_wrap(value: float) -> None:
+    with pytest.raises(ValueError, match="finite"):
+        truncate_decimal([1.0, value], 1)

@@ -84,11 +84,11 @@ def test_bad_values_are_quarantined_with_a_reason_and_the_rest_kept(db, tmp_path
         record(2, "2026-11-27 12:00:00", [("P1", "nan"), ("P2", "")]),
         record(3, "2026-11-27 12:00:00", [("P1", "-3.0"), ("P2", "999.9"), ("P0", "inf")]),
         record(4, "2026-11-27 12:00:00", [("P1", "1e400"), ("P2", None), ("humidity", "120")]),
-        record(5, "2026-11-27 12:00:00", [("temperature", "-12.5"), ("pressure", "50000"), ("noise_LAeq", "41.2")]),
+        record(5, "2026-11-27 12:00:00", [("temperature", "-12.5"), ("pressure", "20000"), ("noise_LAeq", "41.2")]),
         record(6, "2026-11-27 12:00:00", [("P1", "x" * 2000)]),
     ]
     stats = merge_snapshot(db, write_snapshot(tmp_path, "s.json.gz", records), "5min", now=NOW)
-    assert stats.readings == 6
+    assert stats.readings == 2 and stats.records_without_values == 4  # records 2, 3, 4, 6 kept no value
     rejected = rows(
         db, "SELECT sensor_id, value_type, raw_value, reason FROM rejected_values ORDER BY sensor_id, value_type"
     )
@@ -98,15 +98,15 @@ def test_bad_values_are_quarantined_with_a_reason_and_the_rest_kept(db, tmp_path
         (2, "P2", "", "non-numeric"),
         (3, "P0", "inf", "infinite"),
         (3, "P1", "-3.0", "negative"),
-        (3, "P2", "999.9", "out of range: P2 ≥ 900"),
+        (3, "P2", "999.9", "at the sensor's measuring limit"),  # the SDS011's full scale
         (4, "P1", "1e400", "infinite"),
         (4, "P2", None, "missing value"),
         (4, "humidity", "120", "out of range: humidity ≥ 100"),
-        (5, "pressure", "50000", "out of range: pressure < 85000"),
+        (5, "pressure", "20000", "out of range: pressure < 30000"),  # station pressure: 20 kPa is above 11 km
         (6, "P1", "x" * 500 + "…", "value too long"),
     ]
-    assert rows(db, "SELECT sensor_id, pm10, pm25, daqi, aqi_us FROM aqi_readings ORDER BY sensor_id")[:4] == [
-        (1, None, 12.3, 2, 57), (2, None, None, None, None), (3, None, None, None, None), (4, None, None, None, None)
+    assert rows(db, "SELECT sensor_id, pm10, pm25, daqi, aqi_us FROM aqi_readings ORDER BY sensor_id") == [
+        (1, None, 12.3, 2, 57), (5, None, None, None, None)
     ]
     # Negative temperatures are real; unknown value types are kept as text.
     assert rows(db, "SELECT temperature, pressure, other_values FROM aqi_readings WHERE sensor_id = 5") == [
@@ -122,7 +122,7 @@ def test_record_level_problems_never_abort_the_snapshot(db, tmp_path) -> None:
         record(12, "16.04.2019 14:22", [("P1", "10")]),  # unknown timestamp format
         record(13, "2026-11-27 13:00:00", [("P1", "10")]),  # 55 minutes in the future
         record(14, "2026-11-27T12:00:00Z", [("P1", "20")]),  # ISO form: accepted
-        record(15, "2026-11-27 12:00:00", [], location={"id": 9, "latitude": "123.0", "longitude": "11"}),
+        record(15, "2026-11-27 12:00:00", [("P2", "3")], location={"id": 9, "latitude": "123.0", "longitude": "11"}),
         {"id": 99, "sensordatavalues": [{"value": "1", "value_type": "P1"}]},  # no sensor, no timestamp
     ]
     stats = merge_snapshot(db, write_snapshot(tmp_path, "s.json.gz", records), "5min", now=NOW)
