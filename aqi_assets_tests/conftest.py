@@ -10,6 +10,7 @@ import pytest
 from hypothesis import settings
 
 from aqi_assets.defs.common.storage import AqiStorage
+from aqi_assets_tests.support import skip_policy
 from aqi_assets_tests.support.samples import fragment_records
 
 # CI explores the same examples on every run (a red CI must mean a change broke something); locally
@@ -17,6 +18,16 @@ from aqi_assets_tests.support.samples import fragment_records
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A skipped test fails the run (see support/skip_policy.py; deselect on purpose with a marker instead)."""
+    skip_policy.sessionfinish(session)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """How many tests ran, passed, failed and were skipped or deselected, before pytest's closing line."""
+    skip_policy.terminal_summary(terminalreporter)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -11,10 +12,11 @@ import duckdb
 import pytest
 from pytest_httpserver import HTTPServer
 
-from aqi_assets.defs.air_quality.assets import ingest_assets
+from aqi_assets.defs.air_quality.assets import AqiReadingsConfig, ingest_assets
 from aqi_assets.defs.air_quality.checks import readings_asset_checks
 from aqi_assets.defs.common.storage import AqiStorage
 from aqi_assets.lib.air_quality.generator import generate_snapshot
+from aqi_assets.lib.air_quality.lake import day_directory, snapshot_name
 from aqi_assets_tests.support.http import snapshot_source
 
 LAST_MODIFIED = "Fri, 27 Nov 2026 12:00:00 GMT"
@@ -153,3 +155,37 @@ def test_aqi_readings_replays_the_lake_into_a_new_history(
     assert history(
         rebuilt, 'SELECT * EXCLUDE (ingested_at) FROM aqi_readings ORDER BY sensor_id, "timestamp"'
     ) == original
+
+
+def test_full_rescan_merges_a_snapshot_restored_into_an_old_day(storage: AqiStorage) -> None:
+    def put(day: int, first_sensor_id: int, records: int) -> Path:
+        at = datetime(2026, 11, day, 12, 0, tzinfo=timezone.utc)
+        directory = day_directory(storage.raw_dir, "5min", at.date())
+        directory.mkdir(parents=True, exist_ok=True)
+        body = generate_snapshot(records, seed=day, at=at, first_sensor_id=first_sensor_id)
+        path = directory / snapshot_name("5min", f"{day:012x}", at)
+        path.write_bytes(gzip.compress(body))
+        return path
+
+    def merge(config: AqiReadingsConfig | None = None) -> dict:
+        result = dg.materialize(
+            [*ingest_assets], selection=["aqi_readings"],
+            resources={"storage": storage, "snapshots": snapshot_source("http://127.0.0.1:9/unused")},
+            run_config=dg.RunConfig(ops={"aqi_readings": config}) if config else None,
+        )
+        assert result.success
+        return materialization_metadata(result, "aqi_readings")
+
+    put(27, first_sensor_id=10_000, records=40)
+    assert (merge()["snapshots_merged"], merge()["snapshots_merged"]) == (1, 0)
+    restored = put(20, first_sensor_id=20_000, records=30)  # copied back from an archive into its old day
+    unchanged = merge()
+    assert unchanged["snapshots_merged"] == 0 and unchanged["dagster/row_count"] == 40  # outside the scan window
+    rescanned = merge(AqiReadingsConfig(full_rescan=True))
+    assert rescanned["snapshots_merged"] == 1 and rescanned["rows_inserted"] == 30
+    assert rescanned["dagster/row_count"] == 70
+    assert history(storage, "SELECT count(*) FROM aqi_readings WHERE sensor_id >= 20000") == [(30,)]
+    assert history(storage, "SELECT snapshot FROM snapshot_log ORDER BY snapshot") == [
+        (restored.name,), (snapshot_name("5min", f"{27:012x}", datetime(2026, 11, 27, 12, tzinfo=timezone.utc)),)
+    ]
+    assert merge(AqiReadingsConfig(full_rescan=True))["snapshots_merged"] == 0  # still merged exactly once

@@ -113,6 +113,22 @@ def test_duplicate_keys_are_caught(tmp_path: Path, ingested: AqiStorage) -> None
     assert not outcome.passed and outcome.failing_rows == 2 and outcome.sample[0]["sensor_id"] == 468
 
 
+def add_humid_climate_sensors(connection: duckdb.DuckDBPyConnection, stations: int) -> None:
+    """A climate sensor reading 99.9 % humidity beside each of the first ``stations`` PM sensors without one."""
+    connection.execute(
+        """
+        INSERT INTO aqi_readings (period, sensor_id, "timestamp", location_id, sensor_type, humidity, snapshot,
+                                  ingested_at)
+        SELECT period, sensor_id + 1000000, "timestamp", location_id, 'DHT22', 99.9, snapshot, ingested_at
+        FROM aqi_readings p
+        WHERE pm25 IS NOT NULL AND NOT EXISTS
+            (SELECT 1 FROM aqi_readings h WHERE h.location_id = p.location_id AND h.humidity IS NOT NULL)
+        ORDER BY sensor_id LIMIT $stations
+        """,
+        {"stations": stations},
+    )
+
+
 def test_warning_checks(ingested: AqiStorage) -> None:
     with duckdb_connection(ingested.duckdb_path) as connection:
         clean = checks.quarantine_share(connection, 0.05)
@@ -124,17 +140,22 @@ def test_warning_checks(ingested: AqiStorage) -> None:
         assert not outcome.passed and (only["quarantined"], only["values"]) == (50, 488)
         assert outcome.figures["quarantined_share/5min"] == round(50 / 488, 4)
         humid = checks.humid_pm_share(connection)
-        assert humid.passed and humid.details["per_period"]["5min"]["pm_readings"] == 140
+        # The sample as published: 10 of its 140 PM sensors stand beside a climate sensor reading above 70 %.
+        assert humid.passed and humid.details["per_period"]["5min"] == {"pm_readings": 140, "humid": 10,
+                                                                        "share": 10 / 140}
+        # 63 of the 140 share their station with a climate sensor: make every one of those read humid air.
         connection.execute("UPDATE aqi_readings SET humidity = 99.9 WHERE humidity IS NOT NULL")
         humid = checks.humid_pm_share(connection)
-        # Every PM sensor whose station has a climate sensor now counts as humid.
-        stations = connection.execute(
-            "SELECT count(*) FROM aqi_readings p WHERE p.pm25 IS NOT NULL AND EXISTS "
-            "(SELECT 1 FROM aqi_readings h WHERE h.location_id = p.location_id AND h.humidity IS NOT NULL)"
-        ).fetchone()[0]
-        assert humid.details["per_period"]["5min"]["humid"] == stations > 40
-        assert humid.passed == (stations / 140 <= 0.5)
+        assert humid.details["per_period"]["5min"]["humid"] == 63
+        assert humid.passed and humid.figures["humid_share/5min"] == round(63 / 140, 4)  # 0.45 ≤ 0.5
         assert not checks.humid_pm_share(connection, max_share=0.25).passed
+        # Humid air at 7 more stations: exactly half of the PM sensors, still within the (inclusive) limit.
+        add_humid_climate_sensors(connection, 7)
+        humid = checks.humid_pm_share(connection)
+        assert humid.details["per_period"]["5min"]["humid"] == 70 and humid.passed
+        add_humid_climate_sensors(connection, 1)  # one more: 71 of 140 is above half
+        humid = checks.humid_pm_share(connection)
+        assert humid.details["per_period"]["5min"]["humid"] == 71 and not humid.passed
         stale = checks.readings_fresh(connection)
         assert not stale.passed and stale.details["5min"]["stale"]
         fresh_now = datetime(2019, 4, 16, 14, 40, tzinfo=timezone.utc)

@@ -79,14 +79,6 @@ def test_post_json_failures_never_reveal_the_webhook_secret(webhook: HTTPServer)
     webhook.start()  # the fixture stops it again
 
 
-def test_alert_resources_reads_the_variable_at_load_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("AQI_ALERT_WEBHOOK_URL", raising=False)
-    assert alert_resources()["alert_webhook"].url == ""
-    monkeypatch.setenv("AQI_ALERT_WEBHOOK_URL", "http://127.0.0.1:9/hook")
-    configured = alert_resources()["alert_webhook"]
-    assert isinstance(configured.url, dg.EnvVar) or configured.url == "http://127.0.0.1:9/hook"
-
-
 # --- the failure sensor on a real failed run ---------------------------------------------------------------
 
 
@@ -169,3 +161,21 @@ def test_failure_sensor_survives_a_broken_webhook(webhook: HTTPServer, failed_ru
     assert len(received_json(webhook)) == 1
     assert "alert not delivered" in log.text and "HTTP 410" in log.text
     assert "s3cretTOKEN" not in log.text
+
+
+def test_alert_resources_reads_the_variable_at_load_time(
+    monkeypatch: pytest.MonkeyPatch, webhook: HTTPServer, failed_run
+) -> None:
+    monkeypatch.delenv("AQI_ALERT_WEBHOOK_URL", raising=False)
+    unset = alert_resources()["alert_webhook"]
+    assert unset.url == "" and not isinstance(unset.url, dg.EnvVar) and not unset.enabled
+    monkeypatch.setenv("AQI_ALERT_WEBHOOK_URL", webhook.url_for(HOOK_PATH))
+    configured = alert_resources()["alert_webhook"]
+    # The field names the variable (the UI shows {"env": "AQI_ALERT_WEBHOOK_URL"}, never the secret URL) ...
+    assert isinstance(configured.url, dg.EnvVar) and configured.url.env_var_name == "AQI_ALERT_WEBHOOK_URL"
+    assert configured.url.get_value() == webhook.url_for(HOOK_PATH)
+    # ... and the sensor resolves it to the variable's value: the alert reaches that webhook.
+    webhook.expect_request(HOOK_PATH, method="POST").respond_with_data("ok")
+    log = run_sensor(failed_run, configured)
+    assert [payload["job"] for payload in received_json(webhook)] == ["doomed_job"]
+    assert "alert delivered" in log.text
