@@ -512,8 +512,10 @@ def _stage_known_keys(connection: duckdb.DuckDBPyConnection, period: str) -> Non
         """,
         {"period": period},
     )
+    # MAP equality depends on entry order, and upstream may list the same values in another order.
     differs = " OR ".join(
-        f"r.{c} IS DISTINCT FROM k.{c}" for c in (*MEASUREMENT_COLUMNS, "other_values")
+        [f"r.{c} IS DISTINCT FROM k.{c}" for c in MEASUREMENT_COLUMNS]
+        + ["list_sort(map_entries(r.other_values)) IS DISTINCT FROM list_sort(map_entries(k.other_values))"]
     )
     connection.execute(
         f"""

@@ -1,15 +1,17 @@
 """What a person wants to see about the history after a merge: the current picture and the worst sensors.
 
-The band and category counts are the *current* picture, per period: each outdoor PM sensor counts once, with
-its latest reading. A sensor whose latest reading is older than the period's freshness limit (30 minutes for
-5-minute data, 26 hours for 24-hour data) before the period's newest reading has gone quiet and is left out.
-Only readings merged in the day before the newest merge are looked at (`ingested_at` against
-`snapshot_log.processed_at`), so DuckDB's zone maps skip the rest of the history and the cost does not grow with it.
+The band and category counts are the *current* picture, per period: each outdoor PM sensor (a reading with PM
+values) counts once, with its latest reading. Only readings merged within the period's freshness limit (30 minutes
+for 5-minute data, 26 hours for 24-hour data) before the period's newest merge are looked at (`ingested_at`
+against `snapshot_log.processed_at`, so DuckDB's zone maps skip the rest of the history and the cost does not
+grow with it), and of those only readings within that limit of the period's newest reading (a replayed old
+snapshot is merged late but is not current). A sensor that has gone quiet for longer is left out.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import duckdb
 
@@ -19,7 +21,7 @@ from aqi_assets.lib.common.markdown import markdown_table
 
 NO_INDEX = "no index"  # a PM sensor whose latest reading has no index (e.g. a particle counter)
 
-# Readings merged in this long before the newest merge make up the current picture.
+# The worst-sensors table looks at readings merged in this long before the newest merge.
 RECENT_MERGES = "INTERVAL 1 DAY"
 
 
@@ -34,44 +36,50 @@ class ReadingsSummary:
     columns: list[tuple[str, str]]
 
 
-def _horizons_sql() -> str:
-    rows = ", ".join(
-        f"('{name}', INTERVAL {int(period.freshness_fail.total_seconds())} SECOND)"
-        for name, period in SNAPSHOT_PERIODS.items()
-    )
-    return f"(VALUES {rows}) AS horizons(period, horizon)"
+def _period_label_counts(
+    connection: duckdb.DuckDBPyConnection, period: str, newest_merge: datetime, horizon: timedelta
+) -> list[tuple[str | None, str | None, int]]:
+    """(daqi_band, aqi_us_category, sensors) of one period's current picture."""
+    return connection.execute(
+        """
+        WITH latest AS (
+            SELECT sensor_id, "timestamp", daqi_band, aqi_us_category FROM aqi_readings
+            -- constants, so DuckDB's zone maps skip every row group merged before the window
+            WHERE period = $period AND ingested_at >= $since
+              AND NOT coalesce(indoor, false)
+              AND (pm25 IS NOT NULL OR pm10 IS NOT NULL OR no_index_reason IS NOT NULL)
+            QUALIFY row_number() OVER (PARTITION BY sensor_id ORDER BY "timestamp" DESC) = 1
+        )
+        SELECT daqi_band, aqi_us_category, count(*) FROM latest
+        -- a replayed old snapshot is merged late: its readings are not current either
+        WHERE "timestamp" >= (SELECT max("timestamp") FROM latest) - $horizon
+        GROUP BY ALL
+        """,
+        {"period": period, "since": newest_merge - horizon, "horizon": horizon},
+    ).fetchall()
 
 
 def current_label_counts(
     connection: duckdb.DuckDBPyConnection,
 ) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
     """(DAQI band counts, US AQI category counts) per period over the outdoor PM sensors' latest readings."""
-    rows = connection.execute(
-        f"""
-        WITH recent AS (
-            SELECT period, sensor_id, "timestamp", daqi_band, aqi_us_category FROM aqi_readings
-            WHERE ingested_at >= (SELECT max(processed_at) FROM snapshot_log) - {RECENT_MERGES}
-              AND NOT coalesce(indoor, false)
-              AND (pm25 IS NOT NULL OR pm10 IS NOT NULL OR no_index_reason IS NOT NULL)
-        ),
-        latest AS (
-            SELECT * FROM recent
-            QUALIFY row_number() OVER (PARTITION BY period, sensor_id ORDER BY "timestamp" DESC) = 1
-        ),
-        current AS (
-            SELECT latest.* FROM latest JOIN {_horizons_sql()} USING (period)
-            QUALIFY "timestamp" >= max("timestamp") OVER (PARTITION BY period) - horizon
-        )
-        SELECT period, daqi_band, aqi_us_category, count(*) FROM current GROUP BY ALL
-        """
-    ).fetchall()
+    newest_merges = dict(
+        connection.execute(
+            "SELECT period, max(processed_at) FROM snapshot_log WHERE status = 'merged' GROUP BY 1"
+        ).fetchall()
+    )
     bands = [name for _, _, name in DAQI_BANDS] + [NO_INDEX]
     categories = [name for _, _, name in EPA_CATEGORIES] + [NO_INDEX]
     daqi = {period: dict.fromkeys(bands, 0) for period in SNAPSHOT_PERIODS}
     aqi = {period: dict.fromkeys(categories, 0) for period in SNAPSHOT_PERIODS}
-    for period, band, category, count in rows:
-        daqi[period][band or NO_INDEX] += int(count)
-        aqi[period][category or NO_INDEX] += int(count)
+    for period, spec in SNAPSHOT_PERIODS.items():
+        if period not in newest_merges:
+            continue
+        for band, category, count in _period_label_counts(
+            connection, period, newest_merges[period], spec.freshness_fail
+        ):
+            daqi[period][band or NO_INDEX] += int(count)
+            aqi[period][category or NO_INDEX] += int(count)
     return daqi, aqi
 
 

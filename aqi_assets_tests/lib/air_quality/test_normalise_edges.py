@@ -304,9 +304,14 @@ def test_a_later_copy_with_other_values_is_recorded_and_the_first_kept(history, 
 
 
 def test_a_later_copy_differing_only_in_other_values_is_recorded(history, tmp_path) -> None:
-    merge(history, tmp_path, [typed(1, "DNMS", [("noise_LAeq", "41.2")])], "a.json.gz")
-    assert merge(history, tmp_path, [typed(1, "DNMS", [("noise_LAeq", "41.2")])], "b.json.gz").readings_differing == 0
-    stats = merge(history, tmp_path, [typed(1, "DNMS", [("noise_LAeq", "55.0")])], "c.json.gz")
+    noise = [("noise_LAeq", "41.2"), ("noise_LA_max", "60.1")]
+    merge(history, tmp_path, [typed(1, "DNMS", noise)], "a.json.gz")
+    # The same values listed in another order are the same reading.
+    assert merge(history, tmp_path, [typed(1, "DNMS", noise[::-1])], "b.json.gz").readings_differing == 0
+    stats = merge(history, tmp_path, [typed(1, "DNMS", [("noise_LAeq", "55.0"), ("noise_LA_max", "60.1")])],
+                  "c.json.gz")
     assert stats.readings_differing == 1
-    assert rows(history, "SELECT raw_value, reason FROM rejected_values") == [("55.0", LATER_COPY_REASON)]
-    assert rows(history, "SELECT other_values FROM aqi_readings") == [({"noise_LAeq": "41.2"},)]
+    assert rows(history, "SELECT value_type, raw_value, reason FROM rejected_values ORDER BY 1") == [
+        ("noise_LA_max", "60.1", LATER_COPY_REASON), ("noise_LAeq", "55.0", LATER_COPY_REASON)
+    ]
+    assert rows(history, "SELECT other_values FROM aqi_readings") == [({"noise_LAeq": "41.2", "noise_LA_max": "60.1"},)]

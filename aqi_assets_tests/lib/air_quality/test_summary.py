@@ -35,8 +35,8 @@ def merge(connection, directory: Path, name: str, period: str, at: datetime, rec
 
 
 def test_band_counts_are_the_current_picture_per_period(history, tmp_path) -> None:
-    # Merged three days ago with a recent-looking 24-hour window: outside the merges looked at.
-    merge(history, tmp_path, "old-24h", "24h", T0 - timedelta(hours=25), [reading(7, T0 - timedelta(hours=25),
+    # A 24-hour reading merged 30 hours before the newest 24-hour merge: outside the merges looked at.
+    merge(history, tmp_path, "old-24h", "24h", T0 - timedelta(hours=30), [reading(7, T0 - timedelta(hours=30),
                                                                                    [("P2", "90")])])
     # A sensor that went quiet two hours ago (merged today): not part of the current 5-minute picture.
     merge(history, tmp_path, "quiet", "5min", T0 - timedelta(hours=2), [reading(6, T0 - timedelta(hours=2),
@@ -51,10 +51,13 @@ def test_band_counts_are_the_current_picture_per_period(history, tmp_path) -> No
             reading(5, at, [("P1", "260.5"), ("P2", "88.1")], sensor_type="PPD42NS"),  # particle counts
         ])
     merge(history, tmp_path, "24h-now", "24h", T0, [reading(1, T0, [("P1", "40"), ("P2", "30")])])
+    # A replayed 5-minute snapshot from three hours ago, merged last: its sensor is not current.
+    merge(history, tmp_path, "replayed", "5min", T0 + timedelta(minutes=15), [reading(8, T0 - timedelta(hours=3),
+                                                                                      [("P2", "90")])])
 
     summary = readings_summary(history)
-    assert summary.total_rows == 18
-    assert summary.rows_per_period == {"24h": 2, "5min": 16}
+    assert summary.total_rows == 19
+    assert summary.rows_per_period == {"24h": 2, "5min": 17}
     assert summary.daqi_band_counts == {
         "5min": {"Low": 0, "Moderate": 1, "High": 0, "Very High": 1, NO_INDEX: 1},  # sensors 1 (PM2.5 50), 2, 5
         "24h": {"Low": 1, "Moderate": 0, "High": 0, "Very High": 0, NO_INDEX: 0},  # sensor 1 (PM2.5 30)
