@@ -1,4 +1,7 @@
-"""Benchmark of the three COVID-19 queries: `python -m aqi_assets.bench covid --csv FILE --continents FILE`.
+"""Benchmark of the three COVID-19 queries: `python -m aqi_assets.bench covid [--csv FILE] [--continents FILE]`.
+
+By default it reads the repository's own samples (aqi_assets_tests/data/covid19: the final JHU CSSE file,
+gzip-compressed, and the Esri continents). ``--csv`` takes the CSV as published or gzip-compressed.
 
 Ingestion (reading and validating the CSV, reading the shapefile) is timed separately and excluded from
 the total, as in the original report. Each query is run ``--repeat`` times on the parsed data; the JSON
@@ -8,6 +11,7 @@ holds the first (cold) run and the best run per query.
 from __future__ import annotations
 
 import argparse
+import gzip
 import os
 import platform
 import resource
@@ -19,17 +23,18 @@ from typing import Any
 from aqi_assets.lib.covid import queries as covid
 from aqi_assets.lib.covid.continents import load_continents
 
-_SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SAMPLES = Path(__file__).resolve().parents[2] / "aqi_assets_tests" / "data" / "covid19"
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--csv", type=Path, default=_SHARED_DATA / "time_series_covid19_confirmed_global.csv",
-        help="JHU CSSE time_series_covid19_confirmed_global.csv",
+        "--csv", type=Path, default=SAMPLES / "time_series_covid19_confirmed_global.csv.gz",
+        help="JHU CSSE time_series_covid19_confirmed_global.csv, plain or gzip-compressed (default: the sample)",
     )
     parser.add_argument(
-        "--continents", type=Path, default=_SHARED_DATA / "World_Continents.zip",
-        help="Esri World Continents shapefile zip",
+        "--continents", type=Path, default=SAMPLES / "World_Continents.zip",
+        help="Esri World Continents shapefile zip (default: the repository's sample)",
     )
     parser.add_argument("--repeat", type=int, default=3, help="runs per query (best and first are reported)")
     parser.add_argument("--n-init", type=int, default=10, help="k-means initialisations (both implementations)")
@@ -46,9 +51,15 @@ def _timed(function: Callable[[], Any], repeat: int) -> tuple[Any, float, float]
     return result, timings[0], min(timings)
 
 
+def read_csv(path: Path) -> bytes:
+    """The CSV's bytes, decompressed when the file is gzip (told by its magic bytes, not its name)."""
+    data = path.read_bytes()
+    return gzip.decompress(data) if data.startswith(GZIP_MAGIC) else data
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
-    series = covid.parse_confirmed_csv(Path(args.csv).read_bytes(), source=str(args.csv))
+    series = covid.parse_confirmed_csv(read_csv(Path(args.csv)), source=str(args.csv))
     polygons = load_continents(Path(args.continents))
     ingestion = time.perf_counter() - started
     # scikit-learn is imported on first use (see core.covid); its import is start-up, not query time.

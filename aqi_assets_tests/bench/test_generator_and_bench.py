@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+from aqi_assets.bench import covid as covid_bench
 from aqi_assets.lib.air_quality.generator import Quirks, generate_records, generate_snapshot
+from aqi_assets_tests.support.samples import sample_bytes, sample_path
 
 
 def test_same_seed_same_snapshot_other_seed_other_snapshot() -> None:
@@ -62,3 +65,21 @@ def test_core_bench_on_a_given_snapshot_file(tmp_path: Path, real_snapshot_body:
     snapshot.write_bytes(real_snapshot_body)
     result = run_bench("core", "--snapshot", str(snapshot), "--repeat", "1")
     assert (result["records"], result["rows"]) == (243, 243)
+
+
+def test_covid_bench_reads_the_repository_samples_by_default() -> None:
+    parser = argparse.ArgumentParser()
+    covid_bench.add_arguments(parser)  # in this process: the figures, not the start-up, are what is tested
+    result = covid_bench.run(parser.parse_args(["--repeat", "1", "--n-init", "1"]))
+    assert result["csv"].endswith("aqi_assets_tests/data/covid19/time_series_covid19_confirmed_global.csv.gz")
+    assert (result["csv_rows"], result["days"]) == (289, 1143)  # 1/22/20 … 3/9/23
+    assert result["rows"]["q1"] == 7839  # the README's figure for the final JHU file
+    assert result["seconds"]["total"] > 0
+
+
+def test_covid_bench_takes_the_csv_plain_or_gzip_compressed(tmp_path: Path) -> None:
+    plain = tmp_path / "confirmed.csv"
+    plain.write_bytes(sample_bytes("covid19/time_series_covid19_confirmed_global.csv.gz"))
+    assert covid_bench.read_csv(plain) == plain.read_bytes()
+    compressed = sample_path("covid19/time_series_covid19_confirmed_global.csv.gz")
+    assert covid_bench.read_csv(compressed) == plain.read_bytes()

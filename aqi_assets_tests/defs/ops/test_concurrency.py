@@ -5,7 +5,8 @@ Three runs start at once in three processes, as `dagster dev` would launch them 
 24-hour ingest (a manual materialisation while the sensor's runs are in flight). They share a temporary
 `DAGSTER_HOME` whose `dagster.yaml` is the project's own, so the `duckdb` pool (limit 1) is what keeps their
 DuckDB steps apart. The local HTTP server holds every fetch until all three arrived, so the DuckDB steps
-really do compete.
+really do compete. Each worker records when it held the DuckDB file (from connect to close), so the test
+sees the runs take turns on the file while they overlap in time.
 """
 
 from __future__ import annotations
@@ -40,8 +41,31 @@ TEST_TAG = {"aqi/test": "overlapping-runs"}
 
 # Runs in each worker process: the same path a launched run takes (execute_job on a reconstructable job).
 WORKER = """
+import contextlib
+import os
 import sys
+import time
+
 import dagster as dg
+from aqi_assets.lib.common import duckdb_conn
+
+# Record each hold of the DuckDB file: from after the connect to before the close, so a recorded hold lies
+# inside the real one (patched before the project is imported, so every `duckdb_connection` is this one).
+opened_connection = duckdb_conn.duckdb_connection
+
+
+@contextlib.contextmanager
+def recorded_connection(path, **options):
+    with opened_connection(path, **options) as connection:
+        opened = time.time()
+        try:
+            yield connection
+        finally:
+            with open(os.environ["AQI_TEST_DUCKDB_HOLDS"], "a") as holds:
+                holds.write(f"{os.getpid()} {opened!r} {time.time()!r} {bool(options.get('read_only'))}\\n")
+
+
+duckdb_conn.duckdb_connection = recorded_connection
 
 job = dg.build_reconstructable_job(
     "aqi_assets_tests.defs.ops.test_concurrency", "job_by_name", reconstructable_args=(sys.argv[1],)
@@ -114,6 +138,7 @@ def worker_env(home: Path, data_dir: Path, server: HTTPServer) -> dict[str, str]
         AQI_DUCKDB_PATH=str(data_dir / "aqi.duckdb"),
         AQI_SNAPSHOT_5MIN_URL=server.url_for("/static/v2/data.json"),
         AQI_SNAPSHOT_24H_URL=server.url_for("/static/v2/data.24h.json"),
+        AQI_TEST_DUCKDB_HOLDS=str(data_dir.parent / "duckdb_holds.txt"),
     )
     return env
 
@@ -130,6 +155,15 @@ def step_intervals(instance: dg.DagsterInstance, run_id: str) -> dict[str, tuple
         elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
             ends[entry.step_key] = entry.timestamp
     return {key: (starts[key], ends[key]) for key in starts}
+
+
+def file_holds(path: Path) -> list[tuple[float, float, int, bool]]:
+    """(opened, closed, pid, read_only) of every DuckDB connection the workers opened, by opening time."""
+    holds = []
+    for line in path.read_text().splitlines():
+        pid, opened, closed, read_only = line.split()
+        holds.append((float(opened), float(closed), int(pid), read_only == "True"))
+    return sorted(holds)
 
 
 @pytest.mark.timeout(RUN_TIMEOUT_S + 60)
@@ -211,5 +245,18 @@ def test_overlapping_runs_share_the_duckdb_file(
     assert per_period == RECORDS  # every reading of both snapshots is there, each exactly once
     assert total == sum(RECORDS.values())
     assert merged == RECORDS
-    overlaps = sum(later[0] < earlier[1] for (earlier, _, _), (later, _, _) in itertools.pairwise(duckdb_steps))
-    print(f"{len(RUNS)} overlapping runs finished in {elapsed:.1f} s; {len(blocked)} pool waits; {overlaps} overlaps")
+    # The runs shared the file: every worker held it, they took turns while their runs overlapped in time
+    # (one run's hold falls between two holds of another), and no read-write hold overlapped any other hold.
+    holds = file_holds(Path(env["AQI_TEST_DUCKDB_HOLDS"]))
+    workers_pids = {worker.pid for worker in workers}
+    assert {pid for _, _, pid, _ in holds} == workers_pids
+    clashes = [
+        (earlier, later)
+        for earlier, later in itertools.combinations(holds, 2)
+        if later[0] < earlier[1] and not (earlier[3] and later[3])
+    ]
+    assert clashes == [], f"two processes held the DuckDB file at once: {clashes}"
+    turns = sum(earlier[2] != later[2] for earlier, later in itertools.pairwise(holds))
+    assert turns >= len(RUNS), f"the runs did not take turns on the file: {holds}"
+    print(f"{len(RUNS)} overlapping runs finished in {elapsed:.1f} s; {len(blocked)} pool waits; "
+          f"{len(holds)} file holds, {turns} hand-overs between processes")

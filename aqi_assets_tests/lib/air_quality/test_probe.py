@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -147,10 +148,31 @@ def test_empty_bodies_are_an_error_and_keep_the_cursor(scripted: ScriptedServer,
 
 
 def test_a_large_gzip_body_is_not_read_to_the_end(scripted: ScriptedServer, sample_body: bytes) -> None:
-    big = gzip.compress(sample_body * 40)  # ~4 MB decoded, far more than the peek
-    scripted.script.append(ok(big, **{"Last-Modified": LM1, "Content-Encoding": "gzip"}))
+    # 64 MB of gzip (members of the real sample, one after another): far more than the socket buffers between
+    # the server and the probe hold, so the bytes the server managed to send show how much the probe read.
+    member = gzip.compress(sample_body)
+    members = 64 * 2**20 // len(member)
+    total = members * len(member)
+    sent = {"bytes": 0}
+    finished = threading.Event()
+
+    def stream(request: Request) -> Response:
+        def body() -> Iterator[bytes]:
+            try:
+                for _ in range(members):
+                    yield member
+                    sent["bytes"] += len(member)  # counted once the server wrote it to the socket
+            finally:
+                finished.set()  # the whole body, or the probe closed the connection
+
+        headers = {"Last-Modified": LM1, "Content-Encoding": "gzip", "Content-Length": str(total)}
+        return Response(body(), status=200, headers=headers, content_type="application/json")
+
+    scripted.script.append(stream)
     outcome = probe(scripted.url(), CursorState(), period="5min", peek_bytes=4096)
-    assert outcome.changed
+    assert outcome.changed and outcome.run_key == "5min:2019-04-16T14:22:52Z"
+    assert finished.wait(30), "the server was still sending 30 s after the probe returned"
+    assert 0 < sent["bytes"] < total // 4, f"the probe let the server send {sent['bytes']} of {total} bytes"
 
 
 def test_server_error_and_http_error(scripted: ScriptedServer) -> None:

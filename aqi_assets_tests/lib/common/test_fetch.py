@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import socket
 import time
 from pathlib import Path
 
@@ -83,9 +84,22 @@ def test_connection_refused_is_a_clear_error(tmp_path: Path) -> None:
         download(url, tmp_path, name, session=fast_session(retries=1))
 
 
-def test_dns_failure_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(FetchError, match=r"no-such-host\.invalid"):
-        download("http://no-such-host.invalid/d.json", tmp_path, name, session=fast_session(retries=0))
+def test_dns_failure_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The machine's resolver is never asked: the lookup of this one host fails as a real one does.
+    looked_up: list[str] = []
+    real_getaddrinfo = socket.getaddrinfo
+
+    def no_such_host(host, *args, **kwargs):
+        if host == "no-such-host.example":
+            looked_up.append(host)
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_host)
+    with pytest.raises(FetchError, match=r"failed after retries: .*Failed to resolve 'no-such-host\.example'"):
+        download("http://no-such-host.example/d.json", tmp_path, name, session=fast_session(retries=2))
+    assert looked_up == ["no-such-host.example"] * 3  # the first try and 2 retries, each a fresh lookup
+    assert not list(tmp_path.iterdir())
 
 
 def test_read_timeout_is_retried_then_fails(httpserver: HTTPServer, tmp_path: Path) -> None:
