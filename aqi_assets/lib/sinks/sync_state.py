@@ -150,9 +150,16 @@ HAS_MEASUREMENT = "(" + " OR ".join(f"r.{c} IS NOT NULL" for c in MEASUREMENT_CO
 
 
 def finished_below_seq(connection: duckdb.DuckDBPyConnection, target: str) -> int:
-    """The `ingest_seq` below which every reading is finished for `target` (0: scan everything)."""
+    """The `ingest_seq` below which every reading is finished for `target` (0: scan everything). Reads only,
+    so it also works on a read-only connection (no table yet: nothing is known to be finished)."""
     _tables(target)
-    connection.execute(_PROGRESS_DDL)
+    exists = connection.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = current_schema() AND table_name = ?",
+        [PROGRESS_TABLE],
+    ).fetchone()[0]
+    if not exists:
+        return 0
     row = connection.execute(f"SELECT finished_below_seq FROM {PROGRESS_TABLE} WHERE target = ?", [target]).fetchone()
     return int(row[0]) if row else 0
 

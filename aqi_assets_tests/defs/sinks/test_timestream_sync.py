@@ -581,3 +581,32 @@ def test_a_state_table_from_before_ingest_order_keeps_its_watermarks(db_path: Pa
         assert count_pending(connection, "timestream") == 1
         columns = [row[0] for row in connection.execute("DESCRIBE timestream_sync_state").fetchall()]
     assert "synced_seq" in columns
+
+
+def test_records_without_values_are_never_written_and_not_left_pending(
+    db_path: Path, resource: TimestreamResource
+) -> None:
+    """A record with no measurement (empty `sensordatavalues`) is not a reading: it is not sent, not recorded
+    as a refusal, and the sensor's watermark passes it."""
+    readings = synthetic_readings(30, now=utc_now(), per_sensor=3, seed=41)
+    kept = ("period", "sensor_id", "timestamp", "measurement_id", "location_id", "country", "latitude", "longitude",
+            "altitude", "indoor", "sensor_type", "snapshot", "ingested_at")  # fmt: skip
+    for index in (0, 4):  # the newest reading of one sensor, a middle one of another
+        readings[index] = {k: (v if k in kept else None) for k, v in readings[index].items()}
+    fill(db_path, readings)
+
+    meta = metadata_of(materialize(db_path, resource), "timestream_readings")
+    assert meta["records_sent"] == meta["records_accepted"] == len(readings) - 2
+    assert meta["records_without_values"] == 2 and meta["records_skipped"] == 0
+    stored = {stored_key(r) for r in stored_timestream_records(resource.database, resource.table)}
+    assert stored == {
+        (str(epoch_ms(r["timestamp"])), str(r["measurement_id"])) for i, r in enumerate(readings) if i not in (0, 4)
+    }
+    with duckdb_connection(db_path) as connection:
+        assert count_pending(connection, "timestream") == 0
+        mark = connection.execute(
+            "SELECT synced_through FROM timestream_sync_state WHERE sensor_id = ?", [readings[0]["sensor_id"]]
+        ).fetchone()
+        assert mark == (readings[0]["timestamp"],)
+        assert connection.execute("SELECT count(*) FROM timestream_rejected").fetchone() == (0,)
+    assert metadata_of(materialize(db_path, resource), "timestream_readings")["records_sent"] == 0
