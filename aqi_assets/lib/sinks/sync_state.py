@@ -25,6 +25,7 @@ All SQL takes values as parameters or from a registered Arrow table; table names
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -228,10 +229,6 @@ class PendingBatch:
     without_values: list[OrderKey]
     complete_below_seq: int
 
-    @property
-    def loaded(self) -> int:
-        return len(self.readings) + len(self.without_values)
-
 
 def _max_seq_from(connection: duckdb.DuckDBPyConnection, floor: int) -> int | None:
     row = connection.execute(f"SELECT max(coalesce(ingest_seq, 0)) FROM {_candidates(floor)}").fetchone()
@@ -422,8 +419,11 @@ def load_pending_batch(open_connection: ConnectionFactory, target: str, limit: i
             floor = finished_below_seq(connection, target)
             newest = _max_seq_from(connection, floor)
             rows = _pending_rows(connection, target, limit, only_readings=False)
-        finally:
-            connection.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
     if limit is not None and len(rows) >= limit:
         # Full: rows after the last one may share its ingest_seq, so only the smaller ones are all here.
         complete_below = int(rows[-1]["ingest_seq"])
