@@ -12,6 +12,7 @@ BENCHMARKS = {
     "covid": "the three COVID-19 queries",
     "timestream": "Timestream writer against a local moto server",
     "influxdb": "InfluxDB line-protocol writer against a local influxd",
+    "history": "one snapshot's merge, checks, summary and sync scan on top of an N-row synced history",
 }
 
 

@@ -120,7 +120,7 @@ def insert_readings(connection: Any, rows: Sequence[dict[str, Any]]) -> None:
     )
     connection.register("new_readings", table)
     try:
-        connection.execute("INSERT INTO aqi_readings BY NAME SELECT * FROM new_readings")
+        connection.execute("INSERT INTO aqi_readings BY NAME SELECT * FROM new_readings").fetchall()  # completed
     finally:
         connection.unregister("new_readings")
 

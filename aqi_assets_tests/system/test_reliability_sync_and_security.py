@@ -231,6 +231,7 @@ def expected_influx_point(row: dict[str, Any]) -> dict[str, Any]:
     return point
 
 
+@pytest.mark.influxdb
 def test_sigkill_during_an_influxdb_sync_then_rerun_holds_each_reading_once(
     influxd: LocalInfluxd, tmp_path: Path
 ) -> None:
@@ -481,6 +482,7 @@ def test_hostile_strings_in_names_and_data_are_stored_verbatim(tmp_path: Path) -
         )
 
 
+@pytest.mark.influxdb
 def test_an_influxql_database_name_cannot_inject_a_statement(influxd: LocalInfluxd) -> None:
     influxd.create_database("victim")
     hostile = 'aqi"; DROP DATABASE "victim'
@@ -492,11 +494,13 @@ def test_an_influxql_database_name_cannot_inject_a_statement(influxd: LocalInflu
     assert influx_rows(influxd, hostile)[0]["pm25"] == 1.5
 
 
+@pytest.mark.influxdb
 def test_a_refused_create_database_is_an_error(influxd: LocalInfluxd) -> None:
     with pytest.raises(InfluxWriteError, match="invalid name"):
         V1Sender(influxd.url, "back\\slash", retries=0).create_database()
 
 
+@pytest.mark.influxdb
 def test_a_tag_value_cannot_inject_extra_influxdb_points(influxd: LocalInfluxd, tmp_path: Path) -> None:
     db_path = tmp_path / "aqi.duckdb"
     readings = synthetic_readings(4, now=NOW, per_sensor=1, seed=35)

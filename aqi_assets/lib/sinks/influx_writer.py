@@ -36,7 +36,7 @@ from aqi_assets.lib.sinks.sync_state import (
     SyncSummary,
     WriteReport,
     finish_sync,
-    load_pending,
+    load_pending_batch,
     reading_key,
 )
 from aqi_assets.lib.sinks.timestream_records import DIMENSION_COLUMNS
@@ -287,7 +287,8 @@ def sync_to_influxdb(
     """Same rules as `sync_to_timestream`: DuckDB is not held during the writes, refusals are recorded in
     `influxdb_rejected`, watermarks advance over finished readings only; a re-send overwrites the same
     point (same series and timestamp) with the same values."""
-    readings = load_pending(open_connection, "influxdb", limit)
+    batch = load_pending_batch(open_connection, "influxdb", limit)
+    readings = batch.readings
     skipped: list[RefusedReading] = []
     lines: list[str] = []
     positions: list[int] = []
@@ -299,4 +300,4 @@ def sync_to_influxdb(
             continue
         positions.append(position)
     report = writer.write(lines)
-    return finish_sync(open_connection, "influxdb", readings, skipped, positions, report)
+    return finish_sync(open_connection, "influxdb", batch, skipped, positions, report)

@@ -10,11 +10,22 @@ contiguous run of finished readings, so a failed batch is re-sent next time (the
 re-send as a no-op). Merges hold the DuckDB file exclusively (the `duckdb` pool, DuckDB's own file lock), so
 merges commit in `ingest_seq` order and no smaller number can appear behind a watermark.
 
+So that a sync costs what is new and not the size of the history, each target also keeps a scan start
+(`sync_progress.finished_below_seq`): every reading with a smaller `ingest_seq` is finished. The pending
+query reads only rows from there on, which DuckDB finds by the zone maps of `ingest_seq` (rows are appended
+in merge order) without touching older row groups. A run moves it up to its first unfinished reading, or
+past everything it loaded when it saw every pending row. Deleting a target's watermarks to re-send
+everything means deleting its `sync_progress` row too.
+
+A record with no measurement (only its location, or every value quarantined) is not a reading: the sinks
+never send it, and it is passed over (watermark and scan start move past it) as if it had been sent.
+
 All SQL takes values as parameters or from a registered Arrow table; table names come from a fixed map.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -23,6 +34,8 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+
+from aqi_assets.lib.air_quality.schema import MEASUREMENT_COLUMNS
 
 # Sync target -> (watermark table, refusal log). Only these names ever reach SQL text.
 SYNC_TABLES: dict[str, tuple[str, str]] = {
@@ -113,29 +126,83 @@ def ensure_sync_tables(connection: duckdb.DuckDBPyConnection, target: str) -> No
     # Files written before the watermark followed ingest order: their NULL synced_seq reads as merge 0.
     connection.execute(f"ALTER TABLE {state_table} ADD COLUMN IF NOT EXISTS synced_seq BIGINT")
     connection.execute(_rejected_ddl(rejected_table))
+    connection.execute(_PROGRESS_DDL)
 
+
+# Where each target's scan starts: every reading with a smaller `ingest_seq` is finished for that target
+# (at or below its sensor's watermark, or a record without values). `aqi_readings` only grows by appends in
+# `ingest_seq` order, so a scan from there lets DuckDB skip every older row group by its zone maps, and a sync
+# costs what is new rather than the whole history.
+PROGRESS_TABLE = "sync_progress"
+_PROGRESS_DDL = f"""
+    CREATE TABLE IF NOT EXISTS {PROGRESS_TABLE} (
+        target VARCHAR PRIMARY KEY,
+        finished_below_seq BIGINT NOT NULL,
+        updated_at TIMESTAMP NOT NULL
+    )"""
 
 # A reading is pending when its (ingest_seq, timestamp) is above its sensor's watermark (or it has none).
 _PENDING_CONDITION = """s.synced_through IS NULL
     OR coalesce(r.ingest_seq, 0) > coalesce(s.synced_seq, 0)
     OR (coalesce(r.ingest_seq, 0) = coalesce(s.synced_seq, 0) AND r."timestamp" > s.synced_through)"""
 
+# A record with no measurement (only its location, or every value quarantined) is not a reading: never sent.
+HAS_MEASUREMENT = "(" + " OR ".join(f"r.{c} IS NOT NULL" for c in MEASUREMENT_COLUMNS) + ")"
+
+
+def finished_below_seq(connection: duckdb.DuckDBPyConnection, target: str) -> int:
+    """The `ingest_seq` below which every reading is finished for `target` (0: scan everything). Reads only,
+    so it also works on a read-only connection (no table yet: nothing is known to be finished)."""
+    _tables(target)
+    exists = connection.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = current_schema() AND table_name = ?",
+        [PROGRESS_TABLE],
+    ).fetchone()[0]
+    if not exists:
+        return 0
+    row = connection.execute(f"SELECT finished_below_seq FROM {PROGRESS_TABLE} WHERE target = ?", [target]).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _candidates(floor: int) -> str:
+    """The rows that can be pending: from the scan start on (a table filter, so DuckDB skips the row groups
+    whose zone map lies below it), and rows without an `ingest_seq` (written before the column existed, or
+    by hand), which are never covered by the scan start. `floor` is an int, so the literal is safe."""
+    if floor <= 0:
+        return "aqi_readings"
+    return f"(SELECT * FROM aqi_readings WHERE ingest_seq >= {int(floor)} OR ingest_seq IS NULL)"
+
+
+def _pending_sql(target: str, floor: int, columns: str, only_readings: bool) -> str:
+    state_table, _ = _tables(target)
+    condition = f"({_PENDING_CONDITION})" + (f" AND {HAS_MEASUREMENT}" if only_readings else "")
+    return f"""
+        SELECT {columns}
+        FROM {_candidates(floor)} r
+        LEFT JOIN {state_table} s ON s.period = r.period AND s.sensor_id = r.sensor_id
+        WHERE {condition}"""
+
 
 def pending_readings(
     connection: duckdb.DuckDBPyConnection, target: str, limit: int | None = None
 ) -> list[dict[str, Any]]:
-    """Readings above their sensor's watermark, in (ingest_seq, timestamp) order, so a `limit` keeps for
-    every sensor a prefix of its pending readings in the order its watermark follows. Each row carries
-    `ingest_seq` (0 for rows merged before the column existed) besides `READING_COLUMNS`."""
-    state_table, _ = _tables(target)
+    """Readings above their sensor's watermark that carry at least one measurement, in (ingest_seq,
+    timestamp) order, so a `limit` keeps for every sensor a prefix of its pending readings in the order its
+    watermark follows. Each row carries `ingest_seq` (0 for rows merged before the column existed) besides
+    `READING_COLUMNS`."""
+    return _pending_rows(connection, target, limit, only_readings=True)
+
+
+def _pending_rows(
+    connection: duckdb.DuckDBPyConnection, target: str, limit: int | None, only_readings: bool
+) -> list[dict[str, Any]]:
     columns = ", ".join(f'r."{c}"' for c in READING_COLUMNS)
-    sql = f"""
-        SELECT {columns}, coalesce(r.ingest_seq, 0) AS ingest_seq
-        FROM aqi_readings r
-        LEFT JOIN {state_table} s ON s.period = r.period AND s.sensor_id = r.sensor_id
-        WHERE {_PENDING_CONDITION}
-        ORDER BY coalesce(r.ingest_seq, 0), r."timestamp", r.period, r.sensor_id
-    """
+    columns += ", coalesce(r.ingest_seq, 0) AS ingest_seq"
+    if not only_readings:
+        columns += f", {HAS_MEASUREMENT} AS has_measurement"
+    sql = _pending_sql(target, finished_below_seq(connection, target), columns, only_readings)
+    sql += ' ORDER BY coalesce(r.ingest_seq, 0), r."timestamp", r.period, r.sensor_id'
     params: list[Any] = []
     if limit is not None:
         sql += " LIMIT ?"
@@ -146,13 +213,26 @@ def pending_readings(
 
 
 def count_pending(connection: duckdb.DuckDBPyConnection, target: str) -> int:
-    state_table, _ = _tables(target)
-    row = connection.execute(
-        f"""SELECT count(*) FROM aqi_readings r
-            LEFT JOIN {state_table} s ON s.period = r.period AND s.sensor_id = r.sensor_id
-            WHERE {_PENDING_CONDITION}"""
-    ).fetchone()
+    """How many readings (records with at least one measurement) `target` has not finished."""
+    sql = _pending_sql(target, finished_below_seq(connection, target), "count(*)", only_readings=True)
+    row = connection.execute(sql).fetchone()
     return int(row[0]) if row else 0
+
+
+@dataclass
+class PendingBatch:
+    """One load of pending rows: `readings` to send, `without_values` (the order keys of records with no
+    measurement: finished without being sent), and `complete_below_seq`: every pending row with a smaller
+    `ingest_seq` is in this batch (so once they are finished, the target's scan may start there)."""
+
+    readings: list[dict[str, Any]]
+    without_values: list[OrderKey]
+    complete_below_seq: int
+
+
+def _max_seq_from(connection: duckdb.DuckDBPyConnection, floor: int) -> int | None:
+    row = connection.execute(f"SELECT max(coalesce(ingest_seq, 0)) FROM {_candidates(floor)}").fetchone()
+    return None if row is None or row[0] is None else int(row[0])
 
 
 def reading_key(reading: dict[str, Any]) -> ReadingKey:
@@ -209,8 +289,10 @@ def save_sync_outcome(
     watermarks: dict[tuple[str, int], Watermark],
     refused: Iterable[RefusedReading],
     now: datetime | None = None,
+    finished_below: int | None = None,
 ) -> None:
-    """Record refusals and advance watermarks in one transaction (both or neither survive a crash)."""
+    """Record refusals, advance watermarks and the target's scan start (`finished_below`: every reading with
+    a smaller `ingest_seq` is now finished) in one transaction (all or nothing survives a crash)."""
     state_table, rejected_table = _tables(target)
     now = now or _utc_now_naive()
     refused = list(refused)
@@ -273,6 +355,16 @@ def save_sync_outcome(
                 )
             finally:
                 connection.unregister("watermark_batch")
+        if finished_below is not None and finished_below > 0:
+            # Forward only, like the watermarks: each run's claim holds when it commits.
+            connection.execute(
+                f"""INSERT INTO {PROGRESS_TABLE} (target, finished_below_seq, updated_at) VALUES (?, ?, ?)
+                    ON CONFLICT (target) DO UPDATE SET
+                        finished_below_seq = greatest({PROGRESS_TABLE}.finished_below_seq,
+                                                      excluded.finished_below_seq),
+                        updated_at = excluded.updated_at""",
+                [target, int(finished_below), now],
+            )
         connection.execute("COMMIT")
     except BaseException:
         connection.execute("ROLLBACK")
@@ -293,6 +385,7 @@ class SyncSummary:
     retries: int = 0
     seconds: float = 0.0
     sensors_advanced: int = 0
+    without_values: int = 0  # records with no measurement: not readings, passed over without being sent
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -312,29 +405,60 @@ class SyncSummary:
             "seconds": round(self.seconds, 3),
             "records_per_s": round(self.records_per_s, 1),
             "sensors_advanced": self.sensors_advanced,
+            "records_without_values": self.without_values,
         }
+
+
+def load_pending_batch(open_connection: ConnectionFactory, target: str, limit: int | None = None) -> PendingBatch:
+    """The rows `target` has not finished yet (up to `limit`, in sync order), read in one snapshot through a
+    connection closed before any write starts; records without a measurement are set apart."""
+    with open_connection() as connection:
+        ensure_sync_tables(connection, target)
+        connection.execute("BEGIN TRANSACTION")  # the newest ingest_seq and the rows from one snapshot
+        try:
+            floor = finished_below_seq(connection, target)
+            newest = _max_seq_from(connection, floor)
+            rows = _pending_rows(connection, target, limit, only_readings=False)
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+    if limit is not None and len(rows) >= limit:
+        # Full: rows after the last one may share its ingest_seq, so only the smaller ones are all here.
+        complete_below = int(rows[-1]["ingest_seq"])
+    else:
+        complete_below = floor if newest is None else max(floor, newest + 1)
+    readings: list[dict[str, Any]] = []
+    without_values: list[OrderKey] = []
+    for row in rows:
+        if row.pop("has_measurement"):
+            readings.append(row)
+        else:
+            without_values.append(order_key(row))
+    return PendingBatch(readings, without_values, complete_below)
 
 
 def load_pending(open_connection: ConnectionFactory, target: str, limit: int | None = None) -> list[dict[str, Any]]:
     """The readings `target` has not finished yet, read through a connection closed before any write starts."""
-    with open_connection() as connection:
-        ensure_sync_tables(connection, target)
-        return pending_readings(connection, target, limit)
+    return load_pending_batch(open_connection, target, limit).readings
 
 
 def finish_sync(
     open_connection: ConnectionFactory,
     target: str,
-    readings: Sequence[dict[str, Any]],
+    batch: PendingBatch,
     skipped: Sequence[RefusedReading],
     sent_positions: Sequence[int],
     report: WriteReport,
     sent_versions: Sequence[int | None] | None = None,
 ) -> SyncSummary:
-    """Close a sync run: `readings[sent_positions[i]]` was sent and got `report.outcomes[i]`; every other
-    reading was never sent and is in `skipped`. Accepted and refused readings are finished; refusals are
-    recorded (with `sent_versions[i]`, the record version sent, where the sink has one) and watermarks
-    advance over finished readings only, all saved in one transaction."""
+    """Close a sync run: `batch.readings[sent_positions[i]]` was sent and got `report.outcomes[i]`; every
+    other reading was never sent and is in `skipped`. Accepted and refused readings, and the records without
+    values, are finished; refusals are recorded (with `sent_versions[i]`, the record version sent, where the
+    sink has one), watermarks advance over finished readings only, and the target's scan start moves up to
+    the first unfinished reading, all saved in one transaction."""
+    readings = batch.readings
     if len(skipped) + len(sent_positions) != len(readings):
         raise ValueError("every reading must be either sent or skipped")
     keys = [reading_key(r) for r in readings]
@@ -353,11 +477,15 @@ def finish_sync(
                 )
             )
             finished[position] = True
-    watermarks = advance_watermarks([order_key(r) for r in readings], finished)
+    order_keys = [order_key(r) for r in readings]
+    watermarks = advance_watermarks(order_keys + batch.without_values, finished + [True] * len(batch.without_values))
+    unfinished_seqs = [key[2] for key, done in zip(order_keys, finished, strict=True) if not done]
+    finished_below = min([batch.complete_below_seq, *unfinished_seqs])
     with open_connection() as connection:
-        save_sync_outcome(connection, target, watermarks, refused)
+        save_sync_outcome(connection, target, watermarks, refused, finished_below=finished_below)
     return SyncSummary(
         pending=len(readings),
+        without_values=len(batch.without_values),
         sent=len(sent_positions),
         accepted=report.count(ACCEPTED),
         rejected=report.count(REJECTED),
@@ -371,20 +499,33 @@ def finish_sync(
     )
 
 
+_SUMMED_COUNTS = (
+    "pending",
+    "sent",
+    "accepted",
+    "rejected",
+    "skipped",
+    "failed",
+    "requests",
+    "retries",
+    "without_values",
+)
+
+
 def sync_in_chunks(sync_chunk: Callable[[int], SyncSummary], chunk_rows: int, max_rows: int = 0) -> SyncSummary:
     """Run `sync_chunk(limit)` until nothing is pending, so memory stays bounded by `chunk_rows` however
     long the backlog. Stops early on any failed record (those stay pending; looping would resend them)
     or once `max_rows` (0 = no cap) readings were handled."""
     total = SyncSummary()
     while True:
-        limit = chunk_rows if not max_rows else min(chunk_rows, max_rows - total.pending)
+        limit = chunk_rows if not max_rows else min(chunk_rows, max_rows - total.pending - total.without_values)
         if limit <= 0:
             return total
         part = sync_chunk(limit)
-        for name in ("pending", "sent", "accepted", "rejected", "skipped", "failed", "requests", "retries"):
+        for name in _SUMMED_COUNTS:
             setattr(total, name, getattr(total, name) + getattr(part, name))
         total.seconds += part.seconds
         total.sensors_advanced += part.sensors_advanced
         total.errors.extend(part.errors[: max(0, 20 - len(total.errors))])
-        if part.failed or part.pending < limit:
+        if part.failed or part.pending + part.without_values < limit:
             return total

@@ -32,7 +32,7 @@ from aqi_assets.lib.sinks.sync_state import (
     SyncSummary,
     WriteReport,
     finish_sync,
-    load_pending,
+    load_pending_batch,
     reading_key,
 )
 from aqi_assets.lib.sinks.timestream_records import (
@@ -181,7 +181,8 @@ def sync_to_timestream(
     records with the same `Version` and `Time`, which Timestream accepts as no-ops.
     """
     now = now or datetime.now(timezone.utc)
-    readings = load_pending(open_connection, "timestream", limit)
+    batch = load_pending_batch(open_connection, "timestream", limit)
+    readings = batch.readings
     skipped: list[RefusedReading] = []
     to_send: list[dict[str, Any]] = []
     send_positions: list[int] = []
@@ -200,4 +201,4 @@ def sync_to_timestream(
 
     report = writer.write(to_send)
     versions = [record["Version"] for record in to_send]
-    return finish_sync(open_connection, "timestream", readings, skipped, send_positions, report, versions)
+    return finish_sync(open_connection, "timestream", batch, skipped, send_positions, report, versions)

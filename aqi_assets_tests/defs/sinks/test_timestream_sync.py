@@ -45,7 +45,11 @@ except ImportError:
 
 from aqi_assets_tests.support.samples import PROJECT_ROOT as REPO_ROOT
 
-NOW = datetime.now(timezone.utc)
+
+def utc_now() -> datetime:
+    """The time when a test runs, never the import time: a long suite would age fixed readings out of the
+    15-minute future limit and the memory-store window before reaching the tests that rely on them."""
+    return datetime.now(timezone.utc)
 
 
 # ---------------------------------------------------------------- fixtures
@@ -170,7 +174,8 @@ def metadata_of(result: dg.ExecuteInProcessResult, node: str) -> dict[str, Any]:
 
 
 def test_build_record_types_and_nulls() -> None:
-    (reading,) = synthetic_readings(1, now=NOW)
+    now = utc_now()
+    (reading,) = synthetic_readings(1, now=now)
     record = build_record(reading)
     assert_record_matches(record, reading)
     reading_nulls = {**reading, "country": None, "pm25": None}
@@ -185,7 +190,8 @@ def test_build_record_types_and_nulls() -> None:
 
 
 def test_common_attributes_round_trip() -> None:
-    readings = synthetic_readings(7, now=NOW)
+    now = utc_now()
+    readings = synthetic_readings(7, now=now)
     readings[3]["country"] = None
     records = [build_record(r) for r in readings]
     common, slim = factor_common_attributes(records)
@@ -202,14 +208,15 @@ def test_common_attributes_round_trip() -> None:
 
 
 def test_time_window_classification() -> None:
+    now = utc_now()
     memory_only = TableWindow(memory_store_hours=6, magnetic_store_writes=False)
     magnetic = TableWindow(memory_store_hours=6, magnetic_store_writes=True, magnetic_store_days=30)
-    assert classify_time(NOW + timedelta(minutes=14), NOW, memory_only) is None
-    assert "future" in classify_time(NOW + timedelta(minutes=16), NOW, memory_only)
-    assert "memory-store" in classify_time(NOW - timedelta(hours=7), NOW, memory_only)
-    assert classify_time(NOW - timedelta(hours=7), NOW, magnetic) is None
-    assert "magnetic" in classify_time(NOW - timedelta(days=31), NOW, magnetic)
-    naive_now = NOW.replace(tzinfo=None)
+    assert classify_time(now + timedelta(minutes=14), now, memory_only) is None
+    assert "future" in classify_time(now + timedelta(minutes=16), now, memory_only)
+    assert "memory-store" in classify_time(now - timedelta(hours=7), now, memory_only)
+    assert classify_time(now - timedelta(hours=7), now, magnetic) is None
+    assert "magnetic" in classify_time(now - timedelta(days=31), now, magnetic)
+    naive_now = now.replace(tzinfo=None)
     assert classify_time(naive_now - timedelta(hours=5), naive_now, memory_only) is None
 
 
@@ -232,7 +239,8 @@ def test_watermark_stops_before_the_first_unfinished_reading() -> None:
 def test_sync_writes_readings_one_to_one_and_is_incremental(
     db_path: Path, resource: TimestreamResource, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    readings = synthetic_readings(437, now=NOW, per_sensor=4)
+    now = utc_now()
+    readings = synthetic_readings(437, now=now, per_sensor=4)
     readings[5]["country"] = None  # a missing dimension is left out, not sent empty
     readings[6]["period"] = "24h"
     fill(db_path, readings)
@@ -279,7 +287,7 @@ def test_sync_writes_readings_one_to_one_and_is_incremental(
     assert len(stored_timestream_records(resource.database, resource.table)) == len(readings)
 
     # A later snapshot: only its rows go out.
-    later = synthetic_readings(60, now=NOW + timedelta(minutes=5), per_sensor=1, seed=99)
+    later = synthetic_readings(60, now=now + timedelta(minutes=5), per_sensor=1, seed=99)
     later = [r for r in later if (r["period"], r["sensor_id"]) not in {("5min", 1001)}]
     fill(db_path, later)
     third = metadata_of(materialize(db_path, resource), "timestream_readings")
@@ -323,7 +331,8 @@ def _fault_response(request: Any, status: int, code: str, extra: dict[str, Any] 
 
 
 def test_throttling_and_5xx_are_retried_and_nothing_is_lost(db_path: Path, resource: TimestreamResource) -> None:
-    readings = synthetic_readings(250, now=NOW)
+    now = utc_now()
+    readings = synthetic_readings(250, now=now)
     fill(db_path, readings)
     client = resource.client()
     window = resource.table_window(client)
@@ -349,7 +358,8 @@ def test_throttling_and_5xx_are_retried_and_nothing_is_lost(db_path: Path, resou
 
 
 def test_rejected_records_are_recorded_and_the_rest_written(db_path: Path, resource: TimestreamResource) -> None:
-    readings = synthetic_readings(300, now=NOW, per_sensor=3)
+    now = utc_now()
+    readings = synthetic_readings(300, now=now, per_sensor=3)
     fill(db_path, readings)
     client = resource.client()
     window = resource.table_window(client)
@@ -404,6 +414,7 @@ def test_rejected_records_are_recorded_and_the_rest_written(db_path: Path, resou
 
 
 def test_rejected_records_exception_is_parsed_from_the_wire(resource: TimestreamResource) -> None:
+    now = utc_now()
     client = resource.client()
     resource.table_window(client)  # creates the table
     body = {"RejectedRecords": [{"RecordIndex": 1, "Reason": "Duplicate", "ExistingVersion": 5}]}
@@ -411,16 +422,17 @@ def test_rejected_records_exception_is_parsed_from_the_wire(resource: Timestream
         "before-send.timestream-write.WriteRecords",
         lambda request, **_: _fault_response(request, 419, "RejectedRecordsException", body),
     )
-    records = [build_record(r) for r in synthetic_readings(3, now=NOW)]
+    records = [build_record(r) for r in synthetic_readings(3, now=now)]
     report = TimestreamWriter(client, resource.database, resource.table).write(records)
     assert [o.status for o in report.outcomes] == ["accepted", "rejected", "accepted"]
     assert report.outcomes[1].reason == "Duplicate" and report.outcomes[1].existing_version == 5
 
 
 def test_window_and_future_readings_are_skipped_and_recorded(db_path: Path, resource: TimestreamResource) -> None:
-    readings = synthetic_readings(20, now=NOW, per_sensor=1)
-    readings[0]["timestamp"] = NOW.replace(tzinfo=None) - timedelta(hours=8)
-    readings[1]["timestamp"] = NOW.replace(tzinfo=None) + timedelta(minutes=30)
+    now = utc_now()
+    readings = synthetic_readings(20, now=now, per_sensor=1)
+    readings[0]["timestamp"] = now.replace(tzinfo=None) - timedelta(hours=8)
+    readings[1]["timestamp"] = now.replace(tzinfo=None) + timedelta(minutes=30)
     fill(db_path, readings)
     client = resource.client()
     created = resource.table_window(client)
@@ -440,7 +452,8 @@ def test_window_and_future_readings_are_skipped_and_recorded(db_path: Path, reso
 
 
 def test_failed_batches_keep_the_watermark_and_are_resent(db_path: Path, resource: TimestreamResource) -> None:
-    readings = synthetic_readings(120, now=NOW, per_sensor=4)
+    now = utc_now()
+    readings = synthetic_readings(120, now=now, per_sensor=4)
     fill(db_path, readings)
     client = resource.client()
     window = resource.table_window(client)
@@ -476,7 +489,8 @@ def test_failed_batches_keep_the_watermark_and_are_resent(db_path: Path, resourc
 def test_crash_between_write_and_watermark_save_is_idempotent(
     db_path: Path, resource: TimestreamResource, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    readings = synthetic_readings(150, now=NOW)
+    now = utc_now()
+    readings = synthetic_readings(150, now=now)
     fill(db_path, readings)
     client = resource.client()
     window = resource.table_window(client)
@@ -514,7 +528,8 @@ def test_a_late_reading_merged_after_a_sync_is_sent_by_the_next_one(
 ) -> None:
     """The watermark follows ingest order: a reading with an older timestamp, merged after the sensor was
     synced (a replayed snapshot, a skewed clock), is still sent."""
-    readings = synthetic_readings(40, now=NOW, per_sensor=4, seed=21)
+    now = utc_now()
+    readings = synthetic_readings(40, now=now, per_sensor=4, seed=21)
     for row in readings:
         row["ingest_seq"] = 1
     fill(db_path, readings)
@@ -544,7 +559,8 @@ def test_a_late_reading_merged_after_a_sync_is_sent_by_the_next_one(
 def test_a_state_table_from_before_ingest_order_keeps_its_watermarks(db_path: Path) -> None:
     """A file whose state table has no `synced_seq` yet: the column is added, old rows (no ingest_seq)
     stay synced, and rows merged since are pending whatever their timestamp."""
-    readings = synthetic_readings(8, now=NOW, per_sensor=4, seed=5)
+    now = utc_now()
+    readings = synthetic_readings(8, now=now, per_sensor=4, seed=5)
     fill(db_path, readings)
     newest = max(r["timestamp"] for r in readings)
     with duckdb_connection(db_path) as connection:
@@ -565,3 +581,32 @@ def test_a_state_table_from_before_ingest_order_keeps_its_watermarks(db_path: Pa
         assert count_pending(connection, "timestream") == 1
         columns = [row[0] for row in connection.execute("DESCRIBE timestream_sync_state").fetchall()]
     assert "synced_seq" in columns
+
+
+def test_records_without_values_are_never_written_and_not_left_pending(
+    db_path: Path, resource: TimestreamResource
+) -> None:
+    """A record with no measurement (empty `sensordatavalues`) is not a reading: it is not sent, not recorded
+    as a refusal, and the sensor's watermark passes it."""
+    readings = synthetic_readings(30, now=utc_now(), per_sensor=3, seed=41)
+    kept = ("period", "sensor_id", "timestamp", "measurement_id", "location_id", "country", "latitude", "longitude",
+            "altitude", "indoor", "sensor_type", "snapshot", "ingested_at")  # fmt: skip
+    for index in (0, 4):  # the newest reading of one sensor, a middle one of another
+        readings[index] = {k: (v if k in kept else None) for k, v in readings[index].items()}
+    fill(db_path, readings)
+
+    meta = metadata_of(materialize(db_path, resource), "timestream_readings")
+    assert meta["records_sent"] == meta["records_accepted"] == len(readings) - 2
+    assert meta["records_without_values"] == 2 and meta["records_skipped"] == 0
+    stored = {stored_key(r) for r in stored_timestream_records(resource.database, resource.table)}
+    assert stored == {
+        (str(epoch_ms(r["timestamp"])), str(r["measurement_id"])) for i, r in enumerate(readings) if i not in (0, 4)
+    }
+    with duckdb_connection(db_path) as connection:
+        assert count_pending(connection, "timestream") == 0
+        mark = connection.execute(
+            "SELECT synced_through FROM timestream_sync_state WHERE sensor_id = ?", [readings[0]["sensor_id"]]
+        ).fetchone()
+        assert mark == (readings[0]["timestamp"],)
+        assert connection.execute("SELECT count(*) FROM timestream_rejected").fetchone() == (0,)
+    assert metadata_of(materialize(db_path, resource), "timestream_readings")["records_sent"] == 0

@@ -3,7 +3,7 @@ test_influxdb_sync.py."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -55,9 +55,12 @@ def test_precision_is_explicit_and_exact() -> None:
     assert to_epoch(T0, "ms") == epoch_s * 1000 + 123
     assert to_epoch(T0, "us") == epoch_s * 1_000_000 + 123456
     assert to_epoch(T0, "ns") == (epoch_s * 1_000_000 + 123456) * 1000
-    # An aware datetime in another zone is the same instant.
-    aware = T0.replace(tzinfo=timezone.utc).astimezone(timezone.utc)
+    # An aware datetime in another zone is the same instant (07:30:15-05:00 is 12:30:15 UTC).
+    aware = T0.replace(tzinfo=timezone.utc).astimezone(timezone(timedelta(hours=-5)))
+    assert aware.hour == 7 and aware.utcoffset() == timedelta(hours=-5)
     assert to_epoch(aware, "ms") == to_epoch(T0, "ms")
+    east = T0.replace(tzinfo=timezone.utc).astimezone(timezone(timedelta(hours=5, minutes=30)))
+    assert to_epoch(east, "us") == to_epoch(T0, "us")
     with pytest.raises(LineProtocolError):
         to_epoch(T0, "m")
 
