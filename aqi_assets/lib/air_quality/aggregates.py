@@ -438,8 +438,16 @@ def _daily_from_hourly(hourly: HourlyMatrix, rows: dict[str, np.ndarray], chunk_
 
 
 def latest_ingest_seq(connection: duckdb.DuckDBPyConnection) -> int:
-    """The merge number of the newest rows of `aqi_readings` (0 for an empty history)."""
-    return connection.execute("SELECT coalesce(max(ingest_seq), 0) FROM aqi_readings").fetchall()[0][0]
+    """The newest merge number handed out (0 before the first merge): rows merged later have a higher one.
+
+    Read from the sequence's own state, so it costs nothing however large the history is.
+    """
+    row = connection.execute(
+        "SELECT last_value FROM duckdb_sequences() WHERE sequence_name = 'aqi_ingest_seq'"
+    ).fetchall()
+    if row and row[0][0] is not None:
+        return int(row[0][0])
+    return int(connection.execute("SELECT coalesce(max(ingest_seq), 0) FROM aqi_readings").fetchall()[0][0])
 
 
 def touched_hour_ranges(connection: duckdb.DuckDBPyConnection, after_seq: int) -> list[tuple[datetime, datetime]]:

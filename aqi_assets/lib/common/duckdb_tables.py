@@ -85,7 +85,8 @@ def replace_partition(
     Delete and insert commit together, so a re-run never duplicates and a failed write leaves the old rows.
     The table is created from the frame's columns on first use (with ``primary_key`` when given); columns are
     matched by name. ``frame`` is a pandas DataFrame or a pyarrow Table (typed columns: give Arrow when the
-    column types matter, e.g. a partition whose first write has only NULLs in a column). Returns the rows written (an empty frame clears the partition: no data is a result here).
+    column types matter, e.g. a partition whose first write has only NULLs in a column). Returns the rows
+    written (an empty frame clears the partition: no data is a result here).
     """
     start, end = bounds
     qualified = f"{identifier(schema)}.{identifier(table)}"
