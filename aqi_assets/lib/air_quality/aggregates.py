@@ -246,22 +246,37 @@ def _table(columns: dict[str, object], schema: pa.Schema) -> pa.Table:
 # SQL: hourly means of a range of hours (with the lookback the windows need)
 
 
-def _hourly_means_sql() -> str:
-    location = ", ".join(
-        f'arg_max({name}, "timestamp") FILTER (WHERE "timestamp" >= $start) AS {name}' for name, _ in LOCATION_FIELDS
-    )
+_VALID_5MIN_PM = "period = '5min' AND (pm25 IS NOT NULL OR pm10 IS NOT NULL)"
+
+
+def _hour_index_sql() -> str:
+    return '(epoch_us("timestamp") // 3600000000 - $base_hour)::INTEGER'
+
+
+def _target_cells_sql() -> str:
+    """(sensor, hour) cells of the target range with their location (the hour's last reading), for
+    mass-concentration PM sensors only: scans only the target hours."""
+    location = ", ".join(f'arg_max({name}, "timestamp") AS {name}' for name, _ in LOCATION_FIELDS)
     return f"""
-        SELECT sensor_id,
-               (epoch_us("timestamp") // 3600000000 - $base_hour)::INTEGER AS hour_index,
-               count(*)::INTEGER AS readings,
-               avg(pm25) AS pm25_mean,
-               avg(pm10) AS pm10_mean,
-               {location}
+        SELECT * FROM (
+            SELECT sensor_id, {_hour_index_sql()} AS hour_index, {location}
+            FROM aqi_readings
+            WHERE {_VALID_5MIN_PM} AND "timestamp" >= $start AND "timestamp" < $end
+            GROUP BY ALL
+        )
+        WHERE upper(sensor_type) IN ({mass_concentration_sql_list()})
+    """
+
+
+def _hourly_means_sql() -> str:
+    """Hourly means of every sensor with PM values over the target range and its lookback. The type filter
+    is left to the (much smaller) target cells: a sensor id keeps its type, and per-row string work would
+    cost more than the few non-mass PM sensors it drops."""
+    return f"""
+        SELECT sensor_id, {_hour_index_sql()} AS hour_index,
+               count(*)::INTEGER AS readings, avg(pm25) AS pm25_mean, avg(pm10) AS pm10_mean
         FROM aqi_readings
-        WHERE period = '5min'
-          AND "timestamp" >= $lookback AND "timestamp" < $end
-          AND upper(sensor_type) IN ({mass_concentration_sql_list()})
-          AND (pm25 IS NOT NULL OR pm10 IS NOT NULL)
+        WHERE {_VALID_5MIN_PM} AND "timestamp" >= $lookback AND "timestamp" < $end
         GROUP BY ALL
     """
 
@@ -288,25 +303,32 @@ def hourly_matrix(connection: duckdb.DuckDBPyConnection, start: datetime, end: d
     _check_hour_range(start, end)
     origin = start - LOOKBACK
     base_hour = int((origin - datetime(1970, 1, 1)) / HOUR)
+    location = connection.sql(
+        _target_cells_sql(), params={"start": start, "end": end, "base_hour": base_hour}
+    ).to_arrow_table()
+    sensor_ids = np.unique(location.column("sensor_id").to_numpy())
     table = connection.sql(
-        _hourly_means_sql(), params={"start": start, "end": end, "lookback": origin, "base_hour": base_hour}
+        _hourly_means_sql(), params={"end": end, "lookback": origin, "base_hour": base_hour}
     ).to_arrow_table()
     sensor_column = table.column("sensor_id").to_numpy()
-    hour_index = table.column("hour_index").to_numpy()
-    sensor_ids, sensor_index = np.unique(sensor_column, return_inverse=True)
+    keep = np.isin(sensor_column, sensor_ids)  # mass-concentration sensors with data in the target range
+    sensor_index = np.searchsorted(sensor_ids, sensor_column[keep])
+    hour_index = table.column("hour_index").to_numpy()[keep]
     shape = (len(sensor_ids), _hours_between(origin, end))
     readings = np.zeros(shape, dtype=np.int32)
-    readings[sensor_index, hour_index] = table.column("readings").to_numpy()
+    readings[sensor_index, hour_index] = table.column("readings").to_numpy()[keep]
     means = {}
     for pollutant in POLLUTANTS:
         matrix = np.full(shape, np.nan)
-        matrix[sensor_index, hour_index] = table.column(f"{pollutant}_mean").to_numpy(zero_copy_only=False)
+        matrix[sensor_index, hour_index] = table.column(f"{pollutant}_mean").to_numpy(zero_copy_only=False)[keep]
         means[pollutant] = matrix
     first_target = _hours_between(origin, start)
-    in_target = hour_index >= first_target
-    location = table.filter(pa.array(in_target)).select([name for name, _ in LOCATION_FIELDS])
-    location = location.append_column("sensor_index", pa.array(sensor_index[in_target]))
-    location = location.append_column("hour_index", pa.array(hour_index[in_target]))
+    location_sensors = np.searchsorted(sensor_ids, location.column("sensor_id").to_numpy())
+    location = location.append_column("sensor_index", pa.array(location_sensors))
+    # A target cell counts only with a location row (i.e. of a mass-concentration type at that hour).
+    located = np.zeros(shape, dtype=bool)
+    located[location_sensors, location.column("hour_index").to_numpy()] = True
+    readings[:, first_target:][~located[:, first_target:]] = 0
     return HourlyMatrix(origin, sensor_ids, readings, means, location, first_target)
 
 
