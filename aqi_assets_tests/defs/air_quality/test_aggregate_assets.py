@@ -136,13 +136,13 @@ def test_partitions_from_ingested_snapshots(storage: AqiStorage, instance: dg.Da
 def test_late_data_rematerialises_the_partitions_it_changes(storage: AqiStorage, instance) -> None:
     history(storage)
     assert ingest(storage, instance).success
+    sensor = build_late_data_sensor(AQI_HOURLY, AQI_DAILY)
+    first = sensor(dg.build_sensor_context(instance=instance))
+    assert first.run_requests == []  # the merge touched hours that are not materialised: nothing to redo
+    cursor = first.cursor
     assert materialize(storage, instance, AQI_HOURLY,
                        tags={RANGE_START_TAG: "2026-11-27-00:00", RANGE_END_TAG: "2026-11-27-02:00"}).success
     assert materialize(storage, instance, AQI_DAILY, "2026-11-27").success
-    sensor = build_late_data_sensor(AQI_HOURLY, AQI_DAILY)
-    first = sensor(dg.build_sensor_context(instance=instance))
-    assert first.run_requests == []  # the first merge touched hours that were not materialised then
-    cursor = first.cursor
 
     # Readings of new sensors for 01:00, fetched much later (a replay, a late snapshot).
     write_snapshot(storage, DAY + timedelta(hours=1, minutes=30), seed=99, first_sensor_id=90_000,
