@@ -22,7 +22,7 @@ def defs() -> dg.Definitions:
     storage = from_env(AqiStorage, STORAGE_ENV)
     return dg.Definitions.merge(
         dg.Definitions(resources={"storage": storage}),
-        air_quality.defs(),
+        air_quality.defs(storage),
         sinks.defs(),
         covid.defs(storage),
         ops.defs(),

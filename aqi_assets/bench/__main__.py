@@ -13,6 +13,7 @@ BENCHMARKS = {
     "timestream": "Timestream writer against a local moto server",
     "influxdb": "InfluxDB line-protocol writer against a local influxd",
     "history": "one snapshot's merge, checks, summary and sync scan on top of an N-row synced history",
+    "aggregates": "hourly / daily index partitions (NowCast, 24-h DAQI, daily AQI) from a generated history",
 }
 
 

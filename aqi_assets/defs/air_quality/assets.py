@@ -4,8 +4,10 @@
 import dagster as dg
 import duckdb
 
+from aqi_assets.defs.air_quality.aggregates import HOURS_TOUCHED_KEY, hours_touched_metadata
 from aqi_assets.defs.air_quality.resources import SnapshotSource
 from aqi_assets.defs.common.storage import AqiStorage
+from aqi_assets.lib.air_quality.aggregates import latest_ingest_seq, touched_hour_ranges
 from aqi_assets.lib.air_quality.lake import mark_invalid, pending_snapshots
 from aqi_assets.lib.air_quality.normalise import SnapshotFormatError, count_records, merge_snapshot, record_unreadable
 from aqi_assets.lib.air_quality.periods import FIVE_MINUTE, SNAPSHOT_PERIODS, SnapshotPeriod, snapshot_period
@@ -99,6 +101,7 @@ class AqiReadingsConfig(dg.Config):
 def aqi_readings(context: dg.AssetExecutionContext, config: AqiReadingsConfig, storage: AqiStorage):
     merged, unreadable = [], []
     with storage.connect() as connection:
+        seq_before = latest_ingest_seq(connection)
         for period in PERIODS:
             for path in pending_snapshots(connection, storage.raw_dir, period, full_rescan=config.full_rescan):
                 try:
@@ -115,6 +118,9 @@ def aqi_readings(context: dg.AssetExecutionContext, config: AqiReadingsConfig, s
                     f"{stats.values_rejected} values quarantined"
                 )
         summary = readings_summary(connection)
+        # Hours whose 5-minute readings this run added: aqi_late_data_sensor re-materialises the aggregates
+        # partitions they change.
+        hours_touched = touched_hour_ranges(connection, seq_before)
     if unreadable:
         raise dg.Failure(
             description="Unreadable raw snapshots (kept in the lake, skipped from now on): " + "; ".join(unreadable),
@@ -135,6 +141,7 @@ def aqi_readings(context: dg.AssetExecutionContext, config: AqiReadingsConfig, s
         "daqi_band_counts": dg.MetadataValue.json(summary.daqi_band_counts),
         "aqi_us_category_counts": dg.MetadataValue.json(summary.aqi_us_category_counts),
         "worst_outdoor_sensors": dg.MetadataValue.md(summary.worst_sensors_markdown),
+        HOURS_TOUCHED_KEY: hours_touched_metadata(hours_touched),
         "index_note": "5-minute indices are indicative only: DAQI and the EPA daily AQI are defined on 24-hour means.",
         "counts_note": "daqi_band/* and aqi_us_category/*: per period, outdoor PM sensors, each counted once with "
         "its latest reading (sensors quiet for longer than the period's freshness limit left out).",

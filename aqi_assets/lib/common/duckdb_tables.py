@@ -34,6 +34,12 @@ def _registered(connection: duckdb.DuckDBPyConnection, frame: Any):
         connection.unregister(view)
 
 
+def column_names(frame: Any) -> list[str]:
+    """Column names of a pandas DataFrame or a pyarrow Table (whose ``.columns`` are the arrays)."""
+    names = getattr(frame, "column_names", None)
+    return [str(c) for c in (names if names is not None else frame.columns)]
+
+
 def replace_table(connection: duckdb.DuckDBPyConnection, schema: str, table: str, frame: Any) -> int:
     """Replace ``schema.table`` by ``frame`` in one statement (a failure leaves the old table); returns rows.
 
@@ -78,7 +84,9 @@ def replace_partition(
 
     Delete and insert commit together, so a re-run never duplicates and a failed write leaves the old rows.
     The table is created from the frame's columns on first use (with ``primary_key`` when given); columns are
-    matched by name. Returns the rows written (an empty frame clears the partition: no data is a result here).
+    matched by name. ``frame`` is a pandas DataFrame or a pyarrow Table (typed columns: give Arrow when the
+    column types matter, e.g. a partition whose first write has only NULLs in a column). Returns the rows
+    written (an empty frame clears the partition: no data is a result here).
     """
     start, end = bounds
     qualified = f"{identifier(schema)}.{identifier(table)}"
@@ -98,7 +106,7 @@ def replace_partition(
                     keys = ", ".join(identifier(k) for k in primary_key)
                     connection.execute(f"CREATE UNIQUE INDEX {identifier(table + '_key')} ON {qualified} ({keys})")
             connection.execute(f"DELETE FROM {qualified} WHERE {column} >= ? AND {column} < ?", [start, end])
-            names = ", ".join(identifier(str(c)) for c in frame.columns)
+            names = ", ".join(identifier(c) for c in column_names(frame))
             connection.execute(f"INSERT INTO {qualified} ({names}) SELECT {names} FROM {view}")
             connection.execute("COMMIT")
         except BaseException:

@@ -1,0 +1,160 @@
+"""Aggregates benchmark: hourly and daily index partitions computed from a large generated history.
+
+The history (``--sensors`` PM sensors reporting every minute for ``--days`` days, about 900,000 readings an hour
+for 15,000 sensors) is generated with SQL in DuckDB, in a child process so that its memory does not count in
+this process's peak. It is written in time order, as the merges write it, and without the primary-key index:
+the aggregates never use that index, and building it over 150 million generated rows would dominate the set-up.
+
+Timed (each the computation plus the partition write in one transaction, as the IO manager does it):
+one hourly partition (the last hour), one daily partition (the last day), and a backfill of the last
+``--backfill-days`` days of `aqi_daily` in one run (single-run backfill policy). Run at 1 and at 7 days of
+history to see that the cost of one partition does not grow with the history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import platform
+import tempfile
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+
+from aqi_assets.bench.memory import peak_rss_mb
+from aqi_assets.lib.air_quality.aggregates import DAY, HOUR, daily_indices, hourly_indices
+from aqi_assets.lib.common.duckdb_conn import duckdb_connection
+from aqi_assets.lib.common.duckdb_tables import replace_partition
+
+HISTORY_START = datetime(2025, 3, 1)
+SENSOR_TYPES = ("SDS011", "SPS30", "PMS7003")
+COUNTRIES = ("DE", "NL", "BE", "FR", "PL", "BG", "IT", "AT")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sensors", type=int, default=15_000, help="PM sensors reporting every minute")
+    parser.add_argument("--days", type=int, default=1, help="days of history")
+    parser.add_argument("--backfill-days", type=int, default=7, help="days of aqi_daily in the backfill run")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _generate_day(connection: duckdb.DuckDBPyConnection, day: int, sensors: int, seed: int) -> None:
+    """One day of 1-minute readings, minute by minute (time order): smooth diurnal PM per sensor, a few
+    quarantined (NULL) values and hours a sensor was offline. Per-sensor attributes come from a small table,
+    so each generated row costs two hashes."""
+    types = " ".join(f"WHEN {i} THEN '{t}'" for i, t in enumerate(SENSOR_TYPES))
+    countries = " ".join(f"WHEN {i} THEN '{c}'" for i, c in enumerate(COUNTRIES))
+    connection.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE bench_sensors AS
+        SELECT s,
+               2 + (hash(s, $seed) % 5800) / 100.0 AS base,  -- the sensor's level, 2..60 µg/m³
+               (hash(s, $seed + 1) % 628) / 100.0 AS phase,
+               1.2 + (hash(s, $seed + 4) % 60) / 100.0 AS pm10_ratio,
+               CASE s % {len(COUNTRIES)} {countries} END AS country,
+               36 + (s % 2400) / 100.0 AS latitude, -8 + (s % 3800) / 100.0 AS longitude,
+               s % 50 = 0 AS indoor,
+               CASE s % {len(SENSOR_TYPES)} {types} END AS sensor_type
+        FROM range($sensors) r(s)
+        """,
+        {"sensors": sensors, "seed": seed},
+    )
+    connection.execute(
+        """
+        INSERT INTO aqi_readings (period, sensor_id, "timestamp", location_id, country, latitude, longitude,
+                                  altitude, indoor, sensor_type, pm25, pm10, snapshot, ingested_at, ingest_seq)
+        WITH grid AS (
+            SELECT i // $sensors AS minute, i % $sensors AS s, hash(i, $seed) AS h
+            FROM range($day * 1440 * $sensors, ($day + 1) * 1440 * $sensors) r(i)
+        ), readings AS (
+            SELECT g.minute, g.s, b.*,
+                   $start + to_minutes(g.minute) AS ts,
+                   b.base * (1 + 0.5 * sin(2 * pi() * (g.minute % 1440) / 1440.0 + b.phase))
+                       * (0.85 + (g.h % 300) / 1000.0) AS pm25_raw,
+                   (g.h // 300) % 400 = 0 AS quarantined
+            FROM grid g JOIN bench_sensors b USING (s)
+            WHERE hash(g.s, g.minute // 60, $seed + 2) % 40 <> 0  -- about 1 hour in 40 offline
+        )
+        SELECT '5min', 100000 + s, ts, 50000 + s, country, latitude, longitude, 100.0, indoor, sensor_type,
+               CASE WHEN quarantined THEN NULL ELSE round(pm25_raw, 2) END, round(pm25_raw * pm10_ratio, 2),
+               'generated', ts, $day + 1
+        FROM readings
+        ORDER BY minute, s
+        """,
+        {"sensors": sensors, "day": day, "start": HISTORY_START, "seed": seed},
+    )
+
+
+def generate_history(path: str, sensors: int, days: int, seed: int) -> None:
+    with duckdb_connection(path) as connection:
+        # The real table minus its primary-key index (see the module docstring).
+        connection.execute("DROP TABLE aqi_readings")
+        connection.execute(_unkeyed_readings_ddl())
+        connection.execute("SET memory_limit = '2GB'")
+        for day in range(days):
+            _generate_day(connection, day, sensors, seed)
+        connection.execute("CHECKPOINT")
+
+
+def _unkeyed_readings_ddl() -> str:
+    from aqi_assets.lib.air_quality.schema import AQI_READINGS_DDL
+
+    keyed = ',\n    PRIMARY KEY (period, sensor_id, "timestamp")'
+    if keyed not in AQI_READINGS_DDL:
+        raise RuntimeError("aqi_readings DDL changed: update the benchmark's unkeyed copy")
+    return AQI_READINGS_DDL.replace(keyed, "")
+
+
+def _timed(connection: duckdb.DuckDBPyConnection, compute, table: str, column: str, bounds) -> dict[str, float]:
+    started = time.perf_counter()
+    frame = compute(connection, *bounds)
+    computed = time.perf_counter()
+    rows = replace_partition(connection, "aggregates", table, frame, column, bounds)
+    written = time.perf_counter()
+    return {
+        "seconds": round(written - started, 3),
+        "compute_seconds": round(computed - started, 3),
+        "write_seconds": round(written - computed, 3),
+        "rows": rows,
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, object]:
+    with tempfile.TemporaryDirectory(prefix="aqi-bench-aggregates-") as tmp:
+        path = str(Path(tmp) / "history.duckdb")
+        started = time.perf_counter()
+        child = multiprocessing.get_context("spawn").Process(
+            target=generate_history, args=(path, args.sensors, args.days, args.seed)
+        )
+        child.start()
+        child.join()
+        if child.exitcode != 0:
+            raise RuntimeError(f"history generation failed (exit code {child.exitcode})")
+        generate_seconds = time.perf_counter() - started
+        end = HISTORY_START + timedelta(days=args.days)
+        backfill_days = min(args.backfill_days, args.days)
+        with duckdb_connection(path) as connection:
+            readings_in_hour = connection.execute(
+                'SELECT count(*) FROM aqi_readings WHERE "timestamp" >= ? AND "timestamp" < ?', [end - HOUR, end]
+            ).fetchall()[0][0]
+            history_rows = connection.execute("SELECT count(*) FROM aqi_readings").fetchall()[0][0]
+            hourly = _timed(connection, hourly_indices, "aqi_hourly", "hour", (end - HOUR, end))
+            daily = _timed(connection, daily_indices, "aqi_daily", "day", (end - DAY, end))
+            backfill = _timed(
+                connection, daily_indices, "aqi_daily", "day", (end - backfill_days * DAY, end)
+            )
+    return {
+        "benchmark": "aggregates",
+        "sensors": args.sensors,
+        "history_days": args.days,
+        "history_rows": history_rows,
+        "generate_seconds": round(generate_seconds, 1),
+        "hourly_partition": {**hourly, "readings_in": readings_in_hour},
+        "daily_partition": daily,
+        f"daily_backfill_{backfill_days}d": backfill,
+        "peak_rss_mb": peak_rss_mb(),
+        "machine": f"{platform.machine()}, {multiprocessing.cpu_count()} cores, Python {platform.python_version()}, "
+        f"DuckDB {duckdb.__version__}",
+    }

@@ -1,0 +1,506 @@
+"""The official indices, computed from the history: hourly NowCast and 24-hour DAQI, daily US AQI.
+
+`aqi_readings` holds 5-minute readings, on which every index is indicative only. The agencies define them on
+longer means (facts: docs of the aqi-standards reference):
+
+- US EPA NowCast (the hourly "current" AQI): the 12 hourly means ending with the hour, weighted w^(hours ago)
+  with w = 1 - (max - min) / max clamped to [0.5, 1]; valid only when 2 of the 3 most recent hours have data;
+  truncated (PM2.5 to 0.1, PM10 to 1 µg/m³), then converted with the 2024 table.
+- US EPA daily AQI: the midnight-to-midnight (UTC) mean of hourly means, valid with >= 18 of the 24 hours.
+- UK DAQI for PM: on the trailing 24-hour mean of hourly means (valid with >= 18 of the 24 hours); the day's
+  DAQI is the highest hourly value of that running mean.
+
+Design: one SQL pass over `aqi_readings` (a time-bounded WHERE on "timestamp", so DuckDB's zone maps skip every
+older row group and the cost of a partition does not grow with the history) computes the hourly means of a
+range of hours *and its 23 hours of lookback*; the windows (NowCast, 24-hour means) then run in NumPy on a dense
+(sensor × hour) matrix, which is far faster than SQL window functions over thousands of tiny partitions, and
+the index lookups reuse the vectorised functions of `indices.py`. Long ranges are cut into chunks of at most
+`CHUNK` so memory stays bounded. Only 5-minute readings of mass-concentration PM sensors count; values
+quarantined upstream are already NULL and never count. An hour holds the readings with hour <= timestamp <
+hour + 1 h (the partition's own time window).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+
+import duckdb
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from aqi_assets.lib.air_quality.indices import (
+    daqi_band,
+    daqi_sub_index,
+    epa_category,
+    epa_sub_index,
+    overall,
+    truncate_decimal,
+)
+from aqi_assets.lib.air_quality.sensor_types import mass_concentration_sql_list
+
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+NOWCAST_HOURS = 12
+NOWCAST_RECENT_HOURS = 3  # of which at least NOWCAST_MIN_RECENT must have data
+NOWCAST_MIN_RECENT = 2
+NOWCAST_MIN_WEIGHT = 0.5
+MEAN_HOURS = 24  # trailing mean (DAQI) and the day (daily AQI)
+MIN_HOURS_FOR_MEAN = 18
+LOOKBACK = (MEAN_HOURS - 1) * HOUR  # the 24-hour mean of hour H needs hours H-23 .. H
+CHUNK = timedelta(days=7)  # longest range computed at once (dense matrices of sensors × hours)
+POLLUTANTS = ("pm25", "pm10")
+TRUNCATION_DIGITS = {"pm25": 1, "pm10": 0}  # EPA: PM2.5 to 0.1 µg/m³, PM10 to 1 µg/m³
+
+LOCATION_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
+    ("country", pa.string()),
+    ("latitude", pa.float64()),
+    ("longitude", pa.float64()),
+    ("indoor", pa.bool_()),
+    ("sensor_type", pa.string()),
+)
+
+HOURLY_SCHEMA = pa.schema(
+    [
+        ("sensor_id", pa.int64()),
+        ("hour", pa.timestamp("us")),
+        *LOCATION_FIELDS,
+        ("readings", pa.int32()),
+        ("pm25_mean", pa.float64()),
+        ("pm10_mean", pa.float64()),
+        ("pm25_nowcast", pa.float64()),
+        ("pm10_nowcast", pa.float64()),
+        ("aqi_us_nowcast_pm25", pa.int16()),
+        ("aqi_us_nowcast_pm10", pa.int16()),
+        ("aqi_us_nowcast", pa.int16()),
+        ("aqi_us_nowcast_category", pa.string()),
+        ("aqi_us_nowcast_beyond", pa.bool_()),
+        ("pm25_24h", pa.float64()),
+        ("pm10_24h", pa.float64()),
+        ("pm25_hours_24h", pa.int8()),
+        ("pm10_hours_24h", pa.int8()),
+        ("daqi_24h_pm25", pa.int8()),
+        ("daqi_24h_pm10", pa.int8()),
+        ("daqi_24h", pa.int8()),
+        ("daqi_24h_band", pa.string()),
+    ]
+)
+
+DAILY_SCHEMA = pa.schema(
+    [
+        ("sensor_id", pa.int64()),
+        ("day", pa.date32()),
+        *LOCATION_FIELDS,
+        ("hours", pa.int8()),
+        ("pm25_hours", pa.int8()),
+        ("pm10_hours", pa.int8()),
+        ("pm25_mean", pa.float64()),
+        ("pm10_mean", pa.float64()),
+        ("aqi_us_daily_pm25", pa.int16()),
+        ("aqi_us_daily_pm10", pa.int16()),
+        ("aqi_us_daily", pa.int16()),
+        ("aqi_us_daily_category", pa.string()),
+        ("aqi_us_daily_beyond", pa.bool_()),
+        ("daqi_daily", pa.int8()),
+        ("daqi_daily_band", pa.string()),
+    ]
+)
+
+HOURLY_DESCRIPTIONS: dict[str, str] = {
+    "sensor_id": "Sensor.Community sensor id (mass-concentration PM sensors only)",
+    "hour": "start of the hour, UTC (readings with hour <= timestamp < hour + 1 h)",
+    "readings": "5-minute readings with a valid PM value in the hour",
+    "pm25_mean": "mean PM2.5 of the hour, µg/m³",
+    "pm10_mean": "mean PM10 of the hour, µg/m³",
+    "pm25_nowcast": "EPA NowCast PM2.5 over the 12 hours ending with this one, truncated to 0.1 µg/m³",
+    "pm10_nowcast": "EPA NowCast PM10, truncated to 1 µg/m³",
+    "aqi_us_nowcast": "US AQI (2024 table) of the NowCast: the hourly 'current' AQI",
+    "aqi_us_nowcast_category": "Good … Hazardous",
+    "aqi_us_nowcast_beyond": "NowCast above the top breakpoint (AQI reported as 500)",
+    "pm25_24h": "trailing 24-hour mean of hourly PM2.5 means (>= 18 hours with data)",
+    "pm10_24h": "trailing 24-hour mean of hourly PM10 means (>= 18 hours with data)",
+    "pm25_hours_24h": "hours with PM2.5 data among the 24 ending with this one",
+    "pm10_hours_24h": "hours with PM10 data among the 24 ending with this one",
+    "daqi_24h": "UK DAQI on the trailing 24-hour means (as Defra defines it for PM)",
+    "daqi_24h_band": "Low 1–3, Moderate 4–6, High 7–9, Very High 10",
+}
+
+DAILY_DESCRIPTIONS: dict[str, str] = {
+    "sensor_id": "Sensor.Community sensor id (mass-concentration PM sensors only)",
+    "day": "UTC day (midnight to midnight)",
+    "hours": "hours of the day with PM data",
+    "pm25_mean": "mean of the day's hourly PM2.5 means (>= 18 hours with data), µg/m³",
+    "pm10_mean": "mean of the day's hourly PM10 means (>= 18 hours with data), µg/m³",
+    "aqi_us_daily": "US EPA daily AQI (2024 table) on the daily means",
+    "aqi_us_daily_category": "Good … Hazardous",
+    "daqi_daily": "UK DAQI of the day: the highest hourly DAQI on the trailing 24-hour means",
+    "daqi_daily_band": "Low 1–3, Moderate 4–6, High 7–9, Very High 10",
+}
+
+
+def utc_naive(moment: datetime) -> datetime:
+    """``moment`` as the naive UTC timestamp the history stores."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment
+
+
+def _hours_between(start: datetime, end: datetime) -> int:
+    return int((end - start) / HOUR)
+
+
+def _check_hour_range(start: datetime, end: datetime) -> None:
+    if start.minute or start.second or start.microsecond or end.minute or end.second or end.microsecond:
+        raise ValueError(f"hour range must start and end on the hour: {start} .. {end}")
+    if end <= start:
+        raise ValueError(f"empty hour range {start} .. {end}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# NumPy kernels (pure, tested against literal oracles)
+
+
+def nowcast(windows: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """EPA NowCast per row of ``windows`` (shape (n, 12): hourly means, column i = i hours ago, NaN = none).
+
+    Untruncated; NaN where fewer than 2 of the 3 most recent hours have data.
+    """
+    c = np.asarray(windows, dtype=np.float64)
+    if c.ndim != 2 or c.shape[1] != NOWCAST_HOURS:
+        raise ValueError(f"expected shape (n, {NOWCAST_HOURS}), got {c.shape}")
+    present = ~np.isnan(c)
+    recent = present[:, :NOWCAST_RECENT_HOURS].sum(axis=1)
+    c_max = np.where(present, c, -np.inf).max(axis=1)
+    c_min = np.where(present, c, np.inf).min(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # c_max = 0 (every hour zero): no variation, w = 1 and the NowCast is 0.
+        w = np.where(c_max > 0, 1.0 - (c_max - c_min) / c_max, 1.0)
+    w = np.clip(w, NOWCAST_MIN_WEIGHT, 1.0)
+    weights = np.where(present, w[:, None] ** np.arange(NOWCAST_HOURS, dtype=np.float64), 0.0)
+    filled = np.where(present, c, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        result = (weights * filled).sum(axis=1) / weights.sum(axis=1)
+    result[recent < NOWCAST_MIN_RECENT] = np.nan
+    return result
+
+
+def truncated(values: npt.ArrayLike, pollutant: str) -> npt.NDArray[np.float64]:
+    """Concentrations truncated as EPA reports them (PM2.5 to 0.1, PM10 to 1 µg/m³); NaN stays NaN."""
+    v = np.asarray(values, dtype=np.float64)
+    digits = TRUNCATION_DIGITS[pollutant]
+    valid = ~np.isnan(v)
+    units = truncate_decimal(np.where(valid, v, 0.0), digits).astype(np.float64)
+    return np.where(valid, units / 10.0**digits, np.nan)
+
+
+def mean_with_coverage(windows: npt.ArrayLike, min_hours: int = MIN_HOURS_FOR_MEAN) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of each row's non-NaN values (NaN with fewer than ``min_hours`` of them) and their count."""
+    c = np.asarray(windows, dtype=np.float64)
+    present = ~np.isnan(c)
+    count = present.sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.where(present, c, 0.0).sum(axis=-1) / count
+    return np.where(count >= min_hours, mean, np.nan), count
+
+
+def epa_columns(prefix: str, pm25: np.ndarray, pm10: np.ndarray) -> dict[str, np.ndarray]:
+    """US AQI sub-indices, overall, category and the beyond-the-AQI flag from PM2.5 / PM10 concentrations."""
+    aqi_pm25, beyond_pm25 = epa_sub_index(pm25, "pm25")
+    aqi_pm10, beyond_pm10 = epa_sub_index(pm10, "pm10")
+    aqi = overall(aqi_pm25, aqi_pm10)
+    has_aqi = ~np.isnan(aqi)
+    return {
+        f"{prefix}_pm25": aqi_pm25,
+        f"{prefix}_pm10": aqi_pm10,
+        prefix: aqi,
+        f"{prefix}_category": epa_category(aqi),
+        f"{prefix}_beyond": np.where(has_aqi, beyond_pm25 | beyond_pm10, None),
+    }
+
+
+def daqi_columns(prefix: str, pm25: np.ndarray, pm10: np.ndarray) -> dict[str, np.ndarray]:
+    daqi_pm25 = daqi_sub_index(pm25, "pm25")
+    daqi_pm10 = daqi_sub_index(pm10, "pm10")
+    daqi = overall(daqi_pm25, daqi_pm10)
+    return {f"{prefix}_pm25": daqi_pm25, f"{prefix}_pm10": daqi_pm10, prefix: daqi, f"{prefix}_band": daqi_band(daqi)}
+
+
+def _arrow_column(values: np.ndarray, data_type: pa.DataType) -> pa.Array:
+    if pa.types.is_integer(data_type) and np.asarray(values).dtype.kind == "f":
+        mask = np.isnan(values)
+        return pa.array(np.where(mask, 0, values).astype(data_type.to_pandas_dtype()), data_type, mask=mask)
+    if pa.types.is_floating(data_type):
+        return pa.array(values, data_type, from_pandas=True)  # NaN → NULL
+    if isinstance(values, pa.Array | pa.ChunkedArray):
+        return values.cast(data_type)
+    return pa.array(values, data_type, from_pandas=True)
+
+
+def _table(columns: dict[str, object], schema: pa.Schema) -> pa.Table:
+    return pa.table([_arrow_column(columns[f.name], f.type) for f in schema], schema=schema)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# SQL: hourly means of a range of hours (with the lookback the windows need)
+
+
+_VALID_5MIN_PM = "period = '5min' AND (pm25 IS NOT NULL OR pm10 IS NOT NULL)"
+
+
+def _hour_index_sql() -> str:
+    return '(epoch_us("timestamp") // 3600000000 - $base_hour)::INTEGER'
+
+
+def _target_cells_sql() -> str:
+    """(sensor, hour) cells of the target range with their location (the hour's last reading), for
+    mass-concentration PM sensors only: scans only the target hours."""
+    location = ", ".join(f'arg_max({name}, "timestamp") AS {name}' for name, _ in LOCATION_FIELDS)
+    return f"""
+        SELECT * FROM (
+            SELECT sensor_id, {_hour_index_sql()} AS hour_index, {location}
+            FROM aqi_readings
+            WHERE {_VALID_5MIN_PM} AND "timestamp" >= $start AND "timestamp" < $end
+            GROUP BY ALL
+        )
+        WHERE upper(sensor_type) IN ({mass_concentration_sql_list()})
+    """
+
+
+def _hourly_means_sql() -> str:
+    """Hourly means of every sensor with PM values over the target range and its lookback. The type filter
+    is left to the (much smaller) target cells: a sensor id keeps its type, and per-row string work would
+    cost more than the few non-mass PM sensors it drops."""
+    return f"""
+        SELECT sensor_id, {_hour_index_sql()} AS hour_index,
+               count(*)::INTEGER AS readings, avg(pm25) AS pm25_mean, avg(pm10) AS pm10_mean
+        FROM aqi_readings
+        WHERE {_VALID_5MIN_PM} AND "timestamp" >= $lookback AND "timestamp" < $end
+        GROUP BY ALL
+    """
+
+
+@dataclass
+class HourlyMatrix:
+    """Hourly means as dense (sensor × hour) matrices; hour column j is ``origin + j`` hours."""
+
+    origin: datetime
+    sensor_ids: np.ndarray  # (S,)
+    readings: np.ndarray  # (S, T) int, 0 = no data
+    means: dict[str, np.ndarray]  # pollutant → (S, T) float, NaN = no data
+    location: pa.Table  # one row per (sensor, hour) of the target range: sensor_index, hour_index, fields
+    first_target: int  # hour column of the first target hour
+
+    @property
+    def hours(self) -> int:
+        return self.readings.shape[1]
+
+
+def hourly_matrix(connection: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> HourlyMatrix:
+    """Hourly means of [start - 23 h, end) as dense matrices, the location of each (sensor, target hour)."""
+    start, end = utc_naive(start), utc_naive(end)
+    _check_hour_range(start, end)
+    origin = start - LOOKBACK
+    base_hour = int((origin - datetime(1970, 1, 1)) / HOUR)
+    location = connection.sql(
+        _target_cells_sql(), params={"start": start, "end": end, "base_hour": base_hour}
+    ).to_arrow_table()
+    sensor_ids = np.unique(location.column("sensor_id").to_numpy())
+    table = connection.sql(
+        _hourly_means_sql(), params={"end": end, "lookback": origin, "base_hour": base_hour}
+    ).to_arrow_table()
+    sensor_column = table.column("sensor_id").to_numpy()
+    keep = np.isin(sensor_column, sensor_ids)  # mass-concentration sensors with data in the target range
+    sensor_index = np.searchsorted(sensor_ids, sensor_column[keep])
+    hour_index = table.column("hour_index").to_numpy()[keep]
+    shape = (len(sensor_ids), _hours_between(origin, end))
+    readings = np.zeros(shape, dtype=np.int32)
+    readings[sensor_index, hour_index] = table.column("readings").to_numpy()[keep]
+    means = {}
+    for pollutant in POLLUTANTS:
+        matrix = np.full(shape, np.nan)
+        matrix[sensor_index, hour_index] = table.column(f"{pollutant}_mean").to_numpy(zero_copy_only=False)[keep]
+        means[pollutant] = matrix
+    first_target = _hours_between(origin, start)
+    location_sensors = np.searchsorted(sensor_ids, location.column("sensor_id").to_numpy())
+    location = location.append_column("sensor_index", pa.array(location_sensors))
+    # A target cell counts only with a location row (i.e. of a mass-concentration type at that hour).
+    located = np.zeros(shape, dtype=bool)
+    located[location_sensors, location.column("hour_index").to_numpy()] = True
+    readings[:, first_target:][~located[:, first_target:]] = 0
+    return HourlyMatrix(origin, sensor_ids, readings, means, location, first_target)
+
+
+def _trailing_windows(matrix: np.ndarray, rows: np.ndarray, columns: np.ndarray, length: int) -> np.ndarray:
+    """(n, length) windows: column i holds ``matrix[row, column - i]`` (i hours ago)."""
+    return matrix[rows[:, None], columns[:, None] - np.arange(length)]
+
+
+def _hourly_rows(hourly: HourlyMatrix, with_nowcast: bool) -> dict[str, np.ndarray]:
+    """Every index column for the (sensor, hour) cells of the target range that have data, in hour order."""
+    target = hourly.readings[:, hourly.first_target :]
+    # Hour-major order, so the table is written in time order (zone maps on "hour").
+    hour_offset, rows = np.nonzero(target.T > 0)
+    columns = hour_offset + hourly.first_target
+    out: dict[str, np.ndarray] = {
+        "sensor_index": rows,
+        "hour_index": columns,
+        "sensor_id": hourly.sensor_ids[rows],
+        "readings": hourly.readings[rows, columns],
+    }
+    for pollutant in POLLUTANTS:
+        matrix = hourly.means[pollutant]
+        out[f"{pollutant}_mean"] = matrix[rows, columns]
+        mean, count = mean_with_coverage(_trailing_windows(matrix, rows, columns, MEAN_HOURS))
+        out[f"{pollutant}_24h"] = mean
+        out[f"{pollutant}_hours_24h"] = count
+        if with_nowcast:
+            raw = nowcast(_trailing_windows(matrix, rows, columns, NOWCAST_HOURS))
+            out[f"{pollutant}_nowcast"] = truncated(raw, pollutant)
+    if with_nowcast:
+        out.update(epa_columns("aqi_us_nowcast", out["pm25_nowcast"], out["pm10_nowcast"]))
+    out.update(daqi_columns("daqi_24h", out["pm25_24h"], out["pm10_24h"]))
+    return out
+
+
+def _chunks(start: datetime, end: datetime, step: timedelta = CHUNK) -> Iterator[tuple[datetime, datetime]]:
+    while start < end:
+        yield start, min(start + step, end)
+        start += step
+
+
+def _join_location(rows: dict[str, np.ndarray], hourly: HourlyMatrix) -> pa.Table:
+    """The location fields of each row (same order), looked up by (sensor, hour) cell."""
+    location = hourly.location
+    cell_of = (location.column("sensor_index").to_numpy().astype(np.int64) * hourly.hours
+               + location.column("hour_index").to_numpy())
+    order = np.argsort(cell_of)
+    wanted = rows["sensor_index"].astype(np.int64) * hourly.hours + rows["hour_index"]
+    position = order[np.searchsorted(cell_of, wanted, sorter=order)]
+    return location.take(pa.array(position))
+
+
+def hourly_indices(connection: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pa.Table:
+    """Rows of `aqi_hourly` for the hours in [start, end): one per (sensor, hour) with PM data."""
+    start, end = utc_naive(start), utc_naive(end)
+    _check_hour_range(start, end)
+    parts = []
+    for chunk_start, chunk_end in _chunks(start, end):
+        hourly = hourly_matrix(connection, chunk_start, chunk_end)
+        rows = _hourly_rows(hourly, with_nowcast=True)
+        location = _join_location(rows, hourly)
+        columns: dict[str, object] = {**rows, **{name: location.column(name) for name, _ in LOCATION_FIELDS}}
+        columns["hour"] = _hour_timestamps(hourly.origin, rows["hour_index"])
+        parts.append(_table(columns, HOURLY_SCHEMA))
+    return pa.concat_tables(parts) if parts else HOURLY_SCHEMA.empty_table()
+
+
+def _hour_timestamps(origin: datetime, hour_index: np.ndarray) -> np.ndarray:
+    return np.datetime64(origin, "us") + hour_index.astype("timedelta64[h]").astype("timedelta64[us]")
+
+
+def day_range(first: date, end: date) -> tuple[datetime, datetime]:
+    return datetime.combine(first, datetime.min.time()), datetime.combine(end, datetime.min.time())
+
+
+def daily_indices(connection: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pa.Table:
+    """Rows of `aqi_daily` for the UTC days in [start, end) (midnights): one per (sensor, day) with PM data."""
+    start, end = utc_naive(start), utc_naive(end)
+    if start.time() != datetime.min.time() or end.time() != datetime.min.time():
+        raise ValueError(f"day range must start and end at midnight: {start} .. {end}")
+    parts = []
+    for chunk_start, chunk_end in _chunks(start, end):
+        hourly = hourly_matrix(connection, chunk_start, chunk_end)
+        rows = _hourly_rows(hourly, with_nowcast=False)
+        parts.append(_daily_from_hourly(hourly, rows, chunk_start))
+    return pa.concat_tables(parts) if parts else DAILY_SCHEMA.empty_table()
+
+
+def _daily_from_hourly(hourly: HourlyMatrix, rows: dict[str, np.ndarray], chunk_start: datetime) -> pa.Table:
+    days = (hourly.hours - hourly.first_target) // MEAN_HOURS
+    sensors = len(hourly.sensor_ids)
+    # (S, days, 24) views of the chunk's own hours.
+    def by_day(matrix: np.ndarray) -> np.ndarray:
+        return matrix[:, hourly.first_target :].reshape(sensors, days, MEAN_HOURS)
+
+    has_data = by_day(hourly.readings) > 0
+    hours = has_data.sum(axis=2)
+    day_index, sensor_index = np.nonzero((hours > 0).T)  # day-major: the table is written in time order
+    columns: dict[str, object] = {
+        "sensor_id": hourly.sensor_ids[sensor_index],
+        "day": np.datetime64(chunk_start.date(), "D") + day_index.astype("timedelta64[D]"),
+        "hours": hours[sensor_index, day_index],
+    }
+    for pollutant in POLLUTANTS:
+        mean, count = mean_with_coverage(by_day(hourly.means[pollutant]))
+        columns[f"{pollutant}_mean"] = mean[sensor_index, day_index]
+        columns[f"{pollutant}_hours"] = count[sensor_index, day_index]
+    columns.update(epa_columns("aqi_us_daily", columns["pm25_mean"], columns["pm10_mean"]))
+    # The day's DAQI: the highest hourly DAQI (on 24-hour means) among the day's hours with data.
+    daqi_cells = np.full((sensors, hourly.hours), np.nan)
+    daqi_cells[rows["sensor_index"], rows["hour_index"]] = rows["daqi_24h"]
+    daqi_by_day = by_day(daqi_cells)
+    has_daqi = ~np.isnan(daqi_by_day)
+    daqi = np.where(has_daqi, daqi_by_day, -np.inf).max(axis=2)
+    daqi[~has_daqi.any(axis=2)] = np.nan
+    columns["daqi_daily"] = daqi[sensor_index, day_index]
+    columns["daqi_daily_band"] = daqi_band(columns["daqi_daily"])
+    # Location: the sensor's last hour with data in the day.
+    last_hour = MEAN_HOURS - 1 - np.argmax(has_data[:, :, ::-1], axis=2)
+    hour_index = hourly.first_target + day_index * MEAN_HOURS + last_hour[sensor_index, day_index]
+    location = _join_location({"sensor_index": sensor_index, "hour_index": hour_index}, hourly)
+    for name, _ in LOCATION_FIELDS:
+        columns[name] = location.column(name)
+    return _table(columns, DAILY_SCHEMA)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Late data: which hours a merge touched
+
+
+def latest_ingest_seq(connection: duckdb.DuckDBPyConnection) -> int:
+    """The newest merge number handed out (0 before the first merge): rows merged later have a higher one.
+
+    Read from the sequence's own state, so it costs nothing however large the history is.
+    """
+    row = connection.execute(
+        "SELECT last_value FROM duckdb_sequences() WHERE sequence_name = 'aqi_ingest_seq'"
+    ).fetchall()
+    if row and row[0][0] is not None:
+        return int(row[0][0])
+    return int(connection.execute("SELECT coalesce(max(ingest_seq), 0) FROM aqi_readings").fetchall()[0][0])
+
+
+def touched_hour_ranges(connection: duckdb.DuckDBPyConnection, after_seq: int) -> list[tuple[datetime, datetime]]:
+    """[start, end) ranges of the hours holding 5-minute readings merged after merge number ``after_seq``."""
+    hours = [
+        row[0]
+        for row in connection.execute(
+            """
+            SELECT DISTINCT time_bucket(INTERVAL 1 HOUR, "timestamp") AS hour
+            FROM aqi_readings WHERE ingest_seq > ? AND period = '5min'
+            ORDER BY hour
+            """,
+            [after_seq],
+        ).fetchall()
+    ]
+    return hour_runs(hours)
+
+
+def hour_runs(hours: list[datetime]) -> list[tuple[datetime, datetime]]:
+    """Sorted distinct hours → [start, end) ranges of consecutive hours."""
+    ranges: list[tuple[datetime, datetime]] = []
+    for hour in hours:
+        if ranges and ranges[-1][1] == hour:
+            ranges[-1] = (ranges[-1][0], hour + HOUR)
+        else:
+            ranges.append((hour, hour + HOUR))
+    return ranges
+
+
+def affected_hours(touched: tuple[datetime, datetime]) -> tuple[datetime, datetime]:
+    """Hours whose indices change when readings of ``touched`` change: the hours themselves and the next 23
+    (whose NowCast and 24-hour means include them)."""
+    start, end = touched
+    return start, end + LOOKBACK

@@ -1,0 +1,197 @@
+"""`aqi_hourly` / `aqi_daily` through Dagster: snapshots ingested from the local lake, partitions materialised,
+re-runs, single-run ranges, late data re-materialising partitions through `aqi_late_data_sensor`, and the CLI."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from aqi_assets.defs.air_quality.aggregates import (
+    IO_MANAGER_KEY,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    AggregatesDuckDBIOManager,
+    build_aggregate_assets,
+    build_aggregate_checks,
+    build_late_data_sensor,
+)
+from aqi_assets.defs.air_quality.assets import ingest_assets
+from aqi_assets.defs.air_quality.resources import SnapshotSource
+from aqi_assets.defs.common.storage import AqiStorage
+from aqi_assets.lib.air_quality.generator import Quirks, generate_snapshot
+from aqi_assets.lib.air_quality.lake import day_directory, snapshot_name
+
+REPOSITORY = Path(__file__).resolve().parents[3]
+DAY = datetime(2026, 11, 27)
+AQI_HOURLY, AQI_DAILY = build_aggregate_assets(datetime(2026, 11, 1))
+CHECKS = build_aggregate_checks(AQI_HOURLY, AQI_DAILY)
+
+
+def write_snapshot(storage: AqiStorage, at: datetime, seed: int, *, fetched_at: datetime | None = None,
+                   records: int = 40, first_sensor_id: int = 10_000) -> Path:
+    """A generated 5-minute snapshot in the raw lake, as the fetch asset would have stored it."""
+    body = generate_snapshot(records, seed=seed, at=at, quirks=Quirks.clean(), first_sensor_id=first_sensor_id)
+    fetched_at = fetched_at or at + timedelta(minutes=1)
+    folder = day_directory(storage.raw_dir, "5min", fetched_at.date())
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / snapshot_name("5min", hashlib.sha256(body).hexdigest(), fetched_at)
+    path.write_bytes(gzip.compress(body))
+    return path
+
+
+def history(storage: AqiStorage, hours: int = 3, every_minutes: int = 10) -> None:
+    for minute in range(0, hours * 60, every_minutes):
+        write_snapshot(storage, DAY + timedelta(minutes=minute + 5), seed=minute)
+
+
+def resources(storage: AqiStorage) -> dict:
+    return {"storage": storage, IO_MANAGER_KEY: AggregatesDuckDBIOManager(storage=storage)}
+
+
+def ingest(storage: AqiStorage, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    # Only the merge runs: the snapshots are already in the lake (the fetch asset is not selected).
+    return dg.materialize(ingest_assets, selection=["aqi_readings"], instance=instance,
+                          resources={"storage": storage, "snapshots": SnapshotSource()})
+
+
+def materialize(storage: AqiStorage, instance: dg.DagsterInstance, asset: dg.AssetsDefinition,
+                partition_key: str | None = None, tags: dict | None = None) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [AQI_HOURLY, AQI_DAILY, *CHECKS],
+        selection=[asset.key],
+        partition_key=partition_key,
+        tags=tags,
+        resources=resources(storage),
+        instance=instance,
+    )
+
+
+def query(storage: AqiStorage, sql: str) -> list[tuple]:
+    with duckdb.connect(storage.duckdb_path, read_only=True) as connection:
+        return connection.execute(sql).fetchall()
+
+
+@pytest.fixture
+def instance() -> dg.DagsterInstance:
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+def test_partitions_from_ingested_snapshots(storage: AqiStorage, instance: dg.DagsterInstance) -> None:
+    history(storage)
+    assert ingest(storage, instance).success
+    result = materialize(storage, instance, AQI_HOURLY, "2026-11-27-02:00")
+    assert result.success
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {"indices_match_concentrations": True, "nowcast_within_hourly_range": True,
+                      "completeness_rules": True}
+    expected = query(storage, """
+        SELECT count(DISTINCT sensor_id) FROM aqi_readings
+        WHERE period = '5min' AND "timestamp" >= '2026-11-27 02:00' AND "timestamp" < '2026-11-27 03:00'
+          AND upper(sensor_type) IN ('SDS011', 'SPS30', 'PMS7003') AND (pm25 IS NOT NULL OR pm10 IS NOT NULL)
+    """)[0][0]
+    assert expected > 10
+    rows = query(storage, "SELECT count(*), count(pm25_nowcast), count(pm25_24h), min(hour), max(hour) "
+                          "FROM aggregates.aqi_hourly")
+    # 3 hours of history: NowCast exists (>= 2 of the last 3 hours), 24-hour means do not (< 18 hours).
+    assert rows == [(expected, expected, 0, DAY + timedelta(hours=2), DAY + timedelta(hours=2))]
+    metadata = result.asset_materializations_for_node("aqi_hourly")[0].metadata
+    assert metadata["dagster/row_count"].value == expected
+    assert metadata["dagster/table_name"].value == "aggregates.aqi_hourly"
+    assert metadata["distribution"].value.startswith("![aqi_hourly 2026-11-27 02:00 UTC](data:image/png;base64,")
+    assert sum(metadata["aqi_us_category_counts"].value.values()) == expected
+    assert metadata["daqi_band_counts"].value["no index"] == expected
+    assert "| sensor_id | hour |" in metadata["worst_sensors"].value
+
+    # A re-run replaces the partition (no duplicates); a single-run range writes every hour of it.
+    assert materialize(storage, instance, AQI_HOURLY, "2026-11-27-02:00").success
+    assert query(storage, "SELECT count(*) FROM aggregates.aqi_hourly")[0][0] == expected
+    ranged = materialize(storage, instance, AQI_HOURLY,
+                         tags={RANGE_START_TAG: "2026-11-27-00:00", RANGE_END_TAG: "2026-11-27-02:00"})
+    assert ranged.success
+    per_hour = query(storage, "SELECT hour, count(*) FROM aggregates.aqi_hourly GROUP BY hour ORDER BY hour")
+    assert [hour for hour, _ in per_hour] == [DAY, DAY + timedelta(hours=1), DAY + timedelta(hours=2)]
+    assert per_hour[2][1] == expected
+    assert instance.get_materialized_partitions(AQI_HOURLY.key) >= {
+        "2026-11-27-00:00", "2026-11-27-01:00", "2026-11-27-02:00"
+    }
+
+    daily = materialize(storage, instance, AQI_DAILY, "2026-11-27")
+    assert daily.success and all(e.passed for e in daily.get_asset_check_evaluations())
+    day_rows = query(storage, "SELECT count(*), max(hours), count(pm25_mean), count(aqi_us_daily) "
+                              "FROM aggregates.aqi_daily")
+    assert day_rows[0][0] >= expected and day_rows[0][1] == 3 and day_rows[0][2:] == (0, 0)  # 3 of 18 hours
+
+
+def test_late_data_rematerialises_the_partitions_it_changes(storage: AqiStorage, instance) -> None:
+    history(storage)
+    assert ingest(storage, instance).success
+    sensor = build_late_data_sensor(AQI_HOURLY, AQI_DAILY)
+    first = sensor(dg.build_sensor_context(instance=instance))
+    assert first.run_requests == []  # the merge touched hours that are not materialised: nothing to redo
+    cursor = first.cursor
+    assert materialize(storage, instance, AQI_HOURLY,
+                       tags={RANGE_START_TAG: "2026-11-27-00:00", RANGE_END_TAG: "2026-11-27-02:00"}).success
+    assert materialize(storage, instance, AQI_DAILY, "2026-11-27").success
+
+    # Readings of new sensors for 01:00, fetched much later (a replay, a late snapshot).
+    write_snapshot(storage, DAY + timedelta(hours=1, minutes=30), seed=99, first_sensor_id=90_000,
+                   fetched_at=DAY + timedelta(hours=5))
+    readings = ingest(storage, instance)
+    touched = readings.asset_materializations_for_node("aqi_readings")[0].metadata["hours_touched"].value
+    assert touched == [["2026-11-27T01:00:00", "2026-11-27T02:00:00"]]
+    late = sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+    requested = sorted(
+        (r.asset_selection[0].to_user_string(), r.partition_key or f"{r.tags[RANGE_START_TAG]}...{r.tags[RANGE_END_TAG]}")
+        for r in late.run_requests
+    )
+    # 01:00 and every later materialised hour (their NowCast includes 01:00), and the day.
+    assert requested == [("aqi_daily", "2026-11-27"), ("aqi_hourly", "2026-11-27-01:00...2026-11-27-02:00")]
+    before = query(storage, "SELECT count(*) FROM aggregates.aqi_hourly WHERE sensor_id >= 90000")[0][0]
+    assert before == 0
+    for request in late.run_requests:
+        asset = AQI_HOURLY if request.asset_selection == [AQI_HOURLY.key] else AQI_DAILY
+        assert materialize(storage, instance, asset, request.partition_key, dict(request.tags)).success
+    late_rows = query(storage, "SELECT hour, count(*) FROM aggregates.aqi_hourly WHERE sensor_id >= 90000 "
+                               "GROUP BY hour ORDER BY hour")
+    assert late_rows and late_rows[0][0] == DAY + timedelta(hours=1)
+    assert query(storage, "SELECT count(*) FROM aggregates.aqi_daily WHERE sensor_id >= 90000")[0][0] > 0
+    # Idempotent: the same events give no new requests once the cursor moved past them.
+    again = sensor(dg.build_sensor_context(instance=instance, cursor=late.cursor))
+    assert isinstance(again, dg.SkipReason) or not again.run_requests
+
+
+def test_cli_materialises_an_hourly_partition(tmp_path: Path) -> None:
+    storage = AqiStorage(data_dir=str(tmp_path / "data"), duckdb_path=str(tmp_path / "data" / "aqi.duckdb"))
+    history(storage, hours=2, every_minutes=20)
+    with dg.instance_for_test() as test_instance:
+        assert ingest(storage, test_instance).success
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPOSITORY / ".dagster" / "dagster.yaml", home / "dagster.yaml")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "AQI_DATA_DIR": storage.data_dir,
+        "AQI_DUCKDB_PATH": storage.duckdb_path,
+        "AQI_PARTITIONS_START": "2026-11-01",
+    }
+    completed = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "aqi_assets.definitions",
+         "--select", "aqi_hourly", "--partition", "2026-11-27-01:00"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    rows = query(storage, "SELECT min(hour), max(hour), count(*), count(aqi_us_nowcast) FROM aggregates.aqi_hourly")
+    assert rows[0][0] == rows[0][1] == DAY + timedelta(hours=1)
+    assert rows[0][2] > 10 and rows[0][3] == rows[0][2]
