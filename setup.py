@@ -16,6 +16,7 @@ setup(
         f"dagster-webserver=={DAGSTER}",
         f"dagster-dg-cli=={DAGSTER}",
         f"dagster-aws=={DAGSTER_LIBS}",
+        f"dagster-postgres=={DAGSTER_LIBS}",  # the production instance's storage (deploy/dagster.yaml)
         "duckdb>=2.0.1,<2.1",  # SQL features (lambda syntax, read_json options) move between minor releases
         "pandas>=2.2,<3",  # the COVID tables; the queries were checked against 2.x semantics
         "pyarrow>=16",
