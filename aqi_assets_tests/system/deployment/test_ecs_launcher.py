@@ -102,7 +102,7 @@ def test_ecs_run_launcher_starts_a_fargate_task_per_run(
                 launched = instance.get_run_by_id(run.run_id)
 
         task_arn = launched.tags["ecs/task_arn"]
-        (task,) = ecs.describe_tasks(cluster=CLUSTER, tasks=[task_arn])["tasks"]
+        (task,) = ecs.describe_tasks(cluster=CLUSTER, tasks=[task_arn], include=["TAGS"])["tasks"]
         assert task["launchType"] == "FARGATE"
         assert task["taskDefinitionArn"] == registered["run"]["taskDefinitionArn"]
         assert task["clusterArn"].endswith(f"cluster/{CLUSTER}")
@@ -110,13 +110,13 @@ def test_ecs_run_launcher_starts_a_fargate_task_per_run(
         assert override["name"] == "run"
         command = override["command"]
         assert command[:3] == ["dagster", "api", "execute_run"]
-        args = json.loads(command[3])
-        assert args["run_id"] == run.run_id
-        assert args["job_origin"]["job_name"] == "ingest_5min_job"
+        args = dg.deserialize_value(command[3])
+        assert type(args).__name__ == "ExecuteRunArgs"
+        assert args.run_id == run.run_id
+        assert args.job_origin.job_name == "ingest_5min_job"
+        assert args.job_origin.repository_origin.code_pointer.module == "aqi_assets.definitions"
         # The instance the run task rebuilds names its secrets, never holds them.
-        instance_ref = json.dumps(args["instance_ref"])
-        assert "DAGSTER_PG_PASSWORD" in instance_ref and postgres.password not in instance_ref
-        assert postgres.password not in command[3]
+        assert "DAGSTER_PG_PASSWORD" in command[3] and postgres.password not in command[3]
         tags = {tag["key"]: tag["value"] for tag in task.get("tags", [])}
         assert tags.get("dagster/run_id") == run.run_id
         assert tags.get("aqi/period") == "5min"  # propagate_tags

@@ -11,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
+from dagster._core.definitions.run_request import InstigatorType  # test-only: the retention settings key
 
 from aqi_assets.lib.deploy.service import PRODUCTION_INSTANCE
 from aqi_assets_tests.support.moto_server import threaded_moto_server
@@ -63,9 +64,9 @@ def test_production_instances_load_against_postgres(
             assert instance.run_monitoring_enabled
             assert instance.run_monitoring_start_timeout_seconds == 180
             sensor_retention = {status.value: days for status, days in instance.get_tick_retention_settings(
-                dg.InstigatorType.SENSOR).items()}
+                InstigatorType.SENSOR).items()}
             assert sensor_retention["SKIPPED"] == 7 and sensor_retention["FAILURE"] == 30
-            assert set(instance.get_tick_retention_settings(dg.InstigatorType.SCHEDULE).values()) == {90}
+            assert set(instance.get_tick_retention_settings(InstigatorType.SCHEDULE).values()) == {90}
             expected_logs = "S3ComputeLogManager" if "s3" in config.name else "LocalComputeLogManager"
             assert type(instance.compute_log_manager).__name__ == expected_logs
             assert not instance.telemetry_enabled
