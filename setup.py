@@ -39,6 +39,7 @@ setup(
             "moto[server]>=5.1,<6",
             "playwright>=1.45",
             "psutil>=5.9",
+            "wheel>=0.43",  # the Dockerfile test installs the project offline (--no-build-isolation)
             "ruff==0.17.6",  # lint rules change between releases; CI must not turn red by itself
         ],
     },
