@@ -120,16 +120,28 @@ class PostgresCluster:
         """Run SQL as the superuser over the cluster's own Unix socket."""
         try:
             return self._run(
-                ["psql", "-h", str(self.directory), "-p", str(self.port), "-U", SUPERUSER, "-d", database,
-                 "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql]
+                [
+                    "psql",
+                    "-h",
+                    str(self.directory),
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    SUPERUSER,
+                    "-d",
+                    database,
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-qAt",
+                    "-c",
+                    sql,
+                ]
             ).stdout
         except subprocess.CalledProcessError as error:
             raise self._fail("psql failed", error) from error
 
     def create_application_database(self, role: str, password: str, database: str) -> None:
-        for statement in ROLE_SQL.format(role=role, password=password.replace("'", "''"), database=database).split(
-            ";"
-        ):
+        for statement in ROLE_SQL.format(role=role, password=password.replace("'", "''"), database=database).split(";"):
             if statement.strip():
                 self.psql(statement)
 

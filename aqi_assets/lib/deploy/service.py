@@ -156,8 +156,19 @@ class Deployment:
 
     def argv(self, name: str) -> list[str]:
         if name == "code_server":
-            return [_cli("dagster"), "code-server", "start", "-m", CODE_MODULE, "--location-name", LOCATION_NAME,
-                    "-h", self.host, "-p", str(self.code_port)]
+            return [
+                _cli("dagster"),
+                "code-server",
+                "start",
+                "-m",
+                CODE_MODULE,
+                "--location-name",
+                LOCATION_NAME,
+                "-h",
+                self.host,
+                "-p",
+                str(self.code_port),
+            ]
         if name == "daemon":
             return [_cli("dagster-daemon"), "run", "-w", str(self.workspace)]
         if name == "webserver":
@@ -287,8 +298,13 @@ class Deployment:
         data = self.graphql(
             """mutation($selector: SensorSelector!) { startSensor(sensorSelector: $selector) {
                  __typename ... on Sensor { sensorState { id status } } ... on PythonError { message } } }""",
-            {"selector": {"repositoryLocationName": LOCATION_NAME, "repositoryName": "__repository__",
-                          "sensorName": sensor_name}},
+            {
+                "selector": {
+                    "repositoryLocationName": LOCATION_NAME,
+                    "repositoryName": "__repository__",
+                    "sensorName": sensor_name,
+                }
+            },
         )["startSensor"]
         if data["__typename"] != "Sensor" or data["sensorState"]["status"] != "RUNNING":
             raise DeploymentError(f"could not start {sensor_name}: {data}")
@@ -300,11 +316,16 @@ class Deployment:
             """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
                  __typename ... on LaunchRunSuccess { run { runId status } } ... on PythonError { message }
                  ... on InvalidSubsetError { message } ... on RunConfigValidationInvalid { errors { message } } } }""",
-            {"params": {
-                "selector": {"repositoryLocationName": LOCATION_NAME, "repositoryName": "__repository__",
-                             "jobName": job_name},
-                "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]},
-            }},
+            {
+                "params": {
+                    "selector": {
+                        "repositoryLocationName": LOCATION_NAME,
+                        "repositoryName": "__repository__",
+                        "jobName": job_name,
+                    },
+                    "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]},
+                }
+            },
         )["launchRun"]
         if data["__typename"] != "LaunchRunSuccess":
             raise DeploymentError(f"could not launch {job_name}: {data}")
@@ -324,8 +345,13 @@ class Deployment:
 
 
 def pg_env_from_cluster(port: int, role: str, password: str, database: str) -> dict[str, str]:
-    return {"DAGSTER_PG_USERNAME": role, "DAGSTER_PG_PASSWORD": password, "DAGSTER_PG_HOST": "127.0.0.1",
-            "DAGSTER_PG_PORT": str(port), "DAGSTER_PG_DB": database}
+    return {
+        "DAGSTER_PG_USERNAME": role,
+        "DAGSTER_PG_PASSWORD": password,
+        "DAGSTER_PG_HOST": "127.0.0.1",
+        "DAGSTER_PG_PORT": str(port),
+        "DAGSTER_PG_DB": database,
+    }
 
 
 def _start(args: argparse.Namespace) -> int:
@@ -353,8 +379,10 @@ def _start(args: argparse.Namespace) -> int:
     deployment = Deployment(state_dir=state_dir, env=env, code_port=args.code_port, web_port=args.web_port)
     deployment.prepare()
     deployment.start()
-    print(f"code server 127.0.0.1:{args.code_port}, daemon, webserver {deployment.url}; "
-          f"logs in {state_dir}/logs; pids in {state_dir}/pids.json")
+    print(
+        f"code server 127.0.0.1:{args.code_port}, daemon, webserver {deployment.url}; "
+        f"logs in {state_dir}/logs; pids in {state_dir}/pids.json"
+    )
     return 0
 
 
@@ -384,8 +412,11 @@ def _stop(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m aqi_assets.lib.deploy.service", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m aqi_assets.lib.deploy.service",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     start = commands.add_parser("start", help="start code server, daemon and webserver")
     start.add_argument("--state-dir", default=".prod")

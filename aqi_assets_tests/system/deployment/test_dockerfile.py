@@ -90,7 +90,9 @@ def test_dockerfile_install_steps_run_in_a_fresh_venv_and_the_location_loads(tmp
     assert install[1:] == ["install", "--quiet", "-e", "."]
     subprocess.run(
         [".venv/bin/pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "-e", "."],
-        cwd=app, check=True, capture_output=True,
+        cwd=app,
+        check=True,
+        capture_output=True,
     )
     probe = (
         "import aqi_assets, dagster as dg\n"
@@ -100,7 +102,10 @@ def test_dockerfile_install_steps_run_in_a_fresh_venv_and_the_location_loads(tmp
         "print(sorted(job.name for job in d.resolve_all_job_defs()))\n"
     )
     loaded = subprocess.run(
-        [str(app / ".venv" / "bin" / "python"), "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+        [str(app / ".venv" / "bin" / "python"), "-c", probe],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )
     assert loaded.returncode == 0, loaded.stderr[-3000:]

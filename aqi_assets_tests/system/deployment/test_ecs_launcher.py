@@ -68,7 +68,10 @@ def test_ecs_run_launcher_starts_a_fargate_task_per_run(
         registered = register_task_definitions(ecs)
         assert set(registered) == {"code-server", "daemon", "webserver", "run"}
         assert {d["family"] for d in registered.values()} == {
-            "aqi-assets-code-server", "aqi-dagster-daemon", "aqi-dagster-webserver", "aqi-assets-run"
+            "aqi-assets-code-server",
+            "aqi-dagster-daemon",
+            "aqi-dagster-webserver",
+            "aqi-assets-run",
         }
 
         config = yaml.safe_load((ECS / "dagster.yaml").read_text())

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import re
 import shutil
-import tomllib
 from pathlib import Path
 
 import dagster as dg
 import pytest
+import tomllib
 import yaml
 from dagster._core.definitions.run_request import InstigatorType  # test-only: the retention settings key
 
@@ -55,7 +55,8 @@ def test_production_instances_load_against_postgres(
 
             concurrency = instance.get_concurrency_config()
             assert concurrency.run_queue_config.max_concurrent_runs == 4
-            limits = {(limit["key"], str(limit.get("value"))) for limit in concurrency.run_queue_config.tag_concurrency_limits}
+            tag_limits = concurrency.run_queue_config.tag_concurrency_limits
+            limits = {(limit["key"], str(limit.get("value"))) for limit in tag_limits}
             assert ("aqi/period", "{'applyLimitPerUniqueValue': True}") in limits
             assert ("dagster/job_name", "aqi_history_audit_job") in limits
             assert concurrency.pool_config.default_pool_limit == 1
@@ -63,8 +64,10 @@ def test_production_instances_load_against_postgres(
 
             assert instance.run_monitoring_enabled
             assert instance.run_monitoring_start_timeout_seconds == 180
-            sensor_retention = {status.value: days for status, days in instance.get_tick_retention_settings(
-                InstigatorType.SENSOR).items()}
+            sensor_retention = {
+                status.value: days
+                for status, days in instance.get_tick_retention_settings(InstigatorType.SENSOR).items()
+            }
             assert sensor_retention["SKIPPED"] == 7 and sensor_retention["FAILURE"] == 30
             assert set(instance.get_tick_retention_settings(InstigatorType.SCHEDULE).values()) == {90}
             expected_logs = "S3ComputeLogManager" if "s3" in config.name else "LocalComputeLogManager"
@@ -106,9 +109,10 @@ def test_helm_values_mirror_the_instance_and_keep_the_password_in_a_secret() -> 
     assert queued["tagConcurrencyLimits"] == runs["tag_concurrency_limits"]
     assert values["concurrency"]["pools"] == {"defaultLimit": 1, "granularity": "op"}
     assert values["dagsterDaemon"]["runMonitoring"]["enabled"] is True
-    assert values["retention"]["sensor"]["purgeAfterDays"]["skipped"] == instance["retention"]["sensor"][
-        "purge_after_days"
-    ]["skipped"]
+    assert (
+        values["retention"]["sensor"]["purgeAfterDays"]["skipped"]
+        == instance["retention"]["sensor"]["purge_after_days"]["skipped"]
+    )
     assert values["dagsterWebserver"]["service"]["type"] == "ClusterIP"
 
 
