@@ -378,7 +378,12 @@ def _start(args: argparse.Namespace) -> int:
         return 1
     deployment = Deployment(state_dir=state_dir, env=env, code_port=args.code_port, web_port=args.web_port)
     deployment.prepare()
-    deployment.start()
+    try:
+        deployment.start()  # stops whatever it started when something does not come up
+    except BaseException:
+        (state_dir / "pids.json").unlink(missing_ok=True)
+        _stop(args)  # and the throwaway cluster, if there is one
+        raise
     print(
         f"code server 127.0.0.1:{args.code_port}, daemon, webserver {deployment.url}; "
         f"logs in {state_dir}/logs; pids in {state_dir}/pids.json"

@@ -227,7 +227,7 @@ def test_sensor_run_rows_automation_and_failure_alert(live: Live) -> None:
     record = live.wait_for("automation to materialise timestream_readings", synced_after_ingest, 150)
     automation_run = live.instance.get_run_by_id(record.run_id)
     assert automation_run.tags.get("dagster/sensor_name") == "aqi_automation_condition_sensor"
-    assert record.timestamp > run.end_time
+    assert record.timestamp > live.instance.get_run_record_by_id(run.run_id).end_time
 
     # A broken snapshot: the run fails at the fetch step and the failure alert reaches the webhook.
     broken_key = live.feed.publish(2, body=b'[{"sensor": {"id": 1}, "sensordatavalues": [')
@@ -274,7 +274,8 @@ def test_ten_overlapping_runs_never_run_two_duckdb_steps_at_once(live: Live) -> 
     runs = [live.instance.get_run_by_id(run_id) for run_id in run_ids]
     assert {run.status for run in runs} == {dg.DagsterRunStatus.SUCCESS}
     # The runs really overlapped (the queue lets four in at once) ...
-    spans = sorted((run.start_time, run.end_time) for run in runs)
+    records = [live.instance.get_run_record_by_id(run.run_id) for run in runs]
+    spans = sorted((record.start_time, record.end_time) for record in records)
     assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))
     # ... and across every run of this deployment, no two duckdb-pool steps overlapped.
     steps = duckdb_pool_steps(live.instance, [r for r in live.runs() if r.status in TERMINAL])
