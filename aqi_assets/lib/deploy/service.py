@@ -310,7 +310,9 @@ class Deployment:
             raise DeploymentError(f"could not start {sensor_name}: {data}")
         return str(data["sensorState"]["id"])
 
-    def launch_job(self, job_name: str, tags: Mapping[str, str] | None = None) -> str:
+    def launch_job(
+        self, job_name: str, tags: Mapping[str, str] | None = None, run_config: Mapping[str, object] | None = None
+    ) -> str:
         """Submit a run through the GraphQL API (it is queued, then launched by the daemon); returns its id."""
         data = self.graphql(
             """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
@@ -324,6 +326,7 @@ class Deployment:
                         "jobName": job_name,
                     },
                     "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]},
+                    "runConfigData": dict(run_config or {}),
                 }
             },
         )["launchRun"]

@@ -33,7 +33,7 @@ from aqi_assets_tests.support.http import local_http_server
 
 from .conftest import Postgres
 
-pytestmark = [pytest.mark.deployment, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.deployment, pytest.mark.timeout(1800)]
 
 RECORDS = 600
 BASE_TIME = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
@@ -265,12 +265,17 @@ def duckdb_pool_steps(instance: dg.DagsterInstance, runs: list[dg.DagsterRun]) -
 
 def test_ten_overlapping_runs_never_run_two_duckdb_steps_at_once(live: Live) -> None:
     live.feed.publish(3)
-    run_ids = [live.deployment.launch_job("ingest_5min_job", {"aqi/test": "overlap"}) for _ in range(10)]
+    # Each run in one process (in-process executor): ten runs of eleven step processes each would be ~110 Python
+    # start-ups on two cores. The runs are still ten processes claiming the pool's slot in PostgreSQL.
+    in_process = {"execution": {"config": {"in_process": {}}}}
+    run_ids = [
+        live.deployment.launch_job("ingest_5min_job", {"aqi/test": "overlap"}, run_config=in_process) for _ in range(10)
+    ]
 
     def all_done() -> bool:
         return all(live.instance.get_run_by_id(run_id).status in TERMINAL for run_id in run_ids)
 
-    live.wait_for("ten runs to finish", all_done, 420)
+    live.wait_for("ten runs to finish", all_done, 600)
     runs = [live.instance.get_run_by_id(run_id) for run_id in run_ids]
     assert {run.status for run in runs} == {dg.DagsterRunStatus.SUCCESS}
     # The runs really overlapped (the queue lets four in at once) ...
