@@ -16,6 +16,7 @@ setup(
         f"dagster-webserver=={DAGSTER}",
         f"dagster-dg-cli=={DAGSTER}",
         f"dagster-aws=={DAGSTER_LIBS}",
+        f"dagster-postgres=={DAGSTER_LIBS}",  # the production instance's storage (deploy/dagster.yaml)
         "duckdb>=2.0.1,<2.1",  # SQL features (lambda syntax, read_json options) move between minor releases
         "pandas>=2.2,<3",  # the COVID tables; the queries were checked against 2.x semantics
         "pyarrow>=16",
@@ -38,6 +39,7 @@ setup(
             "moto[server]>=5.1,<6",
             "playwright>=1.45",
             "psutil>=5.9",
+            "wheel>=0.43",  # the Dockerfile test installs the project offline (--no-build-isolation)
             "ruff==0.17.6",  # lint rules change between releases; CI must not turn red by itself
         ],
     },
