@@ -38,6 +38,7 @@ setup(
             "moto[server]>=5.1,<6",
             "playwright>=1.45",
             "psutil>=5.9",
+            "pyspark>=4.0,<5",  # the Spark test reads the Parquet tier (local mode; needs Java 17)
             "ruff==0.17.6",  # lint rules change between releases; CI must not turn red by itself
         ],
     },
