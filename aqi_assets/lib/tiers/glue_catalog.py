@@ -8,6 +8,7 @@ limit; a partition that already exists is not an error, so registering a day aga
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -63,10 +64,8 @@ class GlueTable:
 
 def ensure_table(client: Any, target: GlueTable, location: TierLocation, columns: list[dict[str, str]]) -> None:
     """Create the database and the external table when missing; update the columns when they changed."""
-    try:
+    with contextlib.suppress(client.exceptions.AlreadyExistsException):
         client.create_database(DatabaseInput={"Name": target.database})
-    except client.exceptions.AlreadyExistsException:
-        pass
     table_input = {
         "Name": target.table,
         "TableType": "EXTERNAL_TABLE",

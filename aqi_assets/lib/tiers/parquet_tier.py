@@ -15,9 +15,9 @@ hot tier, and only a verified day may be pruned.
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass, field
-import time
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 

@@ -28,11 +28,11 @@ from aqi_assets.lib.air_quality.schema import PERIODS
 from aqi_assets.lib.sinks.sync_state import SYNC_TABLES
 from aqi_assets.lib.tiers.location import TierLocation
 from aqi_assets.lib.tiers.parquet_tier import (
-    utc_now,
     day_bounds,
     ensure_tier_tables,
-    verified_days,
     tier_dataset,
+    utc_now,
+    verified_days,
     verify_day,
 )
 
@@ -75,6 +75,15 @@ def duckdb_file_bytes(connection: duckdb.DuckDBPyConnection) -> int:
     return os.path.getsize(row[0]) if row and row[0] and os.path.exists(row[0]) else 0
 
 
+def duckdb_used_bytes(connection: duckdb.DuckDBPyConnection) -> int:
+    """Bytes of the file's blocks in use: DuckDB reuses freed blocks for new rows but rarely shrinks the file,
+    so this, not the file size, shows what a prune gave back."""
+    cursor = connection.execute("PRAGMA database_size")
+    names = [d[0] for d in cursor.description]
+    row = dict(zip(names, cursor.fetchall()[0], strict=True))
+    return int(row["used_blocks"]) * int(row["block_size"])
+
+
 @dataclass
 class HotPruneReport:
     cutoff: date
@@ -83,6 +92,8 @@ class HotPruneReport:
     skipped: dict[str, str] = field(default_factory=dict)  # day → why it stays hot
     file_bytes_before: int = 0
     file_bytes_after: int = 0
+    used_bytes_before: int = 0
+    used_bytes_after: int = 0
 
     def as_metadata(self) -> dict[str, Any]:
         return {
@@ -92,6 +103,8 @@ class HotPruneReport:
             "days_kept_hot": self.skipped,
             "duckdb_bytes_before": self.file_bytes_before,
             "duckdb_bytes_after": self.file_bytes_after,
+            "duckdb_used_bytes_before": self.used_bytes_before,
+            "duckdb_used_bytes_after": self.used_bytes_after,
         }
 
 
@@ -115,6 +128,7 @@ def prune_hot_tier(
     ensure_tier_tables(connection)
     report = HotPruneReport(cutoff=today - timedelta(days=hot_days))
     report.file_bytes_before = duckdb_file_bytes(connection)
+    report.used_bytes_before = duckdb_used_bytes(connection)
     sinks = list(enabled_sinks)
     for day in hot_days_before(connection, report.cutoff):
         waiting = {sink: n for sink in sinks if (n := pending_on_day(connection, sink, day))}
@@ -148,6 +162,7 @@ def prune_hot_tier(
     if report.days_pruned:
         connection.execute("CHECKPOINT")
     report.file_bytes_after = duckdb_file_bytes(connection)
+    report.used_bytes_after = duckdb_used_bytes(connection)
     return report
 
 

@@ -9,12 +9,12 @@ import dagster as dg
 import duckdb
 import pytest
 
+from aqi_assets.defs.common.env import from_env
 from aqi_assets.defs.common.storage import AqiStorage
 from aqi_assets.defs.sinks.resources import InfluxDBResource, TimestreamResource
 from aqi_assets.defs.tiers.assets import aqi_readings_parquet, aqi_tiers_retention
 from aqi_assets.defs.tiers.definitions import defs as tier_defs
 from aqi_assets.defs.tiers.resources import TIERS_ENV, TierStorage
-from aqi_assets.defs.common.env import from_env
 from aqi_assets.lib.common.duckdb_conn import duckdb_connection
 from aqi_assets_tests.support.tier_history import insert_history, per_day_counts
 

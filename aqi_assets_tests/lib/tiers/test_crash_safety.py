@@ -77,6 +77,10 @@ def test_a_run_to_the_end_prunes_every_old_day(tmp_path: Path) -> None:
     )  # fmt: skip
     assert child.returncode == 0, child.stderr
     with duckdb.connect(str(db)) as connection:
-        hot_days = {r[0] for r in connection.execute('SELECT DISTINCT CAST("timestamp" AS DATE) FROM aqi_readings').fetchall()}
+        hot_days = _hot_days(connection)
     assert hot_days == {DAYS[-1]}
     assert _readings_across_tiers(db, parquet) == per_day_counts(rows)
+
+
+def _hot_days(connection: duckdb.DuckDBPyConnection) -> set[date]:
+    return {r[0] for r in connection.execute('SELECT DISTINCT CAST("timestamp" AS DATE) FROM aqi_readings').fetchall()}

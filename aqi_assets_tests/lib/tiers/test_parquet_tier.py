@@ -88,7 +88,7 @@ def _round_trip(db: Path, rows: list[dict], location: TierLocation, temporary_vi
         assert report.days_pruned == DAYS[:3]  # before TODAY - 2 days
         assert report.skipped == {}
         assert report.rows_deleted == sum(per_day_counts(rows)[d] for d in DAYS[:3])
-        hot_days = {r[0] for r in connection.execute('SELECT DISTINCT CAST("timestamp" AS DATE) FROM aqi_readings').fetchall()}
+        hot_days = _hot_days(connection)
         assert hot_days == set(DAYS[3:])
 
         # One table over both tiers: exactly the original history, no day twice.
@@ -229,3 +229,7 @@ def test_readings_pending_for_an_enabled_sink_stay_hot(history: tuple[Path, list
         assert list(report.skipped) == [DAYS[2].isoformat()]
         # The watermarks still work over what is left: exactly the later days are pending.
         assert sync_state.count_pending(connection, "timestream") == sum(per_day_counts(rows)[d] for d in DAYS[2:])
+
+
+def _hot_days(connection: duckdb.DuckDBPyConnection) -> set[date]:
+    return {r[0] for r in connection.execute('SELECT DISTINCT CAST("timestamp" AS DATE) FROM aqi_readings').fetchall()}
