@@ -15,8 +15,10 @@ hot tier, and only a verified day may be pruned.
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -154,6 +156,44 @@ def _write_period(
         cursor.close()
 
 
+# Rows sorted at a time: the day is cut into sensor ranges of about this many rows, each sorted on its own,
+# so the sort's memory stays bounded however many readings a day holds (one sort of 15 M wide rows took
+# over 4 GB).
+SORT_CHUNK_ROWS = 2_000_000
+
+
+def _sorted_batches(
+    cursor: duckdb.DuckDBPyConnection, period: str, day: date, batch_rows: int
+) -> Iterator[pa.RecordBatch]:
+    """The period-day's rows in (sensor_id, timestamp) order, as Arrow batches, one sensor range at a time."""
+    start, end = day_bounds(day)
+    params = {"period": period, "start": start, "end": end}
+    where = 'period = $period AND "timestamp" >= $start AND "timestamp" < $end'
+    total = cursor.sql(f"SELECT count(*) FROM aqi_readings WHERE {where}", params=params).fetchall()[0][0]
+    if not total:
+        return
+    chunks = -(-total // SORT_CHUNK_ROWS)
+    bounds: list[int | None] = [None]
+    if chunks > 1:
+        fractions = [i / chunks for i in range(1, chunks)]
+        cuts = cursor.sql(
+            f"SELECT quantile_disc(sensor_id, {fractions}) FROM aqi_readings WHERE {where}", params=params
+        ).fetchall()[0][0]
+        bounds += sorted(set(cuts))
+    bounds.append(None)
+    for low, high in itertools.pairwise(bounds):
+        condition = where
+        if low is not None:
+            condition += f" AND sensor_id >= {int(low)}"
+        if high is not None:
+            condition += f" AND sensor_id < {int(high)}"
+        relation = cursor.sql(
+            f'SELECT * EXCLUDE (period) FROM aqi_readings WHERE {condition} ORDER BY sensor_id, "timestamp"',
+            params=params,
+        )
+        yield from relation.to_arrow_reader(batch_rows)
+
+
 def _stream_to_parquet(
     cursor: duckdb.DuckDBPyConnection,
     location: TierLocation,
@@ -163,14 +203,7 @@ def _stream_to_parquet(
     basename: str,
     row_group_rows: int,
 ) -> tuple[int, int, str | None]:
-    start, end = day_bounds(day)
-    relation = cursor.sql(
-        """SELECT * EXCLUDE (period) FROM aqi_readings
-           WHERE period = $period AND "timestamp" >= $start AND "timestamp" < $end
-           ORDER BY sensor_id, "timestamp" """,
-        params={"period": period, "start": start, "end": end},
-    )
-    reader = relation.to_arrow_reader(min(row_group_rows, 100_000))
+    reader = _sorted_batches(cursor, period, day, min(row_group_rows, 100_000))
     target = f"{staging}/period={period}/date={day.isoformat()}/{basename}"
     rows = 0
     writer: pq.ParquetWriter | None = None

@@ -233,3 +233,21 @@ def test_readings_pending_for_an_enabled_sink_stay_hot(history: tuple[Path, list
 
 def _hot_days(connection: duckdb.DuckDBPyConnection) -> set[date]:
     return {r[0] for r in connection.execute('SELECT DISTINCT CAST("timestamp" AS DATE) FROM aqi_readings').fetchall()}
+
+
+def test_a_day_sorted_in_sensor_ranges_is_one_sorted_file(
+    history: tuple[Path, list[dict]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aqi_assets.lib.tiers import parquet_tier
+
+    db, rows = history
+    monkeypatch.setattr(parquet_tier, "SORT_CHUNK_ROWS", 37)  # 240 five-minute rows → 7 sensor ranges
+    location = open_location(str(tmp_path / "parquet"))
+    with duckdb_connection(db) as connection:
+        export = export_day(connection, location, DAYS[2], row_group_rows=64)
+        assert verify_day(connection, location, DAYS[2]).ok
+    assert export.total_rows == per_day_counts(rows)[DAYS[2]]
+    path = location.files_under(day_path(location, "5min", DAYS[2]))[0].path
+    table = pq.read_table(path)
+    keys = list(zip(table["sensor_id"].to_pylist(), table["timestamp"].to_pylist(), strict=True))
+    assert keys == sorted(keys) and len(set(keys)) == len(keys) == export.rows["5min"]
