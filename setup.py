@@ -40,6 +40,7 @@ setup(
             "playwright>=1.45",
             "psutil>=5.9",
             "wheel>=0.43",  # the Dockerfile test installs the project offline (--no-build-isolation)
+            "pyspark>=4.0,<5",  # the Spark test reads the Parquet tier (local mode; needs Java 17)
             "ruff==0.17.6",  # lint rules change between releases; CI must not turn red by itself
         ],
     },

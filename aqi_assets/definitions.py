@@ -15,6 +15,7 @@ from aqi_assets.defs.common.storage import STORAGE_ENV, AqiStorage
 from aqi_assets.defs.covid import definitions as covid
 from aqi_assets.defs.ops import definitions as ops
 from aqi_assets.defs.sinks import definitions as sinks
+from aqi_assets.defs.tiers import definitions as tiers
 
 
 @dg.definitions
@@ -26,4 +27,5 @@ def defs() -> dg.Definitions:
         sinks.defs(),
         covid.defs(storage),
         ops.defs(),
+        tiers.defs(),
     )

@@ -15,6 +15,7 @@ BENCHMARKS = {
     "history": "one snapshot's merge, checks, summary and sync scan on top of an N-row synced history",
     "aggregates": "hourly / daily index partitions (NowCast, 24-h DAQI, daily AQI) from a generated history",
     "deployment": "PostgreSQL-backed code server + daemon + webserver: new snapshot → rows in DuckDB",
+    "tiers": "one day of readings → Parquet tier; retention; hot vs tiered queries",
 }
 
 

@@ -23,8 +23,15 @@ def from_env(resource_type: type[R], variables: Mapping[str, str], **fixed: Any)
     Dagster's `EnvVar` has no default of its own and fails when the variable is unset, but every setting of
     this platform has one, so that a fresh clone runs with no configuration at all.
     """
-    configured = {field: dg.EnvVar(name) for field, name in variables.items() if is_set(name)}
+    configured = {field: _env_var(resource_type, field, name) for field, name in variables.items() if is_set(name)}
     return resource_type(**configured, **fixed)
+
+
+def _env_var(resource_type: type[R], field: str, name: str) -> Any:
+    # An integer field needs Dagster's integer variant (a plain EnvVar is text and fails validation).
+    if resource_type.model_fields[field].annotation is int:
+        return dg.EnvVar.int(name)
+    return dg.EnvVar(name)
 
 
 def setting(name: str, default: str) -> str:

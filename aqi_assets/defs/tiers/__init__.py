@@ -1,0 +1,1 @@
+"""Dagster objects of the tiers domain: the Parquet tier and retention."""
