@@ -14,6 +14,7 @@ from aqi_assets.defs.common.env import from_env
 from aqi_assets.defs.common.storage import STORAGE_ENV, AqiStorage
 from aqi_assets.defs.covid import definitions as covid
 from aqi_assets.defs.ops import definitions as ops
+from aqi_assets.defs.public import definitions as public
 from aqi_assets.defs.sinks import definitions as sinks
 
 
@@ -26,4 +27,5 @@ def defs() -> dg.Definitions:
         sinks.defs(),
         covid.defs(storage),
         ops.defs(),
+        public.defs(),
     )
