@@ -67,6 +67,7 @@
     L.tileLayer(config.tileUrl, { maxZoom: 19, attribution: config.tileAttribution }).addTo(map);
   }
   var layer = L.featureGroup().addTo(map);
+  state.layer = layer;
   var popup = L.popup({ maxWidth: 360, autoPanPadding: [20, 20] });
 
   function el(tag, attributes, text) {
