@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -75,8 +76,11 @@ def sites() -> Iterator[tuple[Site, NginxServer]]:
     ingest_hours(stale_db, n_records=100, end=now - timedelta(hours=3), hours=1, work_dir=root / "s2")
     with duckdb_connection(stale_db, read_only=True) as connection:
         build_site(connection, root / "www" / "stale", SiteConfig(tile_url=""))
-    with serving(root / "www", free_port()) as server:
-        yield Site(root, fresh_db, records, xss_sensor), server
+    try:
+        with serving(root / "www", free_port(), require_index=False) as server:
+            yield Site(root, fresh_db, records, xss_sensor), server
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -193,7 +197,7 @@ def test_map_markers_colours_popup_toggle_and_search(page, sites) -> None:
     fills = dict(page.evaluate("() => window.aqiSite.layer.getLayers().map(l => [l.feature.properties.id, l.options.fillColor])"))
     assert fills == {s: _hex(UK_COLOURS[p["uk"]]) for s, p in features.items()}
     assert "UK DAQI colours" in page.locator("#legend").inner_text()
-    page.evaluate("() => window.aqiSite.map.setView([48, 11], 4, {animate: false})")
+    page.evaluate("() => { window.aqiSite.map.setView([48, 11], 4, {animate: false}); }")
     page.wait_for_timeout(300)
     page.screenshot(path=str(OUTPUT_DIR / "map-daqi.png"))
 

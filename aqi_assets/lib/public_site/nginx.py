@@ -134,12 +134,18 @@ def _wait_listening(host: str, port: int, process: subprocess.Popen, timeout_s: 
 
 
 def start_nginx(
-    root: Path, port: int, run_dir: Path, *, host: str = "127.0.0.1", access_log: bool = True
+    root: Path,
+    port: int,
+    run_dir: Path,
+    *,
+    host: str = "127.0.0.1",
+    access_log: bool = True,
+    require_index: bool = True,
 ) -> NginxServer:
     if shutil.which(NGINX) is None:
         raise NginxError("nginx is not installed (Debian: apt-get install nginx; it is in .ci/system-deps)")
     root = Path(root).resolve()
-    if not (root / "index.html").is_file():
+    if require_index and not (root / "index.html").is_file():
         raise NginxError(f"{root} has no index.html: build the site first (make site builds it)")
     if os.geteuid() == 0:
         blocked = _readable_by_others(root)
@@ -166,9 +172,13 @@ def start_nginx(
 
 
 @contextlib.contextmanager
-def serving(root: Path, port: int, *, host: str = "127.0.0.1", access_log: bool = True) -> Iterator[NginxServer]:
+def serving(
+    root: Path, port: int, *, host: str = "127.0.0.1", access_log: bool = True, require_index: bool = True
+) -> Iterator[NginxServer]:
     with tempfile.TemporaryDirectory(prefix="aqi-nginx-") as run_dir:
-        server = start_nginx(root, port, Path(run_dir), host=host, access_log=access_log)
+        server = start_nginx(
+            root, port, Path(run_dir), host=host, access_log=access_log, require_index=require_index
+        )
         try:
             yield server
         finally:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -26,13 +28,16 @@ END = datetime(2026, 11, 27, 12, 30, 0)
 
 
 @pytest.fixture(scope="module")
-def built_site() -> tuple[Path, object]:
+def built_site() -> Iterator[tuple[Path, object]]:
     root = world_readable_dir("aqi-site-serve-")
-    database = root / "aqi.duckdb"
-    ingest_hours(database, n_records=120, end=END, hours=3, work_dir=root / "snapshots")
-    with duckdb_connection(database, read_only=True) as connection:
-        result = build_site(connection, root / "site", SiteConfig(tile_url=""), now=END + timedelta(minutes=3))
-    return root / "site", result
+    try:
+        database = root / "aqi.duckdb"
+        ingest_hours(database, n_records=120, end=END, hours=3, work_dir=root / "snapshots")
+        with duckdb_connection(database, read_only=True) as connection:
+            result = build_site(connection, root / "site", SiteConfig(tile_url=""), now=END + timedelta(minutes=3))
+        yield root / "site", result
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_vendored_leaflet_matches_its_manifest() -> None:

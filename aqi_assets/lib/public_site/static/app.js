@@ -68,7 +68,7 @@
   }
   var layer = L.featureGroup().addTo(map);
   state.layer = layer;
-  var popup = L.popup({ maxWidth: 360, autoPanPadding: [20, 20] });
+  var popup = L.popup({ minWidth: 330, maxWidth: 360, autoPanPadding: [20, 20] });
 
   function el(tag, attributes, text) {
     var node = document.createElement(tag);
