@@ -47,8 +47,12 @@ UK_COLOURS = {
 }
 
 
+# Each drawn marker's sensor id and fill colour.
+FILLS_JS = "() => window.aqiSite.layer.getLayers().map((l) => [l.feature.properties.id, l.options.fillColor])"
+
+
 def _hex(rgb: tuple[int, int, int]) -> str:
-    return "#%02x%02x%02x" % rgb
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
 class Site:
@@ -151,7 +155,8 @@ def _last_complete_hour(database: Path, sensor_id: int, before: datetime) -> tup
 def test_map_markers_colours_popup_toggle_and_search(page, sites) -> None:
     site, server = sites
     _open(page, server, "fresh")
-    geojson = json.loads((site.root / "www" / "fresh" / read_pointer(site.root / "www" / "fresh")["latest"]).read_text())
+    fresh = site.root / "www" / "fresh"
+    geojson = json.loads((fresh / read_pointer(fresh)["latest"]).read_text())
     features = {f["properties"]["id"]: f["properties"] for f in geojson["features"]}
     assert set(features) == set(outdoor_pm_sensors(site.records))
     drawn = page.evaluate("() => window.aqiSite.layer.getLayers().length")
@@ -159,7 +164,7 @@ def test_map_markers_colours_popup_toggle_and_search(page, sites) -> None:
     page.screenshot(path=str(OUTPUT_DIR / "map.png"))
 
     # Every marker's fill is the official colour of its band (US AQI first).
-    fills = page.evaluate("() => window.aqiSite.layer.getLayers().map(l => [l.feature.properties.id, l.options.fillColor])")
+    fills = page.evaluate(FILLS_JS)
     assert {sensor: fill for sensor, fill in fills} == {s: _hex(US_COLOURS[p["us_cat"]]) for s, p in features.items()}
     assert page.locator("#stale").is_hidden(), "fresh data must not be flagged as stale"
     assert "outdoor sensors" in page.locator("#status").inner_text()
@@ -181,7 +186,7 @@ def test_map_markers_colours_popup_toggle_and_search(page, sites) -> None:
     assert field("time") == ts.strftime("%Y-%m-%d %H:%M UTC")
     assert "indicative" in field("us_basis") and "indicative" in field("uk_basis")
     popup.locator("svg path.pm25-line").wait_for()
-    hour, hour_pm25, hour_pm10 = _last_complete_hour(site.database, sensor, ts.replace(minute=0, second=0))
+    _, hour_pm25, hour_pm10 = _last_complete_hour(site.database, sensor, ts.replace(minute=0, second=0))
     caption = popup.locator("figcaption").inner_text()
     assert f"Last hour: PM2.5 {round(hour_pm25, digits):g} µg/m³, PM10 {round(hour_pm10, digits):g} µg/m³" in caption
     page.screenshot(path=str(OUTPUT_DIR / "popup.png"))
@@ -194,7 +199,7 @@ def test_map_markers_colours_popup_toggle_and_search(page, sites) -> None:
     page.keyboard.press("ArrowDown")
     assert page.locator("input[name=index][value=uk]").is_checked()
     assert _pixel(page, sensor) == UK_COLOURS[daqi]
-    fills = dict(page.evaluate("() => window.aqiSite.layer.getLayers().map(l => [l.feature.properties.id, l.options.fillColor])"))
+    fills = dict(page.evaluate(FILLS_JS))
     assert fills == {s: _hex(UK_COLOURS[p["uk"]]) for s, p in features.items()}
     assert "UK DAQI colours" in page.locator("#legend").inner_text()
     page.evaluate("() => { window.aqiSite.map.setView([48, 11], 4, {animate: false}); }")

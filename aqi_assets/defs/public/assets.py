@@ -4,7 +4,6 @@ It reads `aggregates.aqi_hourly` (official US AQI NowCast, DAQI on the 24-hour m
 exists, at every rebuild; without it the page shows the indicative per-reading indices, labelled as such.
 """
 
-from __future__ import annotations
 
 import time
 

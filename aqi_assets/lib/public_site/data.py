@@ -242,7 +242,7 @@ def _history_rows(
     pm10 = np.array([np.nan if r[3] is None else r[3] for r in rows], dtype=np.float64)
     indices = compute_indices(pm25, pm10)
     return (
-        [(r[0], r[1], r[2], r[3], us, uk) for r, us, uk in zip(rows, indices["aqi_us"], indices["daqi"])],
+        [(r[0], r[1], r[2], r[3], us, uk) for r, us, uk in zip(rows, indices["aqi_us"], indices["daqi"], strict=True)],
         HOURLY_MEAN,
         HOURLY_MEAN,
     )

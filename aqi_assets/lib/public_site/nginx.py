@@ -193,10 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with serving(args.root, args.port, host=args.host) as server:
         print(f"Serving {args.root.resolve()} on {server.url}/ with nginx (Ctrl-C stops it)", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             server.process.wait()
-        except KeyboardInterrupt:
-            pass
     return 0
 
 

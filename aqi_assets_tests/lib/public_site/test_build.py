@@ -151,7 +151,8 @@ def test_official_indices_from_aggregates_aqi_hourly_when_present(history, tmp_p
     assert (first["us"], first["us_cat"], first["us_basis"]) == (71, "Moderate", "nowcast")
     assert (first["uk"], first["uk_band"], first["uk_basis"]) == (2, "Low", "24h")
     assert first["us_hour"] == hour.isoformat() + "Z"
-    assert second["us_basis"] == "reading" and (second["uk"], second["uk_band"], second["uk_basis"]) == (9, "High", "24h")
+    assert second["us_basis"] == "reading"
+    assert (second["uk"], second["uk_band"], second["uk_basis"]) == (9, "High", "24h")
     assert (third["us_basis"], third["uk_basis"]) == ("reading", "reading")
     others = [p for s, p in features.items() if s not in sensors]
     assert others and all(p["us_basis"] == "reading" for p in others)
@@ -200,7 +201,9 @@ def test_rebuild_replaces_the_pointer_and_keeps_older_files_for_loaded_pages(his
         first = build_site(connection, site, SiteConfig(tile_url=""), now=NOW)
         again = build_site(connection, site, SiteConfig(tile_url=""), now=NOW)
         assert again.latest_path == first.latest_path and again.sensor_files_written == 0, "nothing changed"
-        connection.execute("UPDATE aqi_readings SET pm25 = pm25 + 1 WHERE \"timestamp\" > ?", [END - timedelta(minutes=30)])
+        connection.execute(
+            'UPDATE aqi_readings SET pm25 = pm25 + 1 WHERE "timestamp" > ?', [END - timedelta(minutes=30)]
+        )
         second = build_site(connection, site, SiteConfig(tile_url=""), now=NOW, keep_s=3600)
         assert second.latest_path != first.latest_path
         assert (site / first.latest_path).is_file(), "a page loaded before the rebuild still finds its data"

@@ -60,7 +60,8 @@ def test_nginx_serves_gzip_copies_with_types_and_cache_rules(built_site) -> None
         assert latest.raw.read() == (site / f"{pointer['latest']}.gz").read_bytes()
         plain = http.get(f"{server.url}/{pointer['latest']}", headers={"Accept-Encoding": "identity"})
         assert "Content-Encoding" not in plain.headers and len(plain.content) == result.latest_bytes
-        sensor = http.get(f"{server.url}/{pointer['sensors']}{json.loads(plain.content)['features'][0]['properties']['id']}.json")
+        first_sensor = json.loads(plain.content)["features"][0]["properties"]["id"]
+        sensor = http.get(f"{server.url}/{pointer['sensors']}{first_sensor}.json")
         assert sensor.status_code == 200 and sensor.headers["Cache-Control"] == CACHE_IMMUTABLE
         vendor = http.get(f"{server.url}/vendor/leaflet-1.9.4/leaflet.js")
         assert vendor.status_code == 200 and vendor.headers["Cache-Control"] == CACHE_IMMUTABLE
@@ -94,7 +95,8 @@ def test_publish_to_s3_uploads_gzip_with_headers_and_the_pointer_last(built_site
         assert index["ContentType"] == "text/html; charset=utf-8" and index["CacheControl"] == CACHE_POINTER
         png = client.get_object(Bucket="public-site", Key="aq/vendor/leaflet-1.9.4/images/layers.png")
         assert png["ContentType"] == "image/png" and "ContentEncoding" not in png
-        pointer = json.loads(gzip.decompress(client.get_object(Bucket="public-site", Key=f"aq/{POINTER}")["Body"].read()))
+        pointer_body = client.get_object(Bucket="public-site", Key=f"aq/{POINTER}")["Body"].read()
+        pointer = json.loads(gzip.decompress(pointer_body))
         sensor_key = f"aq/{pointer['sensors']}{result.files[2].rsplit('/', 1)[1]}"
         assert client.head_object(Bucket="public-site", Key=sensor_key)["ContentEncoding"] == "gzip"
         # A second publish of the same build re-sends only the pointer and the page.
