@@ -11,7 +11,7 @@ import dagster as dg
 
 from aqi_assets.defs.common.storage import AqiStorage
 from aqi_assets.defs.public.resources import PublicSiteResource
-from aqi_assets.lib.public_site.build import write_site
+from aqi_assets.lib.public_site.build import has_sensor_dir, write_site
 from aqi_assets.lib.public_site.data import site_data
 from aqi_assets.lib.public_site.publish import publish_site
 
@@ -33,7 +33,7 @@ from aqi_assets.lib.public_site.publish import publish_site
 def public_site(context: dg.AssetExecutionContext, storage: AqiStorage, public_site: PublicSiteResource):
     started = time.perf_counter()
     with storage.connect() as connection:
-        content = site_data(connection)
+        content = site_data(connection, have_fingerprint=has_sensor_dir(public_site.site_path()))
     read_s = time.perf_counter() - started  # the DuckDB file is released before any file is written
     build = write_site(
         content, public_site.site_path(), public_site.site_config(), keep_s=public_site.keep_old_files_s,

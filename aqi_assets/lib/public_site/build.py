@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -121,25 +122,35 @@ def _hashed_write(site_dir: Path, directory: str, stem: str, suffix: str, body: 
     return relative, gz_size
 
 
-def _write_sensor_dir(site_dir: Path, histories: dict[int, dict[str, Any]]) -> tuple[str, int]:
-    """All sensor histories in `data/sensors-<hash>/`, written in a hidden directory then renamed into place."""
-    bodies = {sensor_id: _dumps(history) for sensor_id, history in histories.items()}
-    digest = content_hash(b"\n".join(b"%d:%s" % (k, bodies[k]) for k in sorted(bodies)))
-    relative = f"data/sensors-{digest}"
+def sensor_dir(fingerprint: str) -> str:
+    return f"data/sensors-{fingerprint}"
+
+
+def has_sensor_dir(site_dir: Path) -> Callable[[str], bool]:
+    """For `data.site_data`: whether the histories of a fingerprint are already written in `site_dir`."""
+    return lambda fingerprint: (Path(site_dir) / sensor_dir(fingerprint)).is_dir()
+
+
+def _write_sensor_dir(site_dir: Path, histories: site_data_module.Histories) -> tuple[str, int]:
+    """All sensor histories in `data/sensors-<fingerprint>/`, written in a hidden directory then renamed into
+    place whole (so a reader never sees a partial directory)."""
+    relative = sensor_dir(histories.fingerprint)
     final = site_dir / relative
     if final.is_dir():
         return relative, 0
-    staging = site_dir / "data" / f".staging-sensors-{digest}-{os.getpid()}"
+    if histories.bodies is None:
+        raise RuntimeError(f"{relative} is missing and its histories were not computed")
+    staging = site_dir / "data" / f".staging-sensors-{histories.fingerprint}-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     make_dirs(staging)
     try:
-        for sensor_id, body in bodies.items():
+        for sensor_id, body in histories.bodies.items():
             write_plain_and_gzip_fast(staging / f"{sensor_id}.json", body)
         os.rename(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return relative, len(bodies)
+    return relative, len(histories.bodies)
 
 
 def _static_assets(site_dir: Path) -> tuple[dict[str, str], list[str]]:
@@ -233,7 +244,7 @@ def build_site(
     """Read the data (`data.site_data`) and write the site (`write_site`)."""
     started = time.perf_counter()
     now = now or datetime.now(timezone.utc)
-    content = site_data_module.site_data(connection, now)
+    content = site_data_module.site_data(connection, now, has_sensor_dir(site_dir))
     return write_site(content, site_dir, config, now=now, keep_s=keep_s, started=started)
 
 
@@ -288,11 +299,11 @@ def write_site(
 
     referenced = {latest, countries, sensors_dir, *assets.values()}
     removed = _remove_unreferenced(site_dir, referenced, keep_s)
-    sensor_files = [f"{sensors_dir}/{sensor_id}.json" for sensor_id in sorted(content.histories)]
+    sensor_files = [f"{sensors_dir}/{sensor_id}.json" for sensor_id in content.histories.sensor_ids]
     return BuildResult(
         site_dir=site_dir,
         features=len(content.features),
-        sensor_files=len(content.histories),
+        sensor_files=len(content.histories.sensor_ids),
         sensor_files_written=written,
         countries=len(content.countries),
         latest_path=latest,

@@ -11,13 +11,16 @@ Everything returned is plain Python (None for a missing value, never NaN), ready
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 
 from aqi_assets.lib.air_quality.indices import compute_indices
 
@@ -114,7 +117,7 @@ class SiteData:
 
     anchor: datetime | None  # the newest reading (naive UTC); None when there is no reading at all
     features: list[dict[str, Any]]
-    histories: dict[int, dict[str, Any]]
+    histories: Histories
     countries: list[dict[str, Any]]
     hourly: HourlySource
     notes: list[str] = field(default_factory=list)
@@ -205,53 +208,86 @@ def build_features(rows: list[tuple], hourly: dict[int, tuple[Any, ...]]) -> lis
     return features
 
 
-def _history_rows(
-    connection: duckdb.DuckDBPyConnection, source: HourlySource, sensors: list[int], first: datetime, end: datetime
-) -> tuple[list[tuple], str, str]:
-    """(sensor_id, hour, pm25, pm10, us, uk) for complete hours in [first, end), and the two index bases."""
-    connection.register("site_sensors", _sensor_table(sensors))
-    try:
-        if source.available:
-            rows = connection.execute(
-                f"""
-                SELECT h.sensor_id, h.hour, {_hourly_select(source)}
-                FROM aggregates.aqi_hourly h SEMI JOIN site_sensors s ON h.sensor_id = s.sensor_id
-                WHERE h.hour >= $first AND h.hour < $end
-                ORDER BY h.sensor_id, h.hour
-                """,
-                {"first": first, "end": end},
-            ).fetchall()
-            # (sensor, hour, pm25_mean, pm10_mean, nowcast, category, daqi_24h, band) → the chart's columns
-            return [(r[0], r[1], r[2], r[3], r[4], r[6]) for r in rows], US_NOWCAST, UK_24H
-        rows = connection.execute(
-            """
-            SELECT r.sensor_id, date_trunc('hour', r."timestamp") AS hour, avg(r.pm25), avg(r.pm10)
-            FROM aqi_readings r SEMI JOIN site_sensors s ON r.sensor_id = s.sensor_id
-            WHERE r.period = '5min' AND r."timestamp" >= $first AND r."timestamp" < $end
-              AND (r.aqi_us IS NOT NULL OR r.daqi IS NOT NULL)
-            GROUP BY ALL
-            ORDER BY 1, 2
-            """,
+HISTORY_FORMAT = 1  # part of the history fingerprint: a change of the file format gives new files
+
+
+@dataclass
+class Histories:
+    """The 7-day hourly history of every sensor on the map, as one JSON body per sensor.
+
+    `fingerprint` names the set (it changes with the sensors, the hours and any value read); `bodies` is None
+    when the caller already has the files of that fingerprint and they were not recomputed.
+    """
+
+    fingerprint: str
+    sensor_ids: list[int]
+    bodies: dict[int, bytes] | None
+    us_basis: str
+    uk_basis: str
+
+
+def _window_fingerprint(
+    connection: duckdb.DuckDBPyConnection, source: HourlySource, first: datetime, end: datetime, sensors: list[int]
+) -> str:
+    """A hash of everything the histories are made of: cheap aggregates over the window, not the files."""
+    if source.available:
+        value_columns = [c for c in source.columns if c in ("pm25_mean", "pm10_mean", "aqi_us_nowcast", "daqi_24h")]
+        sums = ", ".join(f"sum(h.{c})::VARCHAR" for c in value_columns) or "0"
+        stats = connection.execute(
+            f"""SELECT count(*), {sums} FROM aggregates.aqi_hourly h SEMI JOIN site_sensors s USING (sensor_id)
+                WHERE h.hour >= $first AND h.hour < $end""",
             {"first": first, "end": end},
-        ).fetchall()
-    finally:
-        connection.unregister("site_sensors")
-    if not rows:
-        return [], HOURLY_MEAN, HOURLY_MEAN
-    pm25 = np.array([np.nan if r[2] is None else r[2] for r in rows], dtype=np.float64)
-    pm10 = np.array([np.nan if r[3] is None else r[3] for r in rows], dtype=np.float64)
-    indices = compute_indices(pm25, pm10)
-    return (
-        [(r[0], r[1], r[2], r[3], us, uk) for r, us, uk in zip(rows, indices["aqi_us"], indices["daqi"], strict=True)],
-        HOURLY_MEAN,
-        HOURLY_MEAN,
-    )
+        ).fetchall()[0]  # fetchall: DuckDB keeps a result open after fetchone (blocking register/unregister)
+    else:
+        stats = connection.execute(
+            """SELECT count(*), sum(r.pm25)::VARCHAR, sum(r.pm10)::VARCHAR, max(r.ingest_seq)
+               FROM aqi_readings r SEMI JOIN site_sensors s USING (sensor_id)
+               WHERE r.period = '5min' AND r."timestamp" >= $first AND r."timestamp" < $end""",
+            {"first": first, "end": end},
+        ).fetchall()[0]  # fetchall: DuckDB keeps a result open after fetchone (blocking register/unregister)
+    digest = hashlib.sha256()
+    digest.update(repr((HISTORY_FORMAT, source.available, source.columns, first, end, stats)).encode())
+    digest.update(np.asarray(sensors, dtype=np.int64).tobytes())
+    return digest.hexdigest()[:12]
 
 
-def _sensor_table(sensors: list[int]) -> Any:
-    import pyarrow as pa
+def _hourly_values(
+    connection: duckdb.DuckDBPyConnection, source: HourlySource, first: datetime, end: datetime
+) -> tuple[pa.Table, str, str]:
+    """(sensor_id, slot, pm25, pm10, us, uk) per sensor and complete hour of the window, and the index bases."""
+    if source.available:
+        table = connection.sql(
+            f"""
+            SELECT h.sensor_id, (epoch(h.hour) - epoch($first::TIMESTAMP)) // 3600 AS slot,
+                   h.pm25_mean AS pm25, h.pm10_mean AS pm10, h.aqi_us_nowcast::DOUBLE AS us, h.daqi_24h::DOUBLE AS uk
+            FROM (SELECT h.sensor_id, h.hour, {_hourly_select(source)} FROM aggregates.aqi_hourly h
+                  WHERE h.hour >= $first AND h.hour < $end) h
+            SEMI JOIN site_sensors s USING (sensor_id)
+            """,
+            params={"first": first, "end": end},
+        ).to_arrow_table()
+        return table, US_NOWCAST, UK_24H
+    means = connection.sql(
+        """
+        SELECT r.sensor_id, (epoch(date_trunc('hour', r."timestamp")) - epoch($first::TIMESTAMP)) // 3600 AS slot,
+               avg(r.pm25) AS pm25, avg(r.pm10) AS pm10
+        FROM aqi_readings r SEMI JOIN site_sensors s USING (sensor_id)
+        WHERE r.period = '5min' AND r."timestamp" >= $first AND r."timestamp" < $end
+          AND (r.aqi_us IS NOT NULL OR r.daqi IS NOT NULL)
+        GROUP BY ALL
+        """,
+        params={"first": first, "end": end},
+    ).to_arrow_table()
+    pm25 = means.column("pm25").to_numpy(zero_copy_only=False).astype(np.float64)
+    pm10 = means.column("pm10").to_numpy(zero_copy_only=False).astype(np.float64)
+    indices = compute_indices(pm25, pm10)  # vectorised: the indicative index of each hourly mean
+    table = means.append_column("us", pa.array(indices["aqi_us"], pa.float64(), from_pandas=True))
+    table = table.append_column("uk", pa.array(indices["daqi"], pa.float64(), from_pandas=True))
+    return table, HOURLY_MEAN, HOURLY_MEAN
 
-    return pa.table({"sensor_id": pa.array(sensors, pa.int64())})
+
+def _finite(column: str, digits: str) -> str:
+    return f"CASE WHEN isfinite(v.{column}) THEN round(v.{column}, {digits}) END"
 
 
 def build_histories(
@@ -259,37 +295,54 @@ def build_histories(
     source: HourlySource,
     features: list[dict[str, Any]],
     anchor: datetime,
-) -> dict[int, dict[str, Any]]:
-    """sensor_id → its last 7 days of complete hours: columnar arrays (one entry per hour, null for a gap)."""
+    have_fingerprint: Callable[[str], bool] = lambda _fingerprint: False,
+) -> Histories:
+    """Every sensor's last 7 days of complete hours: columnar arrays, one entry per hour, null for a gap.
+
+    The JSON is assembled by DuckDB (one list per column and sensor); Python only hashes and writes it.
+    """
     end = anchor.replace(minute=0, second=0, microsecond=0)  # the hour holding the anchor is not complete
     first = end - timedelta(days=HISTORY_DAYS)
-    types = {f["properties"]["id"]: f["properties"]["type"] for f in features}
-    rows, us_basis, uk_basis = _history_rows(connection, source, sorted(types), first, end)
     hours = int((end - first) / timedelta(hours=1))
-    histories: dict[int, dict[str, Any]] = {}
-    for sensor_id in types:
-        histories[sensor_id] = {
-            "id": sensor_id,
-            "start": iso_utc(first),
-            "step_s": 3600,
-            "us_basis": us_basis,
-            "uk_basis": uk_basis,
-            "pm25": [None] * hours,
-            "pm10": [None] * hours,
-            "us": [None] * hours,
-            "uk": [None] * hours,
-        }
-    for sensor_id, hour, pm25, pm10, us, uk in rows:
-        history = histories[sensor_id]
-        slot = int((hour - first) / timedelta(hours=1))
-        if not 0 <= slot < hours:
-            continue
-        digits = pm_digits(types[sensor_id])
-        history["pm25"][slot] = clean_number(pm25, digits)
-        history["pm10"][slot] = clean_number(pm10, digits)
-        history["us"][slot] = clean_number(us, 0)
-        history["uk"][slot] = clean_number(uk, 0)
-    return histories
+    sensors = sorted(f["properties"]["id"] for f in features)
+    digits = [pm_digits(f["properties"]["type"]) for f in sorted(features, key=lambda f: f["properties"]["id"])]
+    connection.register("site_sensors", pa.table({"sensor_id": pa.array(sensors, pa.int64()),
+                                                  "digits": pa.array(digits, pa.int32())}))
+    try:
+        fingerprint = _window_fingerprint(connection, source, first, end, sensors)
+        us_basis, uk_basis = (US_NOWCAST, UK_24H) if source.available else (HOURLY_MEAN, HOURLY_MEAN)
+        if have_fingerprint(fingerprint):
+            return Histories(fingerprint, sensors, None, us_basis, uk_basis)
+        values, us_basis, uk_basis = _hourly_values(connection, source, first, end)
+        connection.register("site_hourly", values)
+        try:
+            rows = connection.execute(
+                f"""
+                WITH grid AS (
+                    SELECT s.sensor_id, s.digits, g.slot FROM site_sensors s, range({hours}) AS g(slot)
+                ),
+                filled AS (
+                    SELECT g.sensor_id, g.slot,
+                           {_finite("pm25", "g.digits")} AS pm25, {_finite("pm10", "g.digits")} AS pm10,
+                           CASE WHEN isfinite(v.us) THEN v.us::INTEGER END AS us,
+                           CASE WHEN isfinite(v.uk) THEN v.uk::INTEGER END AS uk
+                    FROM grid g LEFT JOIN site_hourly v ON v.sensor_id = g.sensor_id AND v.slot = g.slot
+                )
+                SELECT sensor_id, to_json({{
+                    'id': sensor_id, 'start': $start, 'step_s': 3600, 'us_basis': $us_basis,
+                    'uk_basis': $uk_basis,
+                    'pm25': list(pm25 ORDER BY slot), 'pm10': list(pm10 ORDER BY slot),
+                    'us': list(us ORDER BY slot), 'uk': list(uk ORDER BY slot)
+                }})::VARCHAR
+                FROM filled GROUP BY sensor_id
+                """,
+                {"start": iso_utc(first), "us_basis": us_basis, "uk_basis": uk_basis},
+            ).fetchall()
+        finally:
+            connection.unregister("site_hourly")
+    finally:
+        connection.unregister("site_sensors")
+    return Histories(fingerprint, sensors, {sensor: text.encode() for sensor, text in rows}, us_basis, uk_basis)
 
 
 def build_countries(features: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -324,14 +377,22 @@ def build_countries(features: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return summaries
 
 
-def site_data(connection: duckdb.DuckDBPyConnection, now: datetime | None = None) -> SiteData:
-    """Read everything one build needs (one consistent read: the caller holds one connection)."""
+def site_data(
+    connection: duckdb.DuckDBPyConnection,
+    now: datetime | None = None,
+    have_fingerprint: Callable[[str], bool] = lambda _fingerprint: False,
+) -> SiteData:
+    """Read everything one build needs (one consistent read: the caller holds one connection).
+
+    `have_fingerprint(f)` says whether the sensor histories of fingerprint `f` are already written (they are
+    then not recomputed: they change once an hour, the map every five minutes)."""
     now = now or datetime.now(timezone.utc)
     source = hourly_source(connection)
     anchor = newest_reading(connection, now)
     if anchor is None:
-        return SiteData(None, [], {}, [], source, ["no 5-minute reading in aqi_readings yet"])
+        empty = Histories("empty", [], {}, READING, READING)
+        return SiteData(None, [], empty, [], source, ["no 5-minute reading in aqi_readings yet"])
     features = build_features(latest_readings(connection, anchor), latest_hourly(connection, source, anchor))
-    histories = build_histories(connection, source, features, anchor)
+    histories = build_histories(connection, source, features, anchor, have_fingerprint)
     notes = [] if source.available else [f"indicative indices only: {source.reason}"]
     return SiteData(anchor, features, histories, build_countries(features), source, notes)
