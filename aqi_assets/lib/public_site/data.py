@@ -226,13 +226,19 @@ class Histories:
     uk_basis: str
 
 
+def _exact_sum(column: str) -> str:
+    """A sum that does not depend on the order DuckDB's threads add in (a float sum does, in its last bits)."""
+    finite = f"CASE WHEN isfinite({column}::DOUBLE) THEN CAST(round({column} * 1000) AS HUGEINT) END"
+    return f"sum({finite})::VARCHAR || '/' || count(CASE WHEN isnan({column}::DOUBLE) THEN 1 END)"
+
+
 def _window_fingerprint(
     connection: duckdb.DuckDBPyConnection, source: HourlySource, first: datetime, end: datetime, sensors: list[int]
 ) -> str:
     """A hash of everything the histories are made of: cheap aggregates over the window, not the files."""
     if source.available:
         value_columns = [c for c in source.columns if c in ("pm25_mean", "pm10_mean", "aqi_us_nowcast", "daqi_24h")]
-        sums = ", ".join(f"sum(h.{c})::VARCHAR" for c in value_columns) or "0"
+        sums = ", ".join(_exact_sum(f"h.{c}") for c in value_columns) or "0"
         stats = connection.execute(
             f"""SELECT count(*), {sums} FROM aggregates.aqi_hourly h SEMI JOIN site_sensors s USING (sensor_id)
                 WHERE h.hour >= $first AND h.hour < $end""",
@@ -240,7 +246,7 @@ def _window_fingerprint(
         ).fetchall()[0]  # fetchall: DuckDB keeps a result open after fetchone (blocking register/unregister)
     else:
         stats = connection.execute(
-            """SELECT count(*), sum(r.pm25)::VARCHAR, sum(r.pm10)::VARCHAR, max(r.ingest_seq)
+            f"""SELECT count(*), {_exact_sum("r.pm25")}, {_exact_sum("r.pm10")}, max(r.ingest_seq)
                FROM aqi_readings r SEMI JOIN site_sensors s USING (sensor_id)
                WHERE r.period = '5min' AND r."timestamp" >= $first AND r."timestamp" < $end""",
             {"first": first, "end": end},

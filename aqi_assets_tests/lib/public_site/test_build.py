@@ -206,9 +206,20 @@ def test_rebuild_replaces_the_pointer_and_keeps_older_files_for_loaded_pages(his
         )
         second = build_site(connection, site, SiteConfig(tile_url=""), now=NOW, keep_s=3600)
         assert second.latest_path != first.latest_path
+        assert second.sensor_files_written == 0, "a reading in the hour not yet complete leaves the histories"
         assert (site / first.latest_path).is_file(), "a page loaded before the rebuild still finds its data"
         assert read_pointer(site)["latest"] == second.latest_path
         third = build_site(connection, site, SiteConfig(tile_url=""), now=NOW, keep_s=0)
+        # A late reading of a complete hour changes that sensor's history: a new set of sensor files.
+        connection.execute(
+            'UPDATE aqi_readings SET pm10 = pm10 + 2 WHERE "timestamp" < ? AND sensor_id = '
+            "(SELECT min(sensor_id) FROM aqi_readings WHERE pm10 IS NOT NULL)",
+            [END - timedelta(hours=3)],
+        )
+        fourth = build_site(connection, site, SiteConfig(tile_url=""), now=NOW, keep_s=3600)
+    assert fourth.sensor_files_written == fourth.sensor_files > 0
+    sensors_dir = read_pointer(site)["sensors"]
+    assert sensors_dir == fourth.files[2].rsplit("/", 1)[0] + "/" != third.files[2].rsplit("/", 1)[0] + "/"
     assert third.latest_path == second.latest_path
     assert not (site / first.latest_path).exists() and f"{first.latest_path}" in third.removed
     assert (site / second.latest_path).is_file() and (site / read_pointer(site)["sensors"]).is_dir()

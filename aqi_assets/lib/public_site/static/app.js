@@ -92,7 +92,7 @@
   function pm(value) { return value === null || value === undefined ? "–" : value + " µg/m³"; }
 
   function markerStyle(properties) {
-    return { radius: 6, weight: 1, color: "#333333", opacity: 0.7, fillColor: colourFor(properties, state.index),
+    return { radius: 5, weight: 1, color: "#333333", opacity: 0.7, fillColor: colourFor(properties, state.index),
       fillOpacity: 1 };
   }
 
@@ -111,6 +111,10 @@
       state.markers.set(f.properties.id, marker);
     }
     state.features = features.length;
+    if (!state.fitted && features.length) {  // the first data: show where the sensors are
+      map.fitBounds(layer.getBounds(), { padding: [10, 10], maxZoom: 12, animate: false });
+      state.fitted = true;
+    }
     requestAnimationFrame(function () {
       requestAnimationFrame(function () {  // the canvas renderer draws on the next frame
         state.drawMs = performance.now() - started;
