@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 
 .PHONY: install install-test run run-24h covid dev test lint bench system-deps prod prod-stop
+.PHONY: install install-test run run-24h covid dev test lint bench system-deps site vendor-leaflet
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,3 +53,13 @@ prod: install
 
 prod-stop:
 	$(BIN)/python -m aqi_assets.lib.deploy.service stop --state-dir .prod
+# The public map site: build it from the DuckDB history (after `make run`), then serve it with nginx on
+# http://127.0.0.1:8080 (SITE_PORT to change; Ctrl-C stops it). Needs Debian's nginx (make system-deps).
+SITE_PORT ?= 8080
+site: install
+	$(BIN)/dagster asset materialize -m aqi_assets.definitions --select public_site
+	$(BIN)/python -m aqi_assets.lib.public_site.nginx --root $${AQI_SITE_DIR:-data/site} --port $(SITE_PORT)
+
+# Re-check the vendored Leaflet against the npm registry (npm pack; integrity and file contents).
+vendor-leaflet: install
+	$(BIN)/python -m aqi_assets.lib.public_site.vendor --from-npm

@@ -10,6 +10,8 @@ setup(
     version="0.1.0",
     description="Sensor.Community air-quality data platform on Dagster (DuckDB, Timestream, InfluxDB)",
     packages=find_packages(exclude=["aqi_assets_tests", "aqi_assets_tests.*"]),
+    # The public site's page, script, style and vendored Leaflet are files inside the package.
+    package_data={"aqi_assets.lib.public_site": ["static/*", "static/vendor/*/*", "static/vendor/*/images/*"]},
     python_requires=">=3.10",
     install_requires=[
         f"dagster=={DAGSTER}",
@@ -41,6 +43,7 @@ setup(
             "psutil>=5.9",
             "wheel>=0.43",  # the Dockerfile test installs the project offline (--no-build-isolation)
             "pyspark>=4.0,<5",  # the Spark test reads the Parquet tier (local mode; needs Java 17)
+            "locust>=2.30,<3",  # the site-load benchmark (python -m aqi_assets.bench site-load)
             "ruff==0.17.6",  # lint rules change between releases; CI must not turn red by itself
         ],
     },

@@ -14,6 +14,7 @@ from aqi_assets.defs.common.env import from_env
 from aqi_assets.defs.common.storage import STORAGE_ENV, AqiStorage
 from aqi_assets.defs.covid import definitions as covid
 from aqi_assets.defs.ops import definitions as ops
+from aqi_assets.defs.public import definitions as public
 from aqi_assets.defs.sinks import definitions as sinks
 from aqi_assets.defs.tiers import definitions as tiers
 
@@ -28,4 +29,5 @@ def defs() -> dg.Definitions:
         covid.defs(storage),
         ops.defs(),
         tiers.defs(),
+        public.defs(),
     )

@@ -16,17 +16,23 @@ BENCHMARKS = {
     "aggregates": "hourly / daily index partitions (NowCast, 24-h DAQI, daily AQI) from a generated history",
     "deployment": "PostgreSQL-backed code server + daemon + webserver: new snapshot → rows in DuckDB",
     "tiers": "one day of readings → Parquet tier; retention; hot vs tiered queries",
+    "site-load": "public map site: build, draw in Chromium, Locust load against nginx",
 }
+
+
+def _module(name: str) -> str:
+    """A benchmark's module (`site-load` lives in `site_load.py`)."""
+    return f"aqi_assets.bench.{name.replace('-', '_')}"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m aqi_assets.bench", description=__doc__)
     commands = parser.add_subparsers(dest="benchmark", required=True)
     for name, help_text in BENCHMARKS.items():
-        module = importlib.import_module(f"aqi_assets.bench.{name}")
+        module = importlib.import_module(_module(name))
         module.add_arguments(commands.add_parser(name, help=help_text))
     args = parser.parse_args(argv)
-    result = importlib.import_module(f"aqi_assets.bench.{args.benchmark}").run(args)
+    result = importlib.import_module(_module(args.benchmark)).run(args)
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
     return 0

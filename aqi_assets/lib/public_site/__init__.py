@@ -1,0 +1,1 @@
+"""The public map site: built from DuckDB into static files (no Dagster here)."""

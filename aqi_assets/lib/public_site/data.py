@@ -1,0 +1,404 @@
+"""What the public site shows, read from DuckDB: the latest reading per outdoor sensor, 7-day hourly histories
+and per-country summaries.
+
+Two sources of indices, chosen per sensor:
+- `aggregates.aqi_hourly` (the official methods: US AQI NowCast, UK DAQI on the 24-hour mean) when that table
+  exists and has a recent row for the sensor;
+- otherwise the indicative per-reading indices stored with each `aqi_readings` row (one 5-minute mean fed into
+  the bands), labelled as indicative.
+Everything returned is plain Python (None for a missing value, never NaN), ready for `json.dumps(allow_nan=False)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from aqi_assets.lib.air_quality.indices import compute_indices
+
+# The window of the map: the latest reading per sensor within this long before the newest reading.
+LATEST_WINDOW = timedelta(hours=1)
+HISTORY_DAYS = 7
+# A reading stamped further ahead than this of the build's clock is ignored (a sensor with a wrong clock).
+FUTURE_TOLERANCE = timedelta(minutes=10)
+# An hourly aggregate older than this before the newest reading is not shown as the sensor's current index.
+HOURLY_MAX_AGE = timedelta(hours=2)
+
+HOURLY_TABLE = ("aggregates", "aqi_hourly")
+# Columns of aggregates.aqi_hourly this module reads; the first two are required to use the table at all.
+HOURLY_KEY_COLUMNS = ("sensor_id", "hour")
+HOURLY_VALUE_COLUMNS = (
+    "pm25_mean",
+    "pm10_mean",
+    "aqi_us_nowcast",
+    "aqi_us_nowcast_category",
+    "daqi_24h",
+    "daqi_24h_band",
+)
+
+# Basis labels written with every index (the page shows them next to the value).
+US_NOWCAST = "nowcast"  # US AQI NowCast from hourly means (official real-time method)
+UK_24H = "24h"  # DAQI on the 24-hour running mean (official method)
+READING = "reading"  # indicative: one 5-minute reading fed into the bands
+HOURLY_MEAN = "hourly"  # indicative: one hourly mean fed into the bands
+
+# Plantower sensors report whole µg/m³; the others (SDS011, SPS30, ...) resolve 0.1 µg/m³.
+WHOLE_UNIT_PREFIXES = ("PMS",)
+
+
+def pm_digits(sensor_type: str | None) -> int:
+    """Decimals a sensor type can resolve (the PM values are rounded to it)."""
+    return 0 if (sensor_type or "").strip().upper().startswith(WHOLE_UNIT_PREFIXES) else 1
+
+
+def clean_number(value: Any, digits: int | None = None) -> float | int | None:
+    """A JSON-safe number: None for NULL/NaN/inf, rounded to `digits` (an int when digits == 0)."""
+    if value is None:
+        return None
+    number = float(value)
+    if not math.isfinite(number):
+        return None
+    if digits is None:
+        return int(number) if number.is_integer() else number
+    rounded = round(number, digits)
+    return int(rounded) if digits == 0 else rounded
+
+
+def iso_utc(moment: datetime | None) -> str | None:
+    """ISO-8601 with a Z (the DuckDB columns hold naive UTC)."""
+    if moment is None:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment.isoformat(timespec="seconds") + "Z"
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    return moment.astimezone(timezone.utc).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+@dataclass
+class HourlySource:
+    """`aggregates.aqi_hourly` when present and usable; `columns` are the optional ones it has."""
+
+    available: bool
+    columns: tuple[str, ...] = ()
+    reason: str = ""
+
+
+def hourly_source(connection: duckdb.DuckDBPyConnection) -> HourlySource:
+    schema, table = HOURLY_TABLE
+    names = {
+        row[0]
+        for row in connection.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+            [schema, table],
+        ).fetchall()
+    }
+    if not names:
+        return HourlySource(False, reason=f"{schema}.{table} does not exist")
+    missing = [c for c in HOURLY_KEY_COLUMNS if c not in names]
+    if missing:
+        return HourlySource(False, reason=f"{schema}.{table} lacks {', '.join(missing)}")
+    return HourlySource(True, tuple(c for c in HOURLY_VALUE_COLUMNS if c in names))
+
+
+@dataclass
+class SiteData:
+    """Everything one build of the site writes."""
+
+    anchor: datetime | None  # the newest reading (naive UTC); None when there is no reading at all
+    features: list[dict[str, Any]]
+    histories: Histories
+    countries: list[dict[str, Any]]
+    hourly: HourlySource
+    notes: list[str] = field(default_factory=list)
+
+
+def newest_reading(connection: duckdb.DuckDBPyConnection, now: datetime) -> datetime | None:
+    limit = _naive_utc(now) + FUTURE_TOLERANCE
+    return connection.execute(
+        """SELECT max("timestamp") FROM aqi_readings WHERE period = '5min' AND "timestamp" <= ?""", [limit]
+    ).fetchone()[0]
+
+
+def latest_readings(connection: duckdb.DuckDBPyConnection, anchor: datetime) -> list[tuple]:
+    """The latest valid, indexed PM reading per outdoor sensor with coordinates, within the window."""
+    return connection.execute(
+        """
+        SELECT sensor_id, "timestamp", country, latitude, longitude, sensor_type, pm25, pm10,
+               aqi_us, aqi_us_category, daqi, daqi_band
+        FROM aqi_readings
+        WHERE period = '5min'
+          AND "timestamp" > $start AND "timestamp" <= $anchor
+          AND indoor IS NOT TRUE
+          AND latitude IS NOT NULL AND longitude IS NOT NULL
+          AND (aqi_us IS NOT NULL OR daqi IS NOT NULL)
+        QUALIFY row_number() OVER (PARTITION BY sensor_id ORDER BY "timestamp" DESC) = 1
+        ORDER BY sensor_id
+        """,
+        {"start": anchor - LATEST_WINDOW, "anchor": anchor},
+    ).fetchall()
+
+
+def _hourly_select(source: HourlySource) -> str:
+    return ", ".join(f"h.{c}" if c in source.columns else f"NULL AS {c}" for c in HOURLY_VALUE_COLUMNS)
+
+
+def latest_hourly(
+    connection: duckdb.DuckDBPyConnection, source: HourlySource, anchor: datetime
+) -> dict[int, tuple[Any, ...]]:
+    """sensor_id → (hour, pm25_mean, pm10_mean, nowcast, nowcast category, daqi_24h, band) of its latest hour."""
+    if not source.available:
+        return {}
+    rows = connection.execute(
+        f"""
+        SELECT h.sensor_id, h.hour, {_hourly_select(source)}
+        FROM aggregates.aqi_hourly h
+        WHERE h.hour > $start AND h.hour <= $anchor
+        QUALIFY row_number() OVER (PARTITION BY h.sensor_id ORDER BY h.hour DESC) = 1
+        """,
+        {"start": anchor - HOURLY_MAX_AGE, "anchor": anchor},
+    ).fetchall()
+    return {row[0]: row[1:] for row in rows}
+
+
+def build_features(rows: list[tuple], hourly: dict[int, tuple[Any, ...]]) -> list[dict[str, Any]]:
+    features = []
+    for sensor_id, ts, country, lat, lon, sensor_type, pm25, pm10, aqi_us, us_cat, daqi, band in rows:
+        digits = pm_digits(sensor_type)
+        properties: dict[str, Any] = {
+            "id": sensor_id,
+            "type": sensor_type,
+            "country": country,
+            "time": iso_utc(ts),
+            "pm25": clean_number(pm25, digits),
+            "pm10": clean_number(pm10, digits),
+            "us": clean_number(aqi_us),
+            "us_cat": us_cat,
+            "us_basis": READING,
+            "uk": clean_number(daqi),
+            "uk_band": band,
+            "uk_basis": READING,
+        }
+        official = hourly.get(sensor_id)
+        if official is not None:
+            hour, _pm25_mean, _pm10_mean, nowcast, nowcast_cat, daqi_24h, daqi_24h_band = official
+            if clean_number(nowcast) is not None:
+                properties.update(us=clean_number(nowcast), us_cat=nowcast_cat, us_basis=US_NOWCAST)
+                properties["us_hour"] = iso_utc(hour)
+            if clean_number(daqi_24h) is not None:
+                properties.update(uk=clean_number(daqi_24h), uk_band=daqi_24h_band, uk_basis=UK_24H)
+                properties["uk_hour"] = iso_utc(hour)
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": [round(float(lon), 5), round(float(lat), 5)]},
+                "properties": properties,
+            }
+        )
+    return features
+
+
+HISTORY_FORMAT = 1  # part of the history fingerprint: a change of the file format gives new files
+
+
+@dataclass
+class Histories:
+    """The 7-day hourly history of every sensor on the map, as one JSON body per sensor.
+
+    `fingerprint` names the set (it changes with the sensors, the hours and any value read); `bodies` is None
+    when the caller already has the files of that fingerprint and they were not recomputed.
+    """
+
+    fingerprint: str
+    sensor_ids: list[int]
+    bodies: dict[int, bytes] | None
+    us_basis: str
+    uk_basis: str
+
+
+def _exact_sum(column: str) -> str:
+    """A sum that does not depend on the order DuckDB's threads add in (a float sum does, in its last bits)."""
+    finite = f"CASE WHEN isfinite({column}::DOUBLE) THEN CAST(round({column} * 1000) AS HUGEINT) END"
+    return f"sum({finite})::VARCHAR || '/' || count(CASE WHEN isnan({column}::DOUBLE) THEN 1 END)"
+
+
+def _window_fingerprint(
+    connection: duckdb.DuckDBPyConnection, source: HourlySource, first: datetime, end: datetime, sensors: list[int]
+) -> str:
+    """A hash of everything the histories are made of: cheap aggregates over the window, not the files."""
+    if source.available:
+        value_columns = [c for c in source.columns if c in ("pm25_mean", "pm10_mean", "aqi_us_nowcast", "daqi_24h")]
+        sums = ", ".join(_exact_sum(f"h.{c}") for c in value_columns) or "0"
+        stats = connection.execute(
+            f"""SELECT count(*), {sums} FROM aggregates.aqi_hourly h SEMI JOIN site_sensors s USING (sensor_id)
+                WHERE h.hour >= $first AND h.hour < $end""",
+            {"first": first, "end": end},
+        ).fetchall()[0]  # fetchall: DuckDB keeps a result open after fetchone (blocking register/unregister)
+    else:
+        stats = connection.execute(
+            f"""SELECT count(*), {_exact_sum("r.pm25")}, {_exact_sum("r.pm10")}, max(r.ingest_seq)
+               FROM aqi_readings r SEMI JOIN site_sensors s USING (sensor_id)
+               WHERE r.period = '5min' AND r."timestamp" >= $first AND r."timestamp" < $end""",
+            {"first": first, "end": end},
+        ).fetchall()[0]  # fetchall: DuckDB keeps a result open after fetchone (blocking register/unregister)
+    digest = hashlib.sha256()
+    digest.update(repr((HISTORY_FORMAT, source.available, source.columns, first, end, stats)).encode())
+    digest.update(np.asarray(sensors, dtype=np.int64).tobytes())
+    return digest.hexdigest()[:12]
+
+
+def _hourly_values(
+    connection: duckdb.DuckDBPyConnection, source: HourlySource, first: datetime, end: datetime
+) -> tuple[pa.Table, str, str]:
+    """(sensor_id, slot, pm25, pm10, us, uk) per sensor and complete hour of the window, and the index bases."""
+    if source.available:
+        table = connection.sql(
+            f"""
+            SELECT h.sensor_id, (epoch(h.hour) - epoch($first::TIMESTAMP)) // 3600 AS slot,
+                   h.pm25_mean AS pm25, h.pm10_mean AS pm10, h.aqi_us_nowcast::DOUBLE AS us, h.daqi_24h::DOUBLE AS uk
+            FROM (SELECT h.sensor_id, h.hour, {_hourly_select(source)} FROM aggregates.aqi_hourly h
+                  WHERE h.hour >= $first AND h.hour < $end) h
+            SEMI JOIN site_sensors s USING (sensor_id)
+            """,
+            params={"first": first, "end": end},
+        ).to_arrow_table()
+        return table, US_NOWCAST, UK_24H
+    means = connection.sql(
+        """
+        SELECT r.sensor_id, (epoch(date_trunc('hour', r."timestamp")) - epoch($first::TIMESTAMP)) // 3600 AS slot,
+               avg(r.pm25) AS pm25, avg(r.pm10) AS pm10
+        FROM aqi_readings r SEMI JOIN site_sensors s USING (sensor_id)
+        WHERE r.period = '5min' AND r."timestamp" >= $first AND r."timestamp" < $end
+          AND (r.aqi_us IS NOT NULL OR r.daqi IS NOT NULL)
+        GROUP BY ALL
+        """,
+        params={"first": first, "end": end},
+    ).to_arrow_table()
+    pm25 = means.column("pm25").to_numpy(zero_copy_only=False).astype(np.float64)
+    pm10 = means.column("pm10").to_numpy(zero_copy_only=False).astype(np.float64)
+    indices = compute_indices(pm25, pm10)  # vectorised: the indicative index of each hourly mean
+    table = means.append_column("us", pa.array(indices["aqi_us"], pa.float64(), from_pandas=True))
+    table = table.append_column("uk", pa.array(indices["daqi"], pa.float64(), from_pandas=True))
+    return table, HOURLY_MEAN, HOURLY_MEAN
+
+
+def _finite(column: str, digits: str) -> str:
+    return f"CASE WHEN isfinite(v.{column}) THEN round(v.{column}, {digits}) END"
+
+
+def build_histories(
+    connection: duckdb.DuckDBPyConnection,
+    source: HourlySource,
+    features: list[dict[str, Any]],
+    anchor: datetime,
+    have_fingerprint: Callable[[str], bool] = lambda _fingerprint: False,
+) -> Histories:
+    """Every sensor's last 7 days of complete hours: columnar arrays, one entry per hour, null for a gap.
+
+    The JSON is assembled by DuckDB (one list per column and sensor); Python only hashes and writes it.
+    """
+    end = anchor.replace(minute=0, second=0, microsecond=0)  # the hour holding the anchor is not complete
+    first = end - timedelta(days=HISTORY_DAYS)
+    hours = int((end - first) / timedelta(hours=1))
+    sensors = sorted(f["properties"]["id"] for f in features)
+    digits = [pm_digits(f["properties"]["type"]) for f in sorted(features, key=lambda f: f["properties"]["id"])]
+    connection.register("site_sensors", pa.table({"sensor_id": pa.array(sensors, pa.int64()),
+                                                  "digits": pa.array(digits, pa.int32())}))
+    try:
+        fingerprint = _window_fingerprint(connection, source, first, end, sensors)
+        us_basis, uk_basis = (US_NOWCAST, UK_24H) if source.available else (HOURLY_MEAN, HOURLY_MEAN)
+        if have_fingerprint(fingerprint):
+            return Histories(fingerprint, sensors, None, us_basis, uk_basis)
+        values, us_basis, uk_basis = _hourly_values(connection, source, first, end)
+        connection.register("site_hourly", values)
+        try:
+            rows = connection.execute(
+                f"""
+                WITH grid AS (
+                    SELECT s.sensor_id, s.digits, g.slot FROM site_sensors s, range({hours}) AS g(slot)
+                ),
+                filled AS (
+                    SELECT g.sensor_id, g.slot,
+                           {_finite("pm25", "g.digits")} AS pm25, {_finite("pm10", "g.digits")} AS pm10,
+                           CASE WHEN isfinite(v.us) THEN v.us::INTEGER END AS us,
+                           CASE WHEN isfinite(v.uk) THEN v.uk::INTEGER END AS uk
+                    FROM grid g LEFT JOIN site_hourly v ON v.sensor_id = g.sensor_id AND v.slot = g.slot
+                )
+                SELECT sensor_id, to_json({{
+                    'id': sensor_id, 'start': $start, 'step_s': 3600, 'us_basis': $us_basis,
+                    'uk_basis': $uk_basis,
+                    'pm25': list(pm25 ORDER BY slot), 'pm10': list(pm10 ORDER BY slot),
+                    'us': list(us ORDER BY slot), 'uk': list(uk ORDER BY slot)
+                }})::VARCHAR
+                FROM filled GROUP BY sensor_id
+                """,
+                {"start": iso_utc(first), "us_basis": us_basis, "uk_basis": uk_basis},
+            ).fetchall()
+        finally:
+            connection.unregister("site_hourly")
+    finally:
+        connection.unregister("site_sensors")
+    return Histories(fingerprint, sensors, {sensor: text.encode() for sensor, text in rows}, us_basis, uk_basis)
+
+
+def build_countries(features: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per country: sensors shown, median PM, how many sensors per US category and DAQI band, the worst sensor."""
+    by_country: dict[str, list[dict[str, Any]]] = {}
+    for feature in features:
+        properties = feature["properties"]
+        by_country.setdefault(properties["country"] or "??", []).append(properties)
+    summaries = []
+    for country, sensors in sorted(by_country.items()):
+        pm25 = [s["pm25"] for s in sensors if s["pm25"] is not None]
+        pm10 = [s["pm10"] for s in sensors if s["pm10"] is not None]
+        worst = max((s for s in sensors if s["us"] is not None), key=lambda s: s["us"], default=None)
+        us_categories: dict[str, int] = {}
+        uk_bands: dict[str, int] = {}
+        for s in sensors:
+            if s["us_cat"]:
+                us_categories[s["us_cat"]] = us_categories.get(s["us_cat"], 0) + 1
+            if s["uk_band"]:
+                uk_bands[s["uk_band"]] = uk_bands.get(s["uk_band"], 0) + 1
+        summaries.append(
+            {
+                "country": country,
+                "sensors": len(sensors),
+                "pm25_median": clean_number(float(np.median(pm25)), 1) if pm25 else None,
+                "pm10_median": clean_number(float(np.median(pm10)), 1) if pm10 else None,
+                "us_categories": us_categories,
+                "uk_bands": uk_bands,
+                "worst_sensor": None if worst is None else {"id": worst["id"], "us": worst["us"]},
+            }
+        )
+    return summaries
+
+
+def site_data(
+    connection: duckdb.DuckDBPyConnection,
+    now: datetime | None = None,
+    have_fingerprint: Callable[[str], bool] = lambda _fingerprint: False,
+) -> SiteData:
+    """Read everything one build needs (one consistent read: the caller holds one connection).
+
+    `have_fingerprint(f)` says whether the sensor histories of fingerprint `f` are already written (they are
+    then not recomputed: they change once an hour, the map every five minutes)."""
+    now = now or datetime.now(timezone.utc)
+    source = hourly_source(connection)
+    anchor = newest_reading(connection, now)
+    if anchor is None:
+        empty = Histories("empty", [], {}, READING, READING)
+        return SiteData(None, [], empty, [], source, ["no 5-minute reading in aqi_readings yet"])
+    features = build_features(latest_readings(connection, anchor), latest_hourly(connection, source, anchor))
+    histories = build_histories(connection, source, features, anchor, have_fingerprint)
+    notes = [] if source.available else [f"indicative indices only: {source.reason}"]
+    return SiteData(anchor, features, histories, build_countries(features), source, notes)
