@@ -213,7 +213,7 @@ def fetch_day(
         for archive_file, future in futures:
             try:
                 stored = future.result()
-            except Exception as error:  # noqa: BLE001 - collected, the first is raised below
+            except Exception as error:  # collected; the first one is raised below
                 errors.append(error)
                 continue
             if stored is None:

@@ -64,3 +64,7 @@ CREATE TABLE IF NOT EXISTS archive_log (
     PRIMARY KEY (day, fileset_sha256)
 )
 """
+
+DEFAULT_ARCHIVE_URL = "https://archive.sensor.community"
+DEFAULT_ARCHIVE_START = "2015-10-01"  # AQI_ARCHIVE_START: the first daily partition
+ARCHIVE_START_ENV = "AQI_ARCHIVE_START"
