@@ -28,11 +28,14 @@ SOURCE_COLUMNS: tuple[str, ...] = (
 DEFAULT_HOUR_EXPRESSION = 'date_trunc(\'hour\', "timestamp")'
 
 
+def _naive_utc(moment: datetime) -> datetime:
+    """UTC without a zone, as `aqi_readings` stores it (a naive value is taken to be UTC already)."""
+    return moment.astimezone(timezone.utc).replace(tzinfo=None) if moment.tzinfo is not None else moment
+
+
 def _literal(moment: datetime) -> str:
-    """A TIMESTAMP literal (UTC, naive as stored); views cannot hold prepared parameters."""
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
-    return f"TIMESTAMP '{moment.isoformat(sep=' ')}'"
+    """A TIMESTAMP literal; views cannot hold prepared parameters."""
+    return f"TIMESTAMP '{_naive_utc(moment).isoformat(sep=' ')}'"
 
 
 def hourly_source_sql(start: datetime, end: datetime, hour_expression: str = DEFAULT_HOUR_EXPRESSION) -> str:
@@ -40,7 +43,7 @@ def hourly_source_sql(start: datetime, end: datetime, hour_expression: str = DEF
 
     The range is widened to whole hours, so a sensor-hour is never judged on part of its readings.
     """
-    if end <= start:
+    if _naive_utc(end) <= _naive_utc(start):
         raise ValueError(f"empty range: {start} … {end}")
     columns = ", ".join(f'"{c}"' for c in SOURCE_COLUMNS)
     hour_of = hour_expression
