@@ -12,6 +12,7 @@ BENCHMARKS = {
     "covid": "the three COVID-19 queries",
     "timestream": "Timestream writer against a local moto server",
     "influxdb": "InfluxDB line-protocol writer against a local influxd",
+    "archive": "one day of Sensor.Community archive CSVs → readings merged into DuckDB",
 }
 
 
