@@ -10,6 +10,7 @@ from __future__ import annotations
 import dagster as dg
 
 from aqi_assets.defs.air_quality import definitions as air_quality
+from aqi_assets.defs.archive import definitions as archive
 from aqi_assets.defs.common.env import from_env
 from aqi_assets.defs.common.storage import STORAGE_ENV, AqiStorage
 from aqi_assets.defs.covid import definitions as covid
@@ -30,4 +31,5 @@ def defs() -> dg.Definitions:
         ops.defs(),
         tiers.defs(),
         public.defs(),
+        archive.defs(),
     )

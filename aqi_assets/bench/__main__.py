@@ -17,6 +17,7 @@ BENCHMARKS = {
     "deployment": "PostgreSQL-backed code server + daemon + webserver: new snapshot → rows in DuckDB",
     "tiers": "one day of readings → Parquet tier; retention; hot vs tiered queries",
     "site-load": "public map site: build, draw in Chromium, Locust load against nginx",
+    "archive": "one day of Sensor.Community archive CSVs → readings merged into DuckDB",
 }
 
 

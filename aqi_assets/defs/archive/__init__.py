@@ -1,0 +1,1 @@
+"""Backfilling history from the Sensor.Community archive (daily partitions)."""

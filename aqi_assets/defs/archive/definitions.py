@@ -1,0 +1,17 @@
+"""The archive domain's Definitions (built when the code location loads: AQI_ARCHIVE_START is read then)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from aqi_assets.defs.archive.assets import build_archive_assets
+from aqi_assets.defs.archive.resources import ARCHIVE_SOURCE_ENV, ArchiveSource
+from aqi_assets.defs.common.env import from_env, setting
+from aqi_assets.lib.archive.schema import ARCHIVE_START_ENV, DEFAULT_ARCHIVE_START
+
+
+def defs() -> dg.Definitions:
+    return dg.Definitions(
+        assets=build_archive_assets(setting(ARCHIVE_START_ENV, DEFAULT_ARCHIVE_START)),
+        resources={"archive": from_env(ArchiveSource, ARCHIVE_SOURCE_ENV)},
+    )

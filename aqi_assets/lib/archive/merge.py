@@ -1,0 +1,602 @@
+"""A day of archive CSVs → readings, quarantined values and indices merged into `aqi_readings`, exactly once.
+
+All the day's files are read in one DuckDB pass, each line as one text value (no CSV sniffing: the files'
+columns differ by sensor type, and a broken line must not stop the others). Each file's first header line
+gives its columns; rows are split on `;` and mapped by name, so a missing column, extra per-type columns, a
+second header in the middle, an empty or header-only file, a malformed row, either timestamp format and
+decimal commas are each handled and counted, never aborting the day.
+
+Values go through the snapshots' rules (`aqi_assets.lib.air_quality.normalise`: the same plausibility limits,
+timestamp formats and reasons), so archived and live readings are judged alike. An empty cell is no
+measurement (the API leaves such value types out), not a bad value.
+
+Exactly once: every merged file is logged in `archive_files` (name and sha256) in the same transaction as its
+rows and the day's `archive_log` entry, so a re-run merges only files not merged before, and a crash leaves
+nothing half-merged. Keys the history already holds are skipped, so overlapping files add nothing twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import json
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from aqi_assets.lib.air_quality.indices import compute_indices
+from aqi_assets.lib.air_quality.normalise import (
+    FUTURE_TOLERANCE,
+    MAX_KEPT_RAW_CHARS,
+    PLAUSIBLE_RANGES,
+    TIMESTAMP_FORMATS,
+)
+from aqi_assets.lib.air_quality.schema import INDEX_COLUMNS, VALUE_TYPE_COLUMNS
+from aqi_assets.lib.archive.schema import (
+    ARCHIVE_LOG_DDL,
+    ARCHIVE_PERIOD,
+    BASE_COLUMNS,
+    COLUMN_VALUE_TYPES,
+    EXPECTED_COLUMNS,
+)
+
+ARCHIVE_FILES_DDL = """
+CREATE TABLE IF NOT EXISTS archive_files (
+    file VARCHAR NOT NULL,       -- the archive's file name
+    sha256 VARCHAR NOT NULL,     -- of the bytes in the lake
+    day DATE NOT NULL,
+    bytes BIGINT NOT NULL,
+    merged_at TIMESTAMP NOT NULL,
+    run_id VARCHAR,
+    PRIMARY KEY (file, sha256)
+)
+"""
+ARCHIVE_DDL: tuple[str, ...] = (ARCHIVE_LOG_DDL, ARCHIVE_FILES_DDL)
+
+DUPLICATE_ROW_REASON = "duplicate record: the same sensor and timestamp earlier in the files of the day"
+NO_HEADER_REASON = "no header line before this row"
+MALFORMED_ROW_REASON = "malformed row: more fields than the header"
+HASH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ArchiveMergeStats:
+    day: date
+    files: int  # files merged by this call (files merged before are skipped)
+    files_already_merged: int
+    bytes: int
+    lines: int
+    measurements: int  # valid rows (one per sensor and timestamp)
+    rows_inserted: int
+    rows_already_known: int
+    values_quarantined: int
+    records_quarantined: int
+    sensors: int
+    details: dict[str, int] = field(default_factory=dict)
+
+
+def ensure_archive_schema(connection: duckdb.DuckDBPyConnection) -> None:
+    for ddl in ARCHIVE_DDL:
+        connection.execute(ddl)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as body:
+        for chunk in iter(lambda: body.read(HASH_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fileset_sha256(hashes: dict[str, str]) -> str:
+    """One hash for a set of files: over the sorted (name, sha256) pairs."""
+    digest = hashlib.sha256()
+    for name in sorted(hashes):
+        digest.update(f"{name}\0{hashes[name]}\n".encode())
+    return digest.hexdigest()
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class _FileColumns:
+    """Where one file's columns are (1-based positions in a split row; None when absent)."""
+
+    file_no: int
+    header_line: int | None  # 1-based number of the first header line
+    column_count: int
+    base: dict[str, int | None]
+    values: dict[str, int | None]  # value type → position
+    others: dict[str, int]  # other column name → position
+    repeated_headers: int
+    missing_expected: bool
+
+
+def _readable_copies(paths: Sequence[Path], scratch: Path) -> tuple[list[Path], int]:
+    """Paths DuckDB's `read_text` can read: gzip files decompressed and invalid UTF-8 replaced, into
+    ``scratch`` under the original name (the lake keeps the exact bytes). Returns the paths and how many files
+    held invalid UTF-8."""
+    readable, invalid_utf8 = [], 0
+    for path in paths:
+        gzipped = path.suffix == ".gz"
+        if not gzipped and path.stat().st_size < (64 << 20):
+            data = path.read_bytes()
+        elif gzipped:
+            with gzip.open(path, "rb") as body:
+                data = body.read()
+        else:
+            readable.append(path)  # too large to check here: read_text reports a broken one
+            continue
+        try:
+            data.decode("utf-8")
+            fixed = None
+        except UnicodeDecodeError:
+            fixed = data.decode("utf-8", errors="replace").encode("utf-8")
+            invalid_utf8 += 1
+        if fixed is None and not gzipped:
+            readable.append(path)
+            continue
+        copy = scratch / path.name
+        copy.write_bytes(data if fixed is None else fixed)
+        readable.append(copy)
+    return readable, invalid_utf8
+
+
+def _stage_texts(connection: duckdb.DuckDBPyConnection, paths: Sequence[Path]) -> None:
+    """Temp table `arc_texts`: each file's text and its first header line (and that line's number)."""
+    connection.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE arc_texts AS
+        WITH texts AS (
+            SELECT parse_filename(filename) AS file, content,
+                   regexp_extract(content, '(^|\\n){HEADER_PATTERN}', 2) AS header
+            FROM read_text($files)
+        )
+        SELECT file, content, nullif(header, '') AS header,
+               CASE WHEN header <> '' THEN len(string_split(left(content, strpos(content, header)), chr(10)))
+               END AS header_line,
+               len(regexp_extract_all(content, '(^|\\n){HEADER_PATTERN}')) AS headers
+        FROM texts
+        """,
+        {"files": [str(p) for p in paths]},
+    )
+
+
+HEADER_PATTERN = "\ufeff?[ \\t]*(sensor_id;[^\\r\\n]*)"
+
+
+def _is_header(expression: str) -> str:
+    return f"starts_with(ltrim(ltrim({expression}, chr(65279))), 'sensor_id;')"
+
+
+def _file_columns(connection: duckdb.DuckDBPyConnection, names: Sequence[str]) -> dict[str, _FileColumns]:
+    """Each file's columns, from its first header line (files without one are absent from the result)."""
+    rows = connection.execute(
+        "SELECT file, header_line, headers, header FROM arc_texts WHERE header IS NOT NULL"
+    ).fetchall()
+    numbers = {name: number for number, name in enumerate(names)}
+    columns: dict[str, _FileColumns] = {}
+    for file, header_line, headers, header in rows:
+        names_in_file = [c.strip() for c in header.strip().rstrip("; ").split(";")]
+        position = {name: index for index, name in reversed(list(enumerate(names_in_file, 1)))}
+        values: dict[str, int | None] = {}
+        for column, value_type in COLUMN_VALUE_TYPES.items():
+            if values.get(value_type) is None:
+                values[value_type] = position.get(column)
+        known = {*BASE_COLUMNS, *COLUMN_VALUE_TYPES}
+        expected = (*BASE_COLUMNS, *EXPECTED_COLUMNS.get(_type_from_name(file), ()))
+        columns[file] = _FileColumns(
+            file_no=numbers[file],
+            header_line=header_line,
+            column_count=len(names_in_file),
+            base={c: position.get(c) for c in BASE_COLUMNS},
+            values=values,
+            others={c: i for c, i in position.items() if c and c not in known},
+            repeated_headers=int(headers) - 1,
+            missing_expected=not set(position).issuperset(expected),
+        )
+    return columns
+
+
+def _positions_table(columns: dict[str, _FileColumns], names: Sequence[str]) -> pa.Table:
+    """One row per file: where each base, value and other column is (NULL when absent)."""
+    other_names = sorted({name for c in columns.values() for name in c.others})
+    ordered = [columns.get(name) for name in names]
+    arrays: dict[str, pa.Array] = {
+        "file": pa.array(list(names), pa.string()),
+        "file_no": pa.array(range(len(names)), pa.int64()),
+        "header_line": pa.array([c.header_line if c else None for c in ordered], pa.int64()),
+        "column_count": pa.array([c.column_count if c else None for c in ordered], pa.int64()),
+    }
+    for column in BASE_COLUMNS:
+        arrays[f"i_{column}"] = pa.array([c.base[column] if c else None for c in ordered], pa.int64())
+    for value_type in VALUE_TYPE_COLUMNS:
+        arrays[f"v_{value_type}"] = pa.array([c.values.get(value_type) if c else None for c in ordered], pa.int64())
+    for index, name in enumerate(other_names):
+        arrays[f"o_{index}"] = pa.array([c.others.get(name) if c else None for c in ordered], pa.int64())
+    return pa.table(arrays)
+
+
+def _cell(position: str) -> str:
+    """The cell at a (1-based, per-file) position of the current line; NULL when the file lacks the column."""
+    return f"parts[{position}]"
+
+
+def _cleaned(expression: str) -> str:
+    """Text of a cell with blanks trimmed and a decimal comma made a point; NULL for an empty cell."""
+    return f"nullif(replace(trim({expression}), ',', '.'), '')"
+
+
+def _value_reason(value_type: str, raw: str, num: str) -> str:
+    """The snapshots' value rules (normalise.py), in the same order and words, for one value column."""
+    checks = [
+        f"WHEN {raw} IS NULL THEN NULL",
+        f"WHEN length({raw}) > {MAX_KEPT_RAW_CHARS} THEN 'value too long'",
+        f"WHEN {num} IS NULL THEN 'non-numeric'",
+        f"WHEN isnan({num}) THEN 'NaN'",
+        f"WHEN isinf({num}) THEN 'infinite'",
+    ]
+    if value_type in PLAUSIBLE_RANGES:
+        low, high = PLAUSIBLE_RANGES[value_type]
+        below = "negative" if low == 0 else f"out of range: {value_type} < {low:g}"
+        checks.append(f"WHEN {num} < {low} THEN {_sql_text(below)}")
+        checks.append(f"WHEN {num} >= {high} THEN {_sql_text(f'out of range: {value_type} ≥ {high:g}')}")
+    return "CASE " + " ".join(checks) + " END"
+
+
+def _stage_records(
+    connection: duckdb.DuckDBPyConnection, now: datetime, value_types: Sequence[str], other_names: Sequence[str]
+) -> None:
+    """Temp table `arc_recs`: one row per data line, typed, with a verdict for the row and for each value.
+
+    Only the value types some file of the day has get columns, so a day of PM sensors pays for PM only.
+    """
+    raw_values = "".join(
+        ", " + _cleaned(_cell(f"p.v_{t}")) + f' AS "raw_{t}"'
+        for t in value_types
+    )
+    typed_values = "".join(f', TRY_CAST("raw_{t}" AS DOUBLE) AS "num_{t}"' for t in value_types)
+    reasons = "".join(
+        ", " + _value_reason(t, f'"raw_{t}"', f'"num_{t}"') + f' AS "reason_{t}"' for t in value_types
+    )
+    comma_cells = ["p.i_lat", "p.i_lon", *(f"p.v_{t}" for t in value_types)]
+    commas = " OR ".join(f"contains(parts[{cell}], ',')" for cell in comma_cells)
+    if other_names:
+        cells = [f"nullif(trim(parts[p.o_{i}]), '')" for i in range(len(other_names))]
+        entries = ", ".join(
+            f"{{'key': {_sql_text(name)}, 'value': {cell}}}" for name, cell in zip(other_names, cells, strict=True)
+        )
+        other_map = (
+            f"CASE WHEN coalesce({', '.join(cells)}) IS NOT NULL THEN "
+            f"map_from_entries(list_filter([{entries}], lambda e: e.value IS NOT NULL)) END"
+        )
+    else:
+        other_map = "NULL::MAP(VARCHAR, VARCHAR)"
+    connection.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE arc_base AS
+        WITH lines AS (
+            SELECT file, unnest(string_split(content, chr(10))) AS line,
+                   generate_subscripts(string_split(content, chr(10)), 1) AS line_no
+            FROM arc_texts
+        ),
+        data_lines AS (
+            SELECT p.file_no * 100000000 + l.line_no AS rn, l.file, l.line_no, rtrim(l.line, chr(13)) AS line,
+                   string_split(rtrim(l.line, chr(13)), ';') AS parts,
+                   p.* EXCLUDE (file)
+            FROM lines l JOIN arc_positions p USING (file)
+            WHERE NOT {_is_header("l.line")} AND trim(l.line, ' ' || chr(13)) <> ''
+        ),
+        cells AS (
+            SELECT rn, file, line, line_no, column_count, header_line,
+                   len(parts) > column_count
+                     AND len(list_filter(parts[column_count + 1:], lambda x: trim(x) <> '')) > 0 AS extra_fields,
+                   TRY_CAST(trim(parts[p.i_sensor_id]) AS BIGINT) AS sensor_id,
+                   nullif(trim(parts[p.i_sensor_type]), '') AS sensor_type,
+                   TRY_CAST(trim(parts[p.i_location]) AS BIGINT) AS location_id,
+                   TRY_CAST({_cleaned("parts[p.i_lat]")} AS DOUBLE) AS lat,
+                   TRY_CAST({_cleaned("parts[p.i_lon]")} AS DOUBLE) AS lon,
+                   parts[p.i_timestamp] AS raw_timestamp,
+                   -- the cast reads both archive formats (`T` or space) fast; the formats catch the rest
+                   coalesce(TRY_CAST(trim(parts[p.i_timestamp]) AS TIMESTAMP),
+                            TRY_STRPTIME(trim(parts[p.i_timestamp]), {TIMESTAMP_FORMATS})) AS ts,
+                   coalesce({commas}, false) AS decimal_comma
+                   {raw_values},
+                   {other_map} AS other_map
+            FROM data_lines p
+        ),
+        typed AS (
+            SELECT * {typed_values},
+                   CASE
+                     WHEN header_line IS NULL OR line_no < header_line THEN '{NO_HEADER_REASON}'
+                     WHEN extra_fields THEN '{MALFORMED_ROW_REASON}'
+                     WHEN sensor_id IS NULL THEN 'missing or invalid sensor id'
+                     WHEN ts IS NULL THEN 'missing or invalid timestamp'
+                     WHEN ts > $now::TIMESTAMP + INTERVAL '{FUTURE_TOLERANCE}' THEN 'timestamp in the future'
+                   END AS record_reason
+            FROM cells
+        )
+        SELECT typed.* {reasons} FROM typed
+        """,
+        {"now": now.replace(tzinfo=None)},
+    )
+    # Rows repeating an earlier row's sensor and timestamp (rare): a narrow table, so the wide one is written once.
+    connection.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE arc_dups AS
+        SELECT rn FROM (
+            SELECT rn, row_number() OVER (PARTITION BY sensor_id, ts ORDER BY rn) AS k
+            FROM arc_base WHERE record_reason IS NULL
+        ) WHERE k > 1
+        """
+    )
+    connection.execute(
+        """
+        CREATE OR REPLACE TEMP VIEW arc_recs AS
+        SELECT b.*, d.rn IS NOT NULL AS superseded FROM arc_base b LEFT JOIN arc_dups d USING (rn)
+        """
+    )
+
+
+def _stage_readings(connection: duckdb.DuckDBPyConnection, value_types: Sequence[str]) -> None:
+    measures = ",\n".join(
+        f'CASE WHEN "reason_{t}" IS NULL THEN "num_{t}" END AS {c}' if t in value_types else f"NULL::DOUBLE AS {c}"
+        for t, c in VALUE_TYPE_COLUMNS.items()
+    )
+    connection.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE arc_readings AS
+        SELECT rn, sensor_id, ts AS "timestamp", location_id,
+               CASE WHEN lat BETWEEN -90 AND 90 AND lon BETWEEN -180 AND 180 THEN lat END AS latitude,
+               CASE WHEN lat BETWEEN -90 AND 90 AND lon BETWEEN -180 AND 180 THEN lon END AS longitude,
+               sensor_type, {measures},
+               other_map AS other_values,
+               file
+        FROM arc_recs
+        WHERE record_reason IS NULL AND NOT superseded
+        """
+    )
+
+
+def _stage_known_keys(connection: duckdb.DuckDBPyConnection) -> None:
+    """Temp table `arc_known`: the day's keys the history already holds (archive rows only; the time range
+    lets DuckDB skip every other day's row groups, so the cost follows the day, not the history)."""
+    connection.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE arc_known AS
+        SELECT DISTINCT a.sensor_id, a."timestamp"
+        FROM aqi_readings a
+        SEMI JOIN arc_readings r ON a.sensor_id = r.sensor_id AND a."timestamp" = r."timestamp"
+        WHERE a.period = $period
+          AND a."timestamp" BETWEEN (SELECT min("timestamp") FROM arc_readings)
+                                AND (SELECT max("timestamp") FROM arc_readings)
+        """,
+        {"period": ARCHIVE_PERIOD},
+    )
+
+
+def _index_table(connection: duckdb.DuckDBPyConnection) -> pa.Table:
+    """The indices of every staged reading, computed by the same module as the snapshots'."""
+    columns = connection.execute("SELECT rn, pm25, pm10 FROM arc_readings").fetchnumpy()
+    pm25 = np.ma.filled(columns["pm25"].astype(np.float64), np.nan)
+    pm10 = np.ma.filled(columns["pm10"].astype(np.float64), np.nan)
+    indices = compute_indices(pm25, pm10)
+    arrays = {"rn": pa.array(np.asarray(columns["rn"]), pa.int64())}
+    for name, sql_type in INDEX_COLUMNS.items():
+        values = indices[name]
+        if sql_type == "VARCHAR":
+            arrays[name] = pa.array(values, pa.string())
+        elif sql_type == "BOOLEAN":
+            arrays[name] = pa.array(values, pa.bool_())
+        else:
+            arrays[name] = pa.array(values, pa.float64(), from_pandas=True)  # NaN → NULL
+    return pa.table(arrays)
+
+
+def _rejected_rows_sql(value_types: Sequence[str]) -> tuple[str, str]:
+    """(rows of bad values and off-globe coordinates of kept readings, rows of records rejected as a whole)."""
+    new_key = 'NOT EXISTS (SELECT 1 FROM arc_known k WHERE k.sensor_id = r.sensor_id AND k."timestamp" = r.ts)'
+    value_rows = [
+        f"""SELECT $period, sensor_id, ts, {_sql_text(t)},
+                   CASE WHEN length("raw_{t}") > {MAX_KEPT_RAW_CHARS}
+                        THEN left("raw_{t}", {MAX_KEPT_RAW_CHARS}) || '…' ELSE "raw_{t}" END,
+                   "reason_{t}", file, $now::TIMESTAMP, 'value'
+            FROM arc_recs r
+            WHERE record_reason IS NULL AND NOT superseded AND "reason_{t}" IS NOT NULL AND {new_key}"""
+        for t in value_types
+    ]
+    record_rows = f"""
+        SELECT $period, sensor_id, ts, NULL, left(line, {MAX_KEPT_RAW_CHARS}),
+               coalesce(record_reason, '{DUPLICATE_ROW_REASON}'), file, $now::TIMESTAMP, 'record'
+        FROM arc_recs r
+        WHERE (record_reason IS NOT NULL OR superseded) AND (sensor_id IS NULL OR ts IS NULL OR {new_key})
+    """
+    location_rows = f"""
+        SELECT $period, sensor_id, ts, 'location', lat::VARCHAR || ',' || lon::VARCHAR,
+               'coordinates out of range', file, $now::TIMESTAMP, 'location'
+        FROM arc_recs r
+        WHERE record_reason IS NULL AND NOT superseded
+          AND (NOT lat BETWEEN -90 AND 90 OR NOT lon BETWEEN -180 AND 180) AND {new_key}
+    """
+    return "\nUNION ALL\n".join([*value_rows, location_rows]), record_rows
+
+
+def _file_problems(
+    connection: duckdb.DuckDBPyConnection, names: Sequence[str], columns: dict[str, _FileColumns]
+) -> dict[str, int]:
+    """Per-problem counts of the staged day (each one handled; none aborts the day)."""
+    text_lines = dict(
+        connection.execute(
+            "SELECT file, len(list_filter(string_split(content, chr(10)), lambda l: trim(l, ' ' || chr(13)) <> ''))"
+            " FROM arc_texts"
+        ).fetchall()
+    )
+    data_per_file = dict(connection.execute("SELECT file, count(*) FROM arc_recs GROUP BY file").fetchall())
+    counts = connection.execute(
+        f"""
+        SELECT count(*) FILTER (WHERE record_reason = '{MALFORMED_ROW_REASON}'),
+               count(*) FILTER (WHERE record_reason = '{NO_HEADER_REASON}'),
+               count(*) FILTER (WHERE record_reason = 'missing or invalid timestamp'),
+               count(*) FILTER (WHERE superseded),
+               count(*) FILTER (WHERE decimal_comma),
+               count(*) FILTER (WHERE record_reason IS NULL AND strpos(raw_timestamp, 'T') = 0)
+        FROM arc_recs
+        """
+    ).fetchone()
+    return {
+        "empty_files": sum(1 for name in names if text_lines.get(name, 0) == 0),
+        "header_only_files": sum(
+            1 for name in names if name in columns and text_lines.get(name, 0) > 0 and data_per_file.get(name, 0) == 0
+        ),
+        "files_without_header": sum(1 for name in names if text_lines.get(name, 0) > 0 and name not in columns),
+        "files_missing_columns": sum(1 for c in columns.values() if c.missing_expected),
+        "repeated_headers": sum(c.repeated_headers for c in columns.values()),
+        "malformed_rows": int(counts[0]),
+        "rows_before_header": int(counts[1]),
+        "invalid_timestamps": int(counts[2]),
+        "duplicate_rows": int(counts[3]),
+        "rows_with_decimal_commas": int(counts[4]),
+        "rows_with_space_timestamps": int(counts[5]),
+    }
+
+
+def _type_from_name(name: str) -> str:
+    """`2025-10-15_sds011_sensor_82312.csv` → `SDS011` ('' when the name is not an archive name)."""
+    parts = name.split("_sensor_")[0].split("_", 1)
+    return parts[1].upper() if len(parts) == 2 else ""
+
+
+def merge_archive_day(
+    connection: duckdb.DuckDBPyConnection,
+    day: date,
+    paths: Sequence[Path],
+    *,
+    now: datetime | None = None,
+    run_id: str | None = None,
+) -> ArchiveMergeStats:
+    """Merge the day's archive files (in the lake) into the history; files merged before are skipped.
+
+    Everything of one call commits in one transaction with its `archive_files` and `archive_log` rows.
+    """
+    now = now or datetime.now(timezone.utc)
+    stamp = now.replace(tzinfo=None)
+    ensure_archive_schema(connection)
+    by_name = {path.name: path for path in paths}
+    if len(by_name) != len(paths):
+        raise ValueError("two archive files of one day share a name")
+    hashes = {name: file_sha256(path) for name, path in by_name.items()}
+    merged_before = {
+        (file, sha)
+        for file, sha in connection.execute(
+            "SELECT file, sha256 FROM archive_files WHERE day = ?", [day]
+        ).fetchall()
+    }
+    new = {name: path for name, path in sorted(by_name.items()) if (name, hashes[name]) not in merged_before}
+    if not new:
+        return ArchiveMergeStats(day, 0, len(by_name), 0, 0, 0, 0, 0, 0, 0, 0)
+    sizes = {name: path.stat().st_size for name, path in new.items()}
+    names = list(new)
+    try:
+        # Staging lives in temp tables outside the transaction; only the writes below are transactional.
+        with tempfile.TemporaryDirectory(prefix="aqi-archive-") as scratch:
+            readable, invalid_utf8 = _readable_copies(list(new.values()), Path(scratch))
+            _stage_texts(connection, readable)
+        columns = _file_columns(connection, names)
+        value_types = [t for t in VALUE_TYPE_COLUMNS if any(c.values.get(t) for c in columns.values())]
+        other_names = sorted({name for c in columns.values() for name in c.others})
+        connection.register("arc_positions", _positions_table(columns, names))
+        _stage_records(connection, now, value_types, other_names)
+        _stage_readings(connection, value_types)
+        details = {**_file_problems(connection, names, columns), "files_with_invalid_utf8": invalid_utf8}
+        lines, records_rejected = connection.execute(
+            "SELECT (SELECT sum(len(string_split(content, chr(10)))) FROM arc_texts), "
+            "count(*) FILTER (WHERE record_reason IS NOT NULL OR superseded) FROM arc_recs"
+        ).fetchone()
+        measurements, sensors = connection.execute(
+            "SELECT count(*), count(DISTINCT sensor_id) FROM arc_readings"
+        ).fetchone()
+        connection.register("arc_index_table", _index_table(connection))
+        connection.execute("BEGIN TRANSACTION")
+        _stage_known_keys(connection)
+        measure_columns = list(VALUE_TYPE_COLUMNS.values())
+        index_names = list(INDEX_COLUMNS)
+        inserted = connection.execute(
+            f"""
+            INSERT INTO aqi_readings
+                (period, sensor_id, "timestamp", measurement_id, location_id, country, latitude, longitude,
+                 altitude, indoor, sensor_type, {", ".join(measure_columns)}, other_values,
+                 {", ".join(index_names)}, snapshot, ingested_at, ingest_seq)
+            SELECT $period, r.sensor_id, r."timestamp", NULL, r.location_id, NULL, r.latitude, r.longitude,
+                   NULL, false, r.sensor_type, {", ".join("r." + c for c in measure_columns)}, r.other_values,
+                   {", ".join("i." + c for c in index_names)}, r.file, $now::TIMESTAMP, $seq
+            FROM arc_readings r JOIN arc_index_table i USING (rn)
+            WHERE NOT EXISTS (SELECT 1 FROM arc_known k
+                              WHERE k.sensor_id = r.sensor_id AND k."timestamp" = r."timestamp")
+            """,
+            {
+                "period": ARCHIVE_PERIOD,
+                "now": stamp,
+                "seq": connection.execute("SELECT nextval('aqi_ingest_seq')").fetchone()[0],
+            },
+        ).fetchone()[0]
+        value_sql, record_sql = _rejected_rows_sql(value_types)
+        parameters = {"period": ARCHIVE_PERIOD, "now": stamp}
+        values_rejected = connection.execute(f"INSERT INTO rejected_values {value_sql}", parameters).fetchone()[0]
+        connection.execute(f"INSERT INTO rejected_values {record_sql}", parameters)
+        connection.executemany(
+            "INSERT INTO archive_files (file, sha256, day, bytes, merged_at, run_id) VALUES (?, ?, ?, ?, ?, ?)",
+            [[name, hashes[name], day, sizes[name], stamp, run_id] for name in new],
+        )
+        stats = ArchiveMergeStats(
+            day=day,
+            files=len(new),
+            files_already_merged=len(by_name) - len(new),
+            bytes=sum(sizes.values()),
+            lines=int(lines or 0),
+            measurements=int(measurements),
+            rows_inserted=int(inserted),
+            rows_already_known=int(measurements) - int(inserted),
+            values_quarantined=values_rejected,
+            records_quarantined=int(records_rejected),
+            sensors=int(sensors),
+            details=details,
+        )
+        connection.execute(
+            "INSERT INTO archive_log (day, fileset_sha256, files, bytes, lines, measurements, rows_inserted, "
+            "rows_already_known, values_quarantined, records_quarantined, sensors, details, processed_at, run_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [day, fileset_sha256({n: hashes[n] for n in new}), stats.files, stats.bytes, stats.lines,
+             stats.measurements, stats.rows_inserted, stats.rows_already_known, stats.values_quarantined,
+             stats.records_quarantined, stats.sensors, json.dumps(details), stamp, run_id],
+        )
+        connection.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            connection.execute("ROLLBACK")
+        raise
+    finally:
+        with contextlib.suppress(duckdb.Error):
+            connection.unregister("arc_index_table")
+        with contextlib.suppress(duckdb.Error):
+            connection.unregister("arc_positions")
+        with contextlib.suppress(duckdb.Error):
+            connection.execute("DROP VIEW IF EXISTS arc_recs")
+        for table in ("arc_texts", "arc_base", "arc_dups", "arc_readings", "arc_known"):
+            with contextlib.suppress(duckdb.Error):
+                connection.execute(f"DROP TABLE IF EXISTS {table}")
+    return stats
+
+
+def stats_dict(stats: ArchiveMergeStats) -> dict[str, object]:
+    values = asdict(stats)
+    values["day"] = stats.day.isoformat()
+    return values

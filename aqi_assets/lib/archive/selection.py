@@ -1,0 +1,138 @@
+"""Which sensors to backfill: `AQI_ARCHIVE_SENSORS`, e.g. `82312, DE, bbox:5.9,47.3,15.0,55.1`.
+
+An integer is a sensor id, a two-letter code a country, `bbox:minlon,minlat,maxlon,maxlat` a box. Countries
+and boxes are resolved to sensor ids from the locations the history already knows (the archive files carry no
+country, and the archive has no search): a fresh history knows none, and the result says so.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import duckdb
+
+BBOX = re.compile(r"^bbox:(?P<values>[^:]+)$", re.IGNORECASE)
+# A box keeps its own commas (four numbers); every other item ends at a comma or blank.
+TOKEN = re.compile(r"(?i)bbox:[^,\s]*(?:\s*,\s*[^,\s]+){3}|[^,\s]+")
+
+
+class SelectionError(ValueError):
+    """The selection text cannot be understood; the message names the part."""
+
+
+@dataclass(frozen=True)
+class Box:
+    min_lon: float
+    min_lat: float
+    max_lon: float
+    max_lat: float
+
+    def __str__(self) -> str:
+        return f"bbox:{self.min_lon:g},{self.min_lat:g},{self.max_lon:g},{self.max_lat:g}"
+
+
+@dataclass(frozen=True)
+class Selection:
+    sensor_ids: frozenset[int] = frozenset()
+    countries: frozenset[str] = frozenset()
+    boxes: tuple[Box, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.sensor_ids or self.countries or self.boxes)
+
+    def describe(self) -> str:
+        parts = [str(i) for i in sorted(self.sensor_ids)] + sorted(self.countries) + [str(b) for b in self.boxes]
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class ResolvedSelection:
+    sensor_ids: frozenset[int]
+    notes: list[str] = field(default_factory=list)
+
+
+def parse_selection(text: str | None) -> Selection:
+    """Parse a selection; empty or unset text gives an empty selection (the backfill is disabled)."""
+    ids: set[int] = set()
+    countries: set[str] = set()
+    boxes: list[Box] = []
+    for raw in TOKEN.findall(text or ""):
+        part = raw.strip()
+        if not part:
+            continue
+        box = BBOX.match(part)
+        if box:
+            boxes.append(_box(box["values"], part))
+        elif part.isdigit():
+            ids.add(int(part))
+        elif re.fullmatch(r"[A-Za-z]{2}", part):
+            countries.add(part.upper())
+        else:
+            raise SelectionError(
+                f"cannot read {part!r} in the archive selection: use sensor ids, two-letter country codes or "
+                "bbox:minlon,minlat,maxlon,maxlat"
+            )
+    return Selection(frozenset(ids), frozenset(countries), tuple(boxes))
+
+
+def _box(values: str, part: str) -> Box:
+    try:
+        min_lon, min_lat, max_lon, max_lat = (float(v) for v in values.split(","))
+    except ValueError:
+        raise SelectionError(f"{part!r}: a box is bbox:minlon,minlat,maxlon,maxlat (four numbers)") from None
+    if not (-180 <= min_lon <= max_lon <= 180 and -90 <= min_lat <= max_lat <= 90):
+        raise SelectionError(f"{part!r}: need -180 ≤ minlon ≤ maxlon ≤ 180 and -90 ≤ minlat ≤ maxlat ≤ 90")
+    return Box(min_lon, min_lat, max_lon, max_lat)
+
+
+def resolve_selection(connection: duckdb.DuckDBPyConnection | None, selection: Selection) -> ResolvedSelection:
+    """Sensor ids of the selection; countries and boxes from the locations in `aqi_readings`.
+
+    ``connection`` may be None (no history yet): countries and boxes then resolve to nothing, with a note.
+    """
+    ids = set(selection.sensor_ids)
+    notes: list[str] = []
+    if selection.countries or selection.boxes:
+        known = _known_locations(connection)
+        if known is None:
+            notes.append("the history holds no readings yet, so countries and boxes resolve to no sensor")
+        for country in sorted(selection.countries):
+            found = {sensor for sensor, c, _, _ in known or [] if c == country}
+            if not found and known is not None:
+                notes.append(f"the history knows no sensor in country {country}")
+            ids |= found
+        for box in selection.boxes:
+            found = {
+                sensor
+                for sensor, _, lat, lon in known or []
+                if lat is not None and lon is not None
+                and box.min_lat <= lat <= box.max_lat and box.min_lon <= lon <= box.max_lon
+            }
+            if not found and known is not None:
+                notes.append(f"the history knows no sensor in {box}")
+            ids |= found
+    return ResolvedSelection(frozenset(ids), notes)
+
+
+def _known_locations(
+    connection: duckdb.DuckDBPyConnection | None,
+) -> list[tuple[int, str | None, float | None, float | None]] | None:
+    """Each known sensor's latest country and coordinates, or None when there is no history."""
+    if connection is None:
+        return None
+    exists = connection.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'aqi_readings'"
+    ).fetchone()[0]
+    if not exists:
+        return None
+    rows = connection.execute(
+        """
+        SELECT sensor_id, arg_max(country, "timestamp") FILTER (WHERE country IS NOT NULL),
+               arg_max(latitude, "timestamp") FILTER (WHERE latitude IS NOT NULL),
+               arg_max(longitude, "timestamp") FILTER (WHERE longitude IS NOT NULL)
+        FROM aqi_readings GROUP BY sensor_id
+        """
+    ).fetchall()
+    return rows or None
