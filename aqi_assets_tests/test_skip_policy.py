@@ -72,7 +72,7 @@ def test_a_skip_fails_an_otherwise_green_run(project: Path) -> None:
     result = run_pytest(project)
     assert result.returncode == pytest.ExitCode.TESTS_FAILED, result.stdout
     assert "aqi_assets tests: 2 ran, 2 passed, 0 failed, 0 errors, 1 skipped, 0 deselected" in result.stdout
-    assert "FAILED: 1 tests skipped" in result.stdout
+    assert "FAILED: 1 test skipped; a skip fails the run" in result.stdout
     assert "test_sample.py::test_skips: Skipped: influxd not found on PATH" in result.stdout
     assert closing_line(result.stdout).startswith("2 passed, 1 skipped in ")  # pytest's own line stays last
 
@@ -87,7 +87,7 @@ def test_deselecting_by_marker_is_not_a_skip(project: Path) -> None:
 def test_skips_can_be_tolerated_locally_on_purpose(project: Path) -> None:
     tolerated = run_pytest(project, allow_skips="1")
     assert tolerated.returncode == pytest.ExitCode.OK, tolerated.stdout
-    assert f"1 skipped tests tolerated because {ALLOW_SKIPS_ENV} is set" in tolerated.stdout
+    assert f"1 test skipped, tolerated because {ALLOW_SKIPS_ENV} is set" in tolerated.stdout
     assert run_pytest(project, allow_skips="0").returncode == pytest.ExitCode.TESTS_FAILED
 
 

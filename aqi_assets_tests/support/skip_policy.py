@@ -90,14 +90,18 @@ def terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if counts.skipped:
         reasons = sorted({_skip_reason(report) for report in terminalreporter.stats.get("skipped", [])})
         verdict = (
-            f"{counts.skipped} skipped tests tolerated because {ALLOW_SKIPS_ENV} is set"
+            f"{_tests(counts.skipped)} skipped, tolerated because {ALLOW_SKIPS_ENV} is set"
             if skips_allowed()
-            else f"FAILED: {counts.skipped} tests skipped; a skip fails the run (deselect on purpose with a "
+            else f"FAILED: {_tests(counts.skipped)} skipped; a skip fails the run (deselect on purpose with a "
             f"documented marker, e.g. -m \"not soak\", or set {ALLOW_SKIPS_ENV}=1 locally)"
         )
         terminalreporter.write_line(verdict, red=not skips_allowed(), yellow=skips_allowed(), bold=True)
         for reason in reasons:
             terminalreporter.write_line(f"  skipped: {reason}")
+
+
+def _tests(count: int) -> str:
+    return f"{count} test" if count == 1 else f"{count} tests"
 
 
 def _skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:

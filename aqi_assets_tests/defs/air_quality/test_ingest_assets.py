@@ -15,7 +15,7 @@ from pytest_httpserver import HTTPServer
 from aqi_assets.defs.air_quality.assets import AqiReadingsConfig, ingest_assets
 from aqi_assets.defs.air_quality.checks import readings_asset_checks
 from aqi_assets.defs.common.storage import AqiStorage
-from aqi_assets.lib.air_quality.generator import generate_snapshot
+from aqi_assets.lib.air_quality.generator import Quirks, generate_snapshot
 from aqi_assets.lib.air_quality.lake import day_directory, snapshot_name
 from aqi_assets_tests.support.http import snapshot_source
 
@@ -162,7 +162,7 @@ def test_full_rescan_merges_a_snapshot_restored_into_an_old_day(storage: AqiStor
         at = datetime(2026, 11, day, 12, 0, tzinfo=timezone.utc)
         directory = day_directory(storage.raw_dir, "5min", at.date())
         directory.mkdir(parents=True, exist_ok=True)
-        body = generate_snapshot(records, seed=day, at=at, first_sensor_id=first_sensor_id)
+        body = generate_snapshot(records, seed=day, at=at, first_sensor_id=first_sensor_id, quirks=Quirks.clean())
         path = directory / snapshot_name("5min", f"{day:012x}", at)
         path.write_bytes(gzip.compress(body))
         return path
