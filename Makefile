@@ -4,8 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 
-.PHONY: install install-test run run-24h covid dev test lint bench system-deps prod prod-stop
-.PHONY: install install-test run run-24h covid dev test lint bench system-deps site vendor-leaflet
+.PHONY: install install-test run run-24h covid dev test lint bench system-deps prod prod-stop site vendor-leaflet
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +52,7 @@ prod: install
 
 prod-stop:
 	$(BIN)/python -m aqi_assets.lib.deploy.service stop --state-dir .prod
+
 # The public map site: build it from the DuckDB history (after `make run`), then serve it with nginx on
 # http://127.0.0.1:8080 (SITE_PORT to change; Ctrl-C stops it). Needs Debian's nginx (make system-deps).
 SITE_PORT ?= 8080
