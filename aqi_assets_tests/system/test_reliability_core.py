@@ -219,7 +219,9 @@ def test_soak_many_overlapping_snapshots(tmp_path: Path, record_property) -> Non
             expected_readings += len({(r["sensor"]["id"], r["timestamp"]) for r in records})
             blocks = {block: _write(tmp_path / f"block-{block}.json.gz", _json(records))}
         with duckdb_connection(database) as connection:
-            merge_snapshot(connection, blocks[block], "5min", snapshot=f"snapshot-{index:04d}")
+            stats = merge_snapshot(connection, blocks[block], "5min", snapshot=f"snapshot-{index:04d}")
+        if index % 2 == 0:  # a record without a valid value is no reading (counted by the merge instead)
+            expected_readings -= stats.records_without_values
         rss_mb.append(process.memory_info().rss / 2**20)
         size_mb.append(database.stat().st_size / 2**20)
     with duckdb.connect(str(database), read_only=True) as connection:

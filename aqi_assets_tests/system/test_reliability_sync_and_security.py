@@ -463,7 +463,8 @@ def test_hostile_strings_in_names_and_data_are_stored_verbatim(tmp_path: Path) -
         "id": 1, "timestamp": "2026-11-27 12:00:00",
         "location": {"id": 2, "latitude": "48.1", "longitude": "11.5", "country": HOSTILE},
         "sensor": {"id": 3, "sensor_type": {"name": 'SDS011"; DROP TABLE snapshot_log; --'}},
-        "sensordatavalues": [{"value": HOSTILE, "value_type": "P2"}, {"value": "1", "value_type": HOSTILE}],
+        "sensordatavalues": [{"value": HOSTILE, "value_type": "P2"}, {"value": "1", "value_type": HOSTILE},
+                             {"value": HOSTILE, "value_type": "temperature"}],
     }  # fmt: skip
     path = tmp_path / f"{HOSTILE}.json.gz"
     path.write_bytes(gzip.compress(json.dumps([record]).encode()))
@@ -473,7 +474,10 @@ def test_hostile_strings_in_names_and_data_are_stored_verbatim(tmp_path: Path) -
         record_unreadable(connection, f"{HOSTILE}.bad", "24h", HOSTILE)
         assert table_names(connection) == before
         stored = connection.execute("SELECT country, sensor_type, other_values, snapshot FROM aqi_readings")
-        assert stored.fetchall() == [(HOSTILE, 'SDS011"; DROP TABLE snapshot_log; --', {HOSTILE: "1"}, path.name)]
+        # Not a mass-concentration sensor type, so its P2 is kept as text too (no index).
+        assert stored.fetchall() == [
+            (HOSTILE, 'SDS011"; DROP TABLE snapshot_log; --', {"P2": HOSTILE, HOSTILE: "1"}, path.name)
+        ]
         assert connection.execute("SELECT raw_value, reason FROM rejected_values").fetchall() == [
             (HOSTILE, "non-numeric")
         ]
