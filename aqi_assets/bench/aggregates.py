@@ -84,6 +84,7 @@ def generate_history(path: str, sensors: int, days: int, seed: int) -> None:
         connection.execute("DROP TABLE aqi_readings")
         connection.execute(_unkeyed_readings_ddl())
         connection.execute("SET memory_limit = '2GB'")
+        connection.execute("SET enable_progress_bar = false")
         for day in range(days):
             _generate_day(connection, day, sensors, seed)
         connection.execute("CHECKPOINT")
