@@ -17,6 +17,8 @@ ASSETS = {
     "raw_snapshot_5min",
     "raw_snapshot_24h",
     "aqi_readings",
+    "aqi_hourly",
+    "aqi_daily",
     "timestream_readings",
     "influxdb_readings",
     "covid_confirmed_csv",
@@ -34,10 +36,17 @@ CHECKS = {
     ("aqi_readings", "quarantine_share"),
     ("aqi_readings", "humid_pm_share"),
     ("aqi_readings", "readings_fresh"),
+    ("aqi_hourly", "indices_match_concentrations"),
+    ("aqi_hourly", "nowcast_within_hourly_range"),
+    ("aqi_hourly", "completeness_rules"),
+    ("aqi_daily", "indices_match_concentrations"),
+    ("aqi_daily", "daily_mean_within_hourly_range"),
+    ("aqi_daily", "completeness_rules"),
     ("covid_monthly_clusters", "optimal_partition_bounds_both"),
 }
 JOBS = {"ingest_5min_job", "ingest_24h_job", "covid19_job", "aqi_history_audit_job"}
 SENSORS = {"snapshot_5min_sensor", "snapshot_24h_sensor", "aqi_automation_condition_sensor", "aqi_run_failure_alert"}
+SENSORS |= {"aqi_late_data_sensor"}
 SCHEDULES = {"covid19_daily_schedule", "aqi_history_audit_schedule"}
 
 

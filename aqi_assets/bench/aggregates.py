@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import platform
 import tempfile
 import time
@@ -41,47 +42,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _generate_day(connection: duckdb.DuckDBPyConnection, day: int, sensors: int, seed: int) -> None:
-    """One day of 1-minute readings, minute by minute (time order): smooth diurnal PM per sensor, a few
-    quarantined (NULL) values and hours a sensor was offline. Per-sensor attributes come from a small table,
-    so each generated row costs two hashes."""
+    """One day of 1-minute readings, minute by minute (time order, as merges write them): a smooth diurnal
+    PM level per sensor, about 1 value in 400 quarantined (NULL) and 1 hour in 40 offline. Per-sensor
+    attributes are integer arithmetic on the sensor number, and rows come straight from `range` in order (no
+    join, no sort), so a day of 15,000 sensors is generated in seconds."""
     types = " ".join(f"WHEN {i} THEN '{t}'" for i, t in enumerate(SENSOR_TYPES))
     countries = " ".join(f"WHEN {i} THEN '{c}'" for i, c in enumerate(COUNTRIES))
     connection.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE bench_sensors AS
-        SELECT s,
-               2 + (hash(s, $seed) % 5800) / 100.0 AS base,  -- the sensor's level, 2..60 µg/m³
-               (hash(s, $seed + 1) % 628) / 100.0 AS phase,
-               1.2 + (hash(s, $seed + 4) % 60) / 100.0 AS pm10_ratio,
-               CASE s % {len(COUNTRIES)} {countries} END AS country,
-               36 + (s % 2400) / 100.0 AS latitude, -8 + (s % 3800) / 100.0 AS longitude,
-               s % 50 = 0 AS indoor,
-               CASE s % {len(SENSOR_TYPES)} {types} END AS sensor_type
-        FROM range($sensors) r(s)
-        """,
-        {"sensors": sensors, "seed": seed},
-    )
-    connection.execute(
-        """
         INSERT INTO aqi_readings (period, sensor_id, "timestamp", location_id, country, latitude, longitude,
                                   altitude, indoor, sensor_type, pm25, pm10, snapshot, ingested_at, ingest_seq)
         WITH grid AS (
             SELECT i // $sensors AS minute, i % $sensors AS s, hash(i, $seed) AS h
             FROM range($day * 1440 * $sensors, ($day + 1) * 1440 * $sensors) r(i)
         ), readings AS (
-            SELECT g.minute, g.s, b.*,
-                   $start + to_minutes(g.minute) AS ts,
-                   b.base * (1 + 0.5 * sin(2 * pi() * (g.minute % 1440) / 1440.0 + b.phase))
-                       * (0.85 + (g.h % 300) / 1000.0) AS pm25_raw,
-                   (g.h // 300) % 400 = 0 AS quarantined
-            FROM grid g JOIN bench_sensors b USING (s)
-            WHERE hash(g.s, g.minute // 60, $seed + 2) % 40 <> 0  -- about 1 hour in 40 offline
+            SELECT minute, s, $start + to_minutes(minute) AS ts,
+                   -- the sensor's level (2..60 µg/m³), a daily cycle with its own phase, and noise
+                   (2 + ((s * 7919 + $seed) % 5800) / 100.0)
+                       * (1 + 0.5 * sin(2 * pi() * (minute % 1440) / 1440.0 + ((s * 104729) % 628) / 100.0))
+                       * (0.85 + (h % 300) / 1000.0) AS pm25_raw,
+                   (h // 300) % 400 = 0 AS quarantined,
+                   hash(s, minute // 60, $seed) % 40 = 0 AS offline_hour
+            FROM grid
         )
-        SELECT '5min', 100000 + s, ts, 50000 + s, country, latitude, longitude, 100.0, indoor, sensor_type,
-               CASE WHEN quarantined THEN NULL ELSE round(pm25_raw, 2) END, round(pm25_raw * pm10_ratio, 2),
+        SELECT '5min', 100000 + s, ts, 50000 + s, CASE s % {len(COUNTRIES)} {countries} END,
+               36 + (s % 2400) / 100.0, -8 + (s % 3800) / 100.0, 100.0, s % 50 = 0,
+               CASE s % {len(SENSOR_TYPES)} {types} END,
+               CASE WHEN quarantined THEN NULL ELSE round(pm25_raw, 2) END,
+               round(pm25_raw * (1.2 + ((s * 31) % 60) / 100.0), 2),
                'generated', ts, $day + 1
         FROM readings
-        ORDER BY minute, s
+        WHERE NOT offline_hour
         """,
         {"sensors": sensors, "day": day, "start": HISTORY_START, "seed": seed},
     )
@@ -93,6 +84,7 @@ def generate_history(path: str, sensors: int, days: int, seed: int) -> None:
         connection.execute("DROP TABLE aqi_readings")
         connection.execute(_unkeyed_readings_ddl())
         connection.execute("SET memory_limit = '2GB'")
+        connection.execute("SET enable_progress_bar = false")
         for day in range(days):
             _generate_day(connection, day, sensors, seed)
         connection.execute("CHECKPOINT")
@@ -108,13 +100,15 @@ def _unkeyed_readings_ddl() -> str:
 
 
 def _timed(connection: duckdb.DuckDBPyConnection, compute, table: str, column: str, bounds) -> dict[str, float]:
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     frame = compute(connection, *bounds)
     computed = time.perf_counter()
     rows = replace_partition(connection, "aggregates", table, frame, column, bounds)
     written = time.perf_counter()
     return {
         "seconds": round(written - started, 3),
+        # CPU time of all threads: on a shared machine the wall time also counts waiting for a core.
+        "cpu_seconds": round(time.process_time() - cpu_started, 3),
         "compute_seconds": round(computed - started, 3),
         "write_seconds": round(written - computed, 3),
         "rows": rows,
@@ -136,6 +130,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         end = HISTORY_START + timedelta(days=args.days)
         backfill_days = min(args.backfill_days, args.days)
         with duckdb_connection(path) as connection:
+            connection.execute("SET enable_progress_bar = false")
             readings_in_hour = connection.execute(
                 'SELECT count(*) FROM aqi_readings WHERE "timestamp" >= ? AND "timestamp" < ?', [end - HOUR, end]
             ).fetchall()[0][0]
@@ -155,6 +150,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "daily_partition": daily,
         f"daily_backfill_{backfill_days}d": backfill,
         "peak_rss_mb": peak_rss_mb(),
+        "load_average_1min": round(os.getloadavg()[0], 1),
         "machine": f"{platform.machine()}, {multiprocessing.cpu_count()} cores, Python {platform.python_version()}, "
         f"DuckDB {duckdb.__version__}",
     }

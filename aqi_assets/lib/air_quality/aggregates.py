@@ -30,6 +30,7 @@ import duckdb
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from aqi_assets.lib.air_quality.indices import (
     daqi_band,
@@ -227,15 +228,14 @@ def daqi_columns(prefix: str, pm25: np.ndarray, pm10: np.ndarray) -> dict[str, n
     return {f"{prefix}_pm25": daqi_pm25, f"{prefix}_pm10": daqi_pm10, prefix: daqi, f"{prefix}_band": daqi_band(daqi)}
 
 
-def _arrow_column(values: np.ndarray, data_type: pa.DataType) -> pa.Array:
-    if pa.types.is_integer(data_type) and np.asarray(values).dtype.kind == "f":
-        mask = np.isnan(values)
-        return pa.array(np.where(mask, 0, values).astype(data_type.to_pandas_dtype()), data_type, mask=mask)
-    if pa.types.is_floating(data_type):
-        return pa.array(values, data_type, from_pandas=True)  # NaN → NULL
+def _arrow_column(values: object, data_type: pa.DataType) -> pa.Array | pa.ChunkedArray:
     if isinstance(values, pa.Array | pa.ChunkedArray):
         return values.cast(data_type)
-    return pa.array(values, data_type, from_pandas=True)
+    array = np.asarray(values)
+    if pa.types.is_integer(data_type) and array.dtype.kind == "f":
+        mask = np.isnan(array)
+        return pa.array(np.where(mask, 0, array).astype(data_type.to_pandas_dtype()), data_type, mask=mask)
+    return pa.array(array, data_type, from_pandas=True)  # NaN → NULL for floats, None → NULL for objects
 
 
 def _table(columns: dict[str, object], schema: pa.Schema) -> pa.Table:
@@ -253,32 +253,49 @@ def _hour_index_sql() -> str:
     return '(epoch_us("timestamp") // 3600000000 - $base_hour)::INTEGER'
 
 
-def _target_cells_sql() -> str:
-    """(sensor, hour) cells of the target range with their location (the hour's last reading), for
-    mass-concentration PM sensors only: scans only the target hours."""
-    location = ", ".join(f'arg_max({name}, "timestamp") AS {name}' for name, _ in LOCATION_FIELDS)
-    return f"""
-        SELECT * FROM (
-            SELECT sensor_id, {_hour_index_sql()} AS hour_index, {location}
-            FROM aqi_readings
-            WHERE {_VALID_5MIN_PM} AND "timestamp" >= $start AND "timestamp" < $end
-            GROUP BY ALL
-        )
-        WHERE upper(sensor_type) IN ({mass_concentration_sql_list()})
-    """
-
-
 def _hourly_means_sql() -> str:
-    """Hourly means of every sensor with PM values over the target range and its lookback. The type filter
-    is left to the (much smaller) target cells: a sensor id keeps its type, and per-row string work would
-    cost more than the few non-mass PM sensors it drops."""
+    """Hourly means of every sensor with PM values over the target range and its lookback, and the time of
+    each hour's last reading (to look its location up). The sensor-type filter and the location are applied
+    to the output rows only: per-row string work and `arg_max` over every reading cost several times the
+    whole aggregation."""
     return f"""
         SELECT sensor_id, {_hour_index_sql()} AS hour_index,
-               count(*)::INTEGER AS readings, avg(pm25) AS pm25_mean, avg(pm10) AS pm10_mean
+               count(*)::INTEGER AS readings, avg(pm25) AS pm25_mean, avg(pm10) AS pm10_mean,
+               epoch_us(max("timestamp")) AS last_us
         FROM aqi_readings
         WHERE {_VALID_5MIN_PM} AND "timestamp" >= $lookback AND "timestamp" < $end
         GROUP BY ALL
     """
+
+
+def _locations(connection: duckdb.DuckDBPyConnection, sensor_ids: np.ndarray, last_us: np.ndarray) -> pa.Table:
+    """Location fields and a mass-concentration flag of the readings (sensor, timestamp), in input order."""
+    wanted = pa.table({
+        "position": pa.array(np.arange(len(sensor_ids), dtype=np.int64)),
+        "sensor_id": pa.array(np.asarray(sensor_ids, dtype=np.int64)),
+        "ts": pa.array(np.asarray(last_us, dtype=np.int64)).cast(pa.timestamp("us")),
+    })
+    if len(wanted) == 0:
+        return pa.table({"mass_pm": pa.array([], pa.bool_()),
+                         **{name: pa.array([], data_type) for name, data_type in LOCATION_FIELDS}})
+    names = ", ".join(f"r.{name}" for name, _ in LOCATION_FIELDS)
+    connection.register("wanted_locations", wanted)
+    try:
+        found = connection.sql(
+            f"""
+            SELECT w.position, {names}, upper(r.sensor_type) IN ({mass_concentration_sql_list()}) AS mass_pm
+            FROM wanted_locations w
+            JOIN aqi_readings r ON r.sensor_id = w.sensor_id AND r."timestamp" = w.ts
+            WHERE r.period = '5min' AND r."timestamp" >= $lo AND r."timestamp" <= $hi
+            ORDER BY w.position
+            """,
+            params={"lo": pc.min(wanted.column("ts")).as_py(), "hi": pc.max(wanted.column("ts")).as_py()},
+        ).to_arrow_table()
+    finally:
+        connection.unregister("wanted_locations")
+    if found.num_rows != len(wanted):
+        raise RuntimeError(f"found {found.num_rows} of {len(wanted)} location readings (history changed?)")
+    return found
 
 
 @dataclass
@@ -289,7 +306,7 @@ class HourlyMatrix:
     sensor_ids: np.ndarray  # (S,)
     readings: np.ndarray  # (S, T) int, 0 = no data
     means: dict[str, np.ndarray]  # pollutant → (S, T) float, NaN = no data
-    location: pa.Table  # one row per (sensor, hour) of the target range: sensor_index, hour_index, fields
+    last_us: np.ndarray  # (S, T) int64: epoch µs of each hour's last reading (0 = no data)
     first_target: int  # hour column of the first target hour
 
     @property
@@ -298,38 +315,33 @@ class HourlyMatrix:
 
 
 def hourly_matrix(connection: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> HourlyMatrix:
-    """Hourly means of [start - 23 h, end) as dense matrices, the location of each (sensor, target hour)."""
+    """Hourly means of [start - 23 h, end) as dense (sensor × hour) matrices, for the sensors with data in
+    the target range [start, end)."""
     start, end = utc_naive(start), utc_naive(end)
     _check_hour_range(start, end)
     origin = start - LOOKBACK
     base_hour = int((origin - datetime(1970, 1, 1)) / HOUR)
-    location = connection.sql(
-        _target_cells_sql(), params={"start": start, "end": end, "base_hour": base_hour}
-    ).to_arrow_table()
-    sensor_ids = np.unique(location.column("sensor_id").to_numpy())
+    first_target = _hours_between(origin, start)
     table = connection.sql(
         _hourly_means_sql(), params={"end": end, "lookback": origin, "base_hour": base_hour}
     ).to_arrow_table()
     sensor_column = table.column("sensor_id").to_numpy()
-    keep = np.isin(sensor_column, sensor_ids)  # mass-concentration sensors with data in the target range
+    hour_index = table.column("hour_index").to_numpy()
+    sensor_ids = np.unique(sensor_column[hour_index >= first_target])
+    keep = np.isin(sensor_column, sensor_ids)
     sensor_index = np.searchsorted(sensor_ids, sensor_column[keep])
-    hour_index = table.column("hour_index").to_numpy()[keep]
+    hour_index = hour_index[keep]
     shape = (len(sensor_ids), _hours_between(origin, end))
     readings = np.zeros(shape, dtype=np.int32)
     readings[sensor_index, hour_index] = table.column("readings").to_numpy()[keep]
+    last_us = np.zeros(shape, dtype=np.int64)
+    last_us[sensor_index, hour_index] = table.column("last_us").to_numpy()[keep]
     means = {}
     for pollutant in POLLUTANTS:
         matrix = np.full(shape, np.nan)
         matrix[sensor_index, hour_index] = table.column(f"{pollutant}_mean").to_numpy(zero_copy_only=False)[keep]
         means[pollutant] = matrix
-    first_target = _hours_between(origin, start)
-    location_sensors = np.searchsorted(sensor_ids, location.column("sensor_id").to_numpy())
-    location = location.append_column("sensor_index", pa.array(location_sensors))
-    # A target cell counts only with a location row (i.e. of a mass-concentration type at that hour).
-    located = np.zeros(shape, dtype=bool)
-    located[location_sensors, location.column("hour_index").to_numpy()] = True
-    readings[:, first_target:][~located[:, first_target:]] = 0
-    return HourlyMatrix(origin, sensor_ids, readings, means, location, first_target)
+    return HourlyMatrix(origin, sensor_ids, readings, means, last_us, first_target)
 
 
 def _trailing_windows(matrix: np.ndarray, rows: np.ndarray, columns: np.ndarray, length: int) -> np.ndarray:
@@ -370,15 +382,14 @@ def _chunks(start: datetime, end: datetime, step: timedelta = CHUNK) -> Iterator
         start += step
 
 
-def _join_location(rows: dict[str, np.ndarray], hourly: HourlyMatrix) -> pa.Table:
-    """The location fields of each row (same order), looked up by (sensor, hour) cell."""
-    location = hourly.location
-    cell_of = (location.column("sensor_index").to_numpy().astype(np.int64) * hourly.hours
-               + location.column("hour_index").to_numpy())
-    order = np.argsort(cell_of)
-    wanted = rows["sensor_index"].astype(np.int64) * hourly.hours + rows["hour_index"]
-    position = order[np.searchsorted(cell_of, wanted, sorter=order)]
-    return location.take(pa.array(position))
+def _with_location(connection: duckdb.DuckDBPyConnection, columns: dict[str, object], hourly: HourlyMatrix,
+                   rows: np.ndarray, hour_index: np.ndarray, schema: pa.Schema) -> pa.Table:
+    """The output table: ``columns`` plus the location of each row's reading at (row sensor, hour), keeping
+    only the rows of mass-concentration PM sensors."""
+    location = _locations(connection, hourly.sensor_ids[rows], hourly.last_us[rows, hour_index])
+    for name, _ in LOCATION_FIELDS:
+        columns[name] = location.column(name)
+    return _table(columns, schema).filter(location.column("mass_pm"))
 
 
 def hourly_indices(connection: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pa.Table:
@@ -389,10 +400,9 @@ def hourly_indices(connection: duckdb.DuckDBPyConnection, start: datetime, end: 
     for chunk_start, chunk_end in _chunks(start, end):
         hourly = hourly_matrix(connection, chunk_start, chunk_end)
         rows = _hourly_rows(hourly, with_nowcast=True)
-        location = _join_location(rows, hourly)
-        columns: dict[str, object] = {**rows, **{name: location.column(name) for name, _ in LOCATION_FIELDS}}
-        columns["hour"] = _hour_timestamps(hourly.origin, rows["hour_index"])
-        parts.append(_table(columns, HOURLY_SCHEMA))
+        columns: dict[str, object] = {**rows, "hour": _hour_timestamps(hourly.origin, rows["hour_index"])}
+        parts.append(_with_location(connection, columns, hourly, rows["sensor_index"], rows["hour_index"],
+                                    HOURLY_SCHEMA))
     return pa.concat_tables(parts) if parts else HOURLY_SCHEMA.empty_table()
 
 
@@ -413,11 +423,13 @@ def daily_indices(connection: duckdb.DuckDBPyConnection, start: datetime, end: d
     for chunk_start, chunk_end in _chunks(start, end):
         hourly = hourly_matrix(connection, chunk_start, chunk_end)
         rows = _hourly_rows(hourly, with_nowcast=False)
-        parts.append(_daily_from_hourly(hourly, rows, chunk_start))
+        parts.append(_daily_from_hourly(connection, hourly, rows, chunk_start))
     return pa.concat_tables(parts) if parts else DAILY_SCHEMA.empty_table()
 
 
-def _daily_from_hourly(hourly: HourlyMatrix, rows: dict[str, np.ndarray], chunk_start: datetime) -> pa.Table:
+def _daily_from_hourly(
+    connection: duckdb.DuckDBPyConnection, hourly: HourlyMatrix, rows: dict[str, np.ndarray], chunk_start: datetime
+) -> pa.Table:
     days = (hourly.hours - hourly.first_target) // MEAN_HOURS
     sensors = len(hourly.sensor_ids)
     # (S, days, 24) views of the chunk's own hours.
@@ -449,10 +461,7 @@ def _daily_from_hourly(hourly: HourlyMatrix, rows: dict[str, np.ndarray], chunk_
     # Location: the sensor's last hour with data in the day.
     last_hour = MEAN_HOURS - 1 - np.argmax(has_data[:, :, ::-1], axis=2)
     hour_index = hourly.first_target + day_index * MEAN_HOURS + last_hour[sensor_index, day_index]
-    location = _join_location({"sensor_index": sensor_index, "hour_index": hour_index}, hourly)
-    for name, _ in LOCATION_FIELDS:
-        columns[name] = location.column(name)
-    return _table(columns, DAILY_SCHEMA)
+    return _with_location(connection, columns, hourly, sensor_index, hour_index, DAILY_SCHEMA)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -152,7 +152,8 @@ def test_late_data_rematerialises_the_partitions_it_changes(storage: AqiStorage,
     assert touched == [["2026-11-27T01:00:00", "2026-11-27T02:00:00"]]
     late = sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
     requested = sorted(
-        (r.asset_selection[0].to_user_string(), r.partition_key or f"{r.tags[RANGE_START_TAG]}...{r.tags[RANGE_END_TAG]}")
+        (r.asset_selection[0].to_user_string(),
+         r.partition_key or f"{r.tags[RANGE_START_TAG]}...{r.tags[RANGE_END_TAG]}")
         for r in late.run_requests
     )
     # 01:00 and every later materialised hour (their NowCast includes 01:00), and the day.

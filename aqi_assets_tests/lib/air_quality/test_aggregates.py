@@ -225,7 +225,8 @@ def test_daily_completeness_17_versus_18_hours(connection: duckdb.DuckDBPyConnec
     assert rows[2]["aqi_us_daily"] == 56 and rows[2]["aqi_us_daily_category"] == "Moderate"
     assert rows[2]["daqi_daily"] == 5  # PM10 60 → DAQI 5 (59–66), from the 24-hour mean at 17:00
     assert rows[2]["day"] == date(2025, 3, 10)
-    assert rows[3]["pm25_mean"] == pytest.approx(11.5) and rows[3]["aqi_us_daily"] == 55  # 51 + 49/26.3·2.4 = 55.47 → 55
+    # 51 + 49/26.3·2.4 = 55.47 → 55
+    assert rows[3]["pm25_mean"] == pytest.approx(11.5) and rows[3]["aqi_us_daily"] == 55
     # Trailing means exist from 17:00 (18 hours); the highest is at 23:00: mean of 0..23 = 11.5 → DAQI 2.
     assert rows[3]["daqi_daily"] == 2 and rows[3]["daqi_daily_band"] == "Low"
 
