@@ -365,14 +365,29 @@ def late_data_requests(
             tags = {"aqi/late_data_event": str(event_id)}
             run_key = f"late:{asset.key.to_user_string()}:{range_start}:{range_end}:{event_id}"
             if range_start == range_end:
-                requests.append(dg.RunRequest(run_key=run_key, asset_selection=[asset.key], partition_key=range_start,
-                                              tags=tags))
+                requests.append(dg.RunRequest(run_key=run_key, job_name=aggregate_job_name(asset),
+                                              asset_selection=[asset.key], partition_key=range_start, tags=tags))
             else:
                 requests.append(dg.RunRequest(
-                    run_key=run_key, asset_selection=[asset.key],
+                    run_key=run_key, job_name=aggregate_job_name(asset), asset_selection=[asset.key],
                     tags={**tags, RANGE_START_TAG: range_start, RANGE_END_TAG: range_end},
                 ))
     return requests
+
+
+def aggregate_job_name(asset: dg.AssetsDefinition) -> str:
+    return f"{asset.key.to_user_string()}_job"
+
+
+def aggregate_job(asset: dg.AssetsDefinition) -> Any:
+    """One job per aggregate (with its checks): the two assets have different partitions, so one job (or a sensor
+    targeting both assets directly) cannot hold them."""
+    return dg.define_asset_job(
+        aggregate_job_name(asset),
+        selection=dg.AssetSelection.assets(asset),
+        description=f"Materialise {asset.key.to_user_string()} partitions (with their blocking checks).",
+        executor_def=dg.in_process_executor,
+    )
 
 
 def build_late_data_sensor(
@@ -382,7 +397,7 @@ def build_late_data_sensor(
 
     @dg.sensor(
         name=LATE_DATA_SENSOR_NAME,
-        target=[aqi_hourly, aqi_daily],
+        jobs=[aggregate_job(aqi_hourly), aggregate_job(aqi_daily)],
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
