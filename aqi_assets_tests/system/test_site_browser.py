@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from aqi_assets.lib.common.duckdb_conn import duckdb_connection
 from aqi_assets.lib.public_site.build import SiteConfig, build_site, read_pointer
@@ -22,7 +23,7 @@ from aqi_assets_tests.support.samples import PROJECT_ROOT
 from aqi_assets_tests.support.site_data import XSS_TYPE, ingest_hours, outdoor_pm_sensors, world_readable_dir
 
 playwright_api = pytest.importorskip("playwright.sync_api")
-Image = pytest.importorskip("PIL.Image")
+
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",

@@ -308,12 +308,15 @@ def test_materialise_browse_lineage_and_checks_in_the_ui(
     assert sum(readings_checks.values()) >= 1, f"no blocking check on {READINGS}: {readings_checks}"
     page = ui.page
 
-    with ui.step("1. asset graph shows the 5-minute chain and its lineage", timeout_s=60):
+    with ui.step("1. asset graph shows the 5-minute chain and its lineage", timeout_s=90):
+        # Tall enough for every group downstream of aqi_readings (the graph only draws nodes in view).
+        page.set_viewport_size(GRAPH_VIEWPORT)
         ui.goto("/asset-groups")
         page.get_by_role("button", name="Materialize all").wait_for()
         # Groups start collapsed: the graph's settings menu expands them, as a person would.
         page.locator("button:has([aria-label=settings])").last.click()
         page.get_by_role("menuitem", name="Expand all groups").click()
+        page.reload()  # the expanded groups stay (in the URL); the reload fits the whole graph in view
         drawn = ui.poll(
             lambda: page.evaluate(LINEAGE_JS),
             lambda graph: (
@@ -323,6 +326,7 @@ def test_materialise_browse_lineage_and_checks_in_the_ui(
             what=f"assets {sorted(expected_nodes)} with edges {sorted(expected_edges)}",
         )
         assert expected_nodes <= set(drawn["nodes"])
+        page.set_viewport_size(VIEWPORT)
 
     with ui.step(f"2. materialise {CHAIN_JOB} from the UI and see the run succeed", timeout_s=120):
         ui.goto(f"/locations/aqi_assets/jobs/{CHAIN_JOB}")

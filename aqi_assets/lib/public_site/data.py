@@ -228,7 +228,7 @@ class Histories:
 
 def _exact_sum(column: str) -> str:
     """A sum that does not depend on the order DuckDB's threads add in (a float sum does, in its last bits)."""
-    finite = f"CASE WHEN isfinite({column}::DOUBLE) THEN CAST(round({column} * 1000) AS HUGEINT) END"
+    finite = f"CASE WHEN isfinite({column}::DOUBLE) THEN CAST(round({column}::DOUBLE * 1000) AS HUGEINT) END"
     return f"sum({finite})::VARCHAR || '/' || count(CASE WHEN isnan({column}::DOUBLE) THEN 1 END)"
 
 

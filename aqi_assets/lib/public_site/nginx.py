@@ -191,6 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args(argv)
+
+    def _terminate(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops nginx gracefully too (the `with` below sends it QUIT)
+
+    signal.signal(signal.SIGTERM, _terminate)
     with serving(args.root, args.port, host=args.host) as server:
         print(f"Serving {args.root.resolve()} on {server.url}/ with nginx (Ctrl-C stops it)", flush=True)
         with contextlib.suppress(KeyboardInterrupt):

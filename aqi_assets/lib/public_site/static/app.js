@@ -225,8 +225,6 @@
     var n = history.pm25.length;
     var values = history.pm25.concat(history.pm10).filter(function (v) { return v !== null; });
     figure.textContent = "";
-    var caption = "Last 7 days, hourly means (" + BASIS_TEXT[history.us_basis === "nowcast" ? "nowcast" : "hourly"] +
-      " for the colour strip)";
     if (!values.length) {
       figure.appendChild(el("figcaption", null, "No complete hour in the last 7 days."));
       return;
@@ -266,7 +264,9 @@
     figure.appendChild(chart);
     var lastIndex = -1;
     for (var i = n - 1; i >= 0; i--) { if (history.pm25[i] !== null || history.pm10[i] !== null) { lastIndex = i; break; } }
-    var legendText = "PM2.5 (solid), PM10 (dashed), µg/m³; strip: " + INDEX_NAMES[key] + ". " + caption + ".";
+    var basis = history[key + "_basis"];
+    var legendText = "Hourly means of the last 7 days: PM2.5 (solid), PM10 (dashed), µg/m³. Strip: " +
+      INDEX_NAMES[key] + " on " + (BASIS_TEXT[basis] || basis) + ".";
     if (lastIndex >= 0) {
       legendText += " Last hour: PM2.5 " + pm(history.pm25[lastIndex]) + ", PM10 " + pm(history.pm10[lastIndex]) + ".";
     }
