@@ -265,12 +265,7 @@ def duckdb_pool_steps(instance: dg.DagsterInstance, runs: list[dg.DagsterRun]) -
 
 def test_ten_overlapping_runs_never_run_two_duckdb_steps_at_once(live: Live) -> None:
     live.feed.publish(3)
-    # Each run in one process (in-process executor): ten runs of eleven step processes each would be ~110 Python
-    # start-ups on two cores. The runs are still ten processes claiming the pool's slot in PostgreSQL.
-    in_process = {"execution": {"config": {"in_process": {}}}}
-    run_ids = [
-        live.deployment.launch_job("ingest_5min_job", {"aqi/test": "overlap"}, run_config=in_process) for _ in range(10)
-    ]
+    run_ids = [live.deployment.launch_job("ingest_5min_job", {"aqi/test": "overlap"}) for _ in range(10)]
 
     def all_done() -> bool:
         return all(live.instance.get_run_by_id(run_id).status in TERMINAL for run_id in run_ids)
