@@ -315,4 +315,3 @@ def test_killing_the_daemon_mid_run_loses_nothing(live: Live) -> None:
     assert live.readings(4) == (RECORDS, RECORDS)
     # Nothing is left hanging: every run of the deployment ends (automation may still be syncing the rows).
     live.wait_for("every run to end", lambda: all(r.status in TERMINAL for r in live.runs()), 300)
-    assert {r.status for r in live.runs(**{"dagster/sensor_name": SENSOR})} <= TERMINAL
