@@ -35,6 +35,14 @@ SENSOR = "snapshot_5min_sensor"
 BASE_TIME = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 
 
+_TICKS = """query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) { ... on Sensor {
+  sensorState { ticks(limit: 5) { timestamp status runIds skipReason error { message } } } } } }"""
+
+
+def _selector() -> dict[str, str]:
+    return {"repositoryLocationName": "aqi_assets", "repositoryName": "__repository__", "sensorName": SENSOR}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--snapshots", type=int, default=20, help="snapshots to time (default 20)")
     parser.add_argument("--records", type=int, default=2000, help="records per snapshot (default 2000)")
@@ -134,7 +142,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         partial.write_bytes(body)
                         os.replace(partial, snapshot)
                         appeared = snapshot.stat().st_mtime
-                        landed, _ = _ingested_at(instance, appeared, timeout_s=180)
+                        try:
+                            landed, _ = _ingested_at(instance, appeared, timeout_s=300)
+                        except TimeoutError as error:
+                            ticks = deployment.graphql(_TICKS, {"s": _selector()})
+                            daemon_log = deployment.log_path("daemon").read_text().splitlines()[-20:]
+                            raise TimeoutError(f"{error}; sensor ticks: {ticks}; daemon log: {daemon_log}") from None
                         latencies.append(landed - appeared)
             finally:
                 for name, value in saved.items():
