@@ -109,6 +109,7 @@ def parquet_stats(location: TierLocation, period: str, day: date) -> KeyStats:
     dataset = ds.dataset(files, format=checked, filesystem=location.filesystem)
     reader = dataset.scanner(batch_size=65_536).to_reader()
     with duckdb.connect() as scratch:
+        scratch.execute("SET enable_progress_bar = false")
         scratch.register("day_files", reader)
         row = scratch.execute(_STATS_SQL.format(source="day_files")).fetchone()
     return KeyStats(int(row[0]), int(row[1]))

@@ -251,3 +251,19 @@ def test_a_day_sorted_in_sensor_ranges_is_one_sorted_file(
     table = pq.read_table(path)
     keys = list(zip(table["sensor_id"].to_pylist(), table["timestamp"].to_pylist(), strict=True))
     assert keys == sorted(keys) and len(set(keys)) == len(keys) == export.rows["5min"]
+
+
+def test_the_all_readings_view_skips_a_day_that_stayed_hot(history: tuple[Path, list[dict]], tmp_path: Path) -> None:
+    db, rows = history
+    location = open_location(str(tmp_path / "parquet"))
+    with duckdb_connection(db) as connection:
+        for day in DAYS:
+            export_day(connection, location, day)
+        damaged = Path(location.files_under(day_path(location, "24h", DAYS[1]))[0].path)
+        damaged.write_bytes(damaged.read_bytes()[:-20])  # footer gone
+        report = prune_hot_tier(connection, location, today=TODAY, hot_days=0)
+        assert report.days_pruned == [DAYS[0], *DAYS[2:]]  # a hole at DAYS[1], which stays hot
+        sql = create_all_readings_view(connection, location, temporary=False)
+        assert f"date NOT IN (DATE '{DAYS[1].isoformat()}')" in sql
+        counts, _ = _all_view_figures(connection)
+    assert counts == per_day_counts(rows)
