@@ -289,7 +289,7 @@ def _stage_records(
                    generate_subscripts(string_split(content, chr(10)), 1) AS line_no
             FROM arc_texts
         ),
-        data_lines AS (
+        data_lines AS MATERIALIZED (  -- split once: every parts[...] below would split the line again
             SELECT p.file_no * 100000000 + l.line_no AS rn, l.file, l.line_no, rtrim(l.line, chr(13)) AS line,
                    string_split(rtrim(l.line, chr(13)), ';') AS parts,
                    p.* EXCLUDE (file)
