@@ -330,7 +330,11 @@ def _stage_records(
                    END AS record_reason
             FROM cells
         )
-        SELECT typed.* {reasons} FROM typed
+        SELECT typed.* EXCLUDE (line),
+               -- the raw line is kept only where it is quarantined (rejected_values holds it)
+               CASE WHEN record_reason IS NOT NULL THEN line END AS line
+               {reasons}
+        FROM typed
         """,
         {"now": now.replace(tzinfo=None)},
     )
@@ -420,7 +424,7 @@ def _rejected_rows_sql(value_types: Sequence[str]) -> tuple[str, str]:
         for t in value_types
     ]
     record_rows = f"""
-        SELECT $period, sensor_id, ts, NULL, left(line, {MAX_KEPT_RAW_CHARS}),
+        SELECT $period, sensor_id, ts, NULL, left(coalesce(line, raw_timestamp), {MAX_KEPT_RAW_CHARS}),
                coalesce(record_reason, '{DUPLICATE_ROW_REASON}'), file, $now::TIMESTAMP, 'record'
         FROM arc_recs r
         WHERE (record_reason IS NOT NULL OR superseded) AND (sensor_id IS NULL OR ts IS NULL OR {new_key})
@@ -442,7 +446,7 @@ def _file_problems(
     # 1 for a file with any non-blank text, 0 for an empty (or blank) one
     text_lines = dict(
         connection.execute(
-            "SELECT file, (trim(content, ' ' || chr(9) || chr(10) || chr(13)) <> '')::INTEGER FROM arc_texts"
+            "SELECT file, regexp_matches(content, '\\S')::INTEGER FROM arc_texts"
         ).fetchall()
     )
     data_per_file = dict(connection.execute("SELECT file, count(*) FROM arc_recs GROUP BY file").fetchall())
