@@ -304,6 +304,8 @@ def test_materialise_browse_lineage_and_checks_in_the_ui(
     page = ui.page
 
     with ui.step("1. asset graph shows the 5-minute chain and its lineage", timeout_s=60):
+        # The graph draws only the nodes in view: tall enough for every group (the archive's too).
+        page.set_viewport_size(GRAPH_VIEWPORT)
         ui.goto("/asset-groups")
         page.get_by_role("button", name="Materialize all").wait_for()
         # Groups start collapsed: the graph's settings menu expands them, as a person would.
@@ -318,6 +320,7 @@ def test_materialise_browse_lineage_and_checks_in_the_ui(
             what=f"assets {sorted(expected_nodes)} with edges {sorted(expected_edges)}",
         )
         assert expected_nodes <= set(drawn["nodes"])
+        page.set_viewport_size(VIEWPORT)
 
     with ui.step(f"2. materialise {CHAIN_JOB} from the UI and see the run succeed", timeout_s=120):
         ui.goto(f"/locations/aqi_assets/jobs/{CHAIN_JOB}")
