@@ -9,7 +9,9 @@ a fresh DuckDB file; `seconds_with_history` is the next day merged into a histor
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import resource
 import tempfile
 import time
 from datetime import date, datetime, timedelta
@@ -57,6 +59,13 @@ def write_day(directory: Path, day: date, sensors: int, rows: int, seed: int) ->
     return paths
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process (all threads, DuckDB's included): unlike wall time, it does not grow when
+    other processes share the cores."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run(args: argparse.Namespace) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="aqi-bench-archive-") as tmp:
         workdir = Path(tmp)
@@ -66,14 +75,15 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         with duckdb.connect() as warm:
             warm.execute("SELECT 1")
         with duckdb_connection(workdir / "bench.duckdb") as connection:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), _cpu_seconds()
             first = merge_archive_day(connection, days[0], files[days[0]])
-            seconds = time.perf_counter() - started
+            seconds, cpu_seconds = time.perf_counter() - started, _cpu_seconds() - cpu_started
             for day in days[1:-1]:
                 merge_archive_day(connection, day, files[day])
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), _cpu_seconds()
             last = merge_archive_day(connection, days[-1], files[days[-1]])
             seconds_with_history = time.perf_counter() - started
+            cpu_seconds_with_history = _cpu_seconds() - cpu_started
             history_rows = connection.execute("SELECT count(*) FROM aqi_readings").fetchone()[0]
     return {
         "benchmark": "archive",
@@ -84,8 +94,11 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "values_quarantined": first.values_quarantined,
         "day_mb": round(raw_bytes / 1e6, 1),
         "seconds": round(seconds, 3),
+        "cpu_seconds": round(cpu_seconds, 3),
         "rows_per_s": round(first.rows_inserted / seconds),
         "seconds_with_history": round(seconds_with_history, 3),
+        "cpu_seconds_with_history": round(cpu_seconds_with_history, 3),
+        "load_average_1min": round(os.getloadavg()[0], 1),
         "history_rows_before_timed_day": history_rows - last.rows_inserted,
         "peak_rss_mb": peak_rss_mb(),
         "machine": f"{platform.machine()}, Python {platform.python_version()}, DuckDB {duckdb.__version__}",

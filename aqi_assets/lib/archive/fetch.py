@@ -200,7 +200,8 @@ def fetch_day(
     others stay stored (a re-run fetches only what is missing) and the first failure is raised."""
     listing_url, layout, html = fetch_listing(session, base_url, day, timeout)
     listed = listed_files(html, day)
-    wanted = [f for f in listed if f.sensor_id in set(sensor_ids)]
+    selected = set(sensor_ids)
+    wanted = [f for f in listed if f.sensor_id in selected]
     directory = archive_day_dir(raw_dir, day)
     result = DayFetch(day, redact_url(listing_url), layout, len(listed))
     with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="archive-fetch") as pool:
@@ -223,5 +224,5 @@ def fetch_day(
     if errors:
         raise errors[0]
     with_file = {f.sensor_id for f in result.stored}
-    result.sensors_without_file = sorted(set(sensor_ids) - with_file)
+    result.sensors_without_file = sorted(selected - with_file)
     return result

@@ -22,6 +22,7 @@ import gzip
 import hashlib
 import json
 import tempfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timezone
@@ -121,18 +122,22 @@ class _FileColumns:
     missing_expected: bool
 
 
-def _readable_copies(paths: Sequence[Path], scratch: Path) -> tuple[list[Path], int]:
+def _readable_copies(paths: Sequence[Path], scratch: Path) -> tuple[list[Path], int, list[str]]:
     """Paths DuckDB's `read_text` can read: gzip files decompressed and invalid UTF-8 replaced, into
-    ``scratch`` under the original name (the lake keeps the exact bytes). Returns the paths and how many files
-    held invalid UTF-8."""
-    readable, invalid_utf8 = [], 0
+    ``scratch`` under the original name (the lake keeps the exact bytes). Returns the paths, how many files
+    held invalid UTF-8, and the names of gzip files that cannot be decompressed."""
+    readable, invalid_utf8, unreadable = [], 0, []
     for path in paths:
         gzipped = path.suffix == ".gz"
         if not gzipped and path.stat().st_size < (64 << 20):
             data = path.read_bytes()
         elif gzipped:
-            with gzip.open(path, "rb") as body:
-                data = body.read()
+            try:
+                with gzip.open(path, "rb") as body:
+                    data = body.read()
+            except (OSError, EOFError, zlib.error):
+                unreadable.append(path.name)  # a broken gzip file: left in the lake, not merged, counted
+                continue
         else:
             readable.append(path)  # too large to check here: read_text reports a broken one
             continue
@@ -148,7 +153,7 @@ def _readable_copies(paths: Sequence[Path], scratch: Path) -> tuple[list[Path], 
         copy = scratch / path.name
         copy.write_bytes(data if fixed is None else fixed)
         readable.append(copy)
-    return readable, invalid_utf8
+    return readable, invalid_utf8, unreadable
 
 
 def _stage_texts(connection: duckdb.DuckDBPyConnection, paths: Sequence[Path]) -> None:
@@ -289,7 +294,7 @@ def _stage_records(
                    generate_subscripts(string_split(content, chr(10)), 1) AS line_no
             FROM arc_texts
         ),
-        data_lines AS (
+        data_lines AS MATERIALIZED (  -- split once: every parts[...] below would split the line again
             SELECT p.file_no * 100000000 + l.line_no AS rn, l.file, l.line_no, rtrim(l.line, chr(13)) AS line,
                    string_split(rtrim(l.line, chr(13)), ';') AS parts,
                    p.* EXCLUDE (file)
@@ -325,7 +330,11 @@ def _stage_records(
                    END AS record_reason
             FROM cells
         )
-        SELECT typed.* {reasons} FROM typed
+        SELECT typed.* EXCLUDE (line),
+               -- the raw line is kept only where it is quarantined (rejected_values holds it)
+               CASE WHEN record_reason IS NOT NULL THEN line END AS line
+               {reasons}
+        FROM typed
         """,
         {"now": now.replace(tzinfo=None)},
     )
@@ -415,7 +424,7 @@ def _rejected_rows_sql(value_types: Sequence[str]) -> tuple[str, str]:
         for t in value_types
     ]
     record_rows = f"""
-        SELECT $period, sensor_id, ts, NULL, left(line, {MAX_KEPT_RAW_CHARS}),
+        SELECT $period, sensor_id, ts, NULL, left(coalesce(line, raw_timestamp), {MAX_KEPT_RAW_CHARS}),
                coalesce(record_reason, '{DUPLICATE_ROW_REASON}'), file, $now::TIMESTAMP, 'record'
         FROM arc_recs r
         WHERE (record_reason IS NOT NULL OR superseded) AND (sensor_id IS NULL OR ts IS NULL OR {new_key})
@@ -434,10 +443,10 @@ def _file_problems(
     connection: duckdb.DuckDBPyConnection, names: Sequence[str], columns: dict[str, _FileColumns]
 ) -> dict[str, int]:
     """Per-problem counts of the staged day (each one handled; none aborts the day)."""
+    # 1 for a file with any non-blank text, 0 for an empty (or blank) one
     text_lines = dict(
         connection.execute(
-            "SELECT file, len(list_filter(string_split(content, chr(10)), lambda l: trim(l, ' ' || chr(13)) <> ''))"
-            " FROM arc_texts"
+            "SELECT file, regexp_matches(content, '\\S')::INTEGER FROM arc_texts"
         ).fetchall()
     )
     data_per_file = dict(connection.execute("SELECT file, count(*) FROM arc_recs GROUP BY file").fetchall())
@@ -504,11 +513,16 @@ def merge_archive_day(
     if not new:
         return ArchiveMergeStats(day, 0, len(by_name), 0, 0, 0, 0, 0, 0, 0, 0)
     sizes = {name: path.stat().st_size for name, path in new.items()}
-    names = list(new)
+    already_merged = len(by_name) - len(new)
     try:
         # Staging lives in temp tables outside the transaction; only the writes below are transactional.
         with tempfile.TemporaryDirectory(prefix="aqi-archive-") as scratch:
-            readable, invalid_utf8 = _readable_copies(list(new.values()), Path(scratch))
+            readable, invalid_utf8, unreadable = _readable_copies(list(new.values()), Path(scratch))
+            for name in unreadable:  # not logged as merged: a re-run tries it again (after a re-fetch)
+                del new[name]
+            names = list(new)
+            if not new:
+                raise ValueError(f"no archive file of {day} can be read: {', '.join(unreadable)}")
             _stage_texts(connection, readable)
         columns = _file_columns(connection, names)
         value_types = [t for t in VALUE_TYPE_COLUMNS if any(c.values.get(t) for c in columns.values())]
@@ -516,7 +530,11 @@ def merge_archive_day(
         connection.register("arc_positions", _positions_table(columns, names))
         _stage_records(connection, now, value_types, other_names)
         _stage_readings(connection, value_types)
-        details = {**_file_problems(connection, names, columns), "files_with_invalid_utf8": invalid_utf8}
+        details = {
+            **_file_problems(connection, names, columns),
+            "files_with_invalid_utf8": invalid_utf8,
+            "unreadable_gzip_files": len(unreadable),
+        }
         lines, records_rejected = connection.execute(
             "SELECT (SELECT sum(len(string_split(content, chr(10)))) FROM arc_texts), "
             "count(*) FILTER (WHERE record_reason IS NOT NULL OR superseded) FROM arc_recs"
@@ -559,8 +577,8 @@ def merge_archive_day(
         stats = ArchiveMergeStats(
             day=day,
             files=len(new),
-            files_already_merged=len(by_name) - len(new),
-            bytes=sum(sizes.values()),
+            files_already_merged=already_merged,
+            bytes=sum(sizes[name] for name in new),
             lines=int(lines or 0),
             measurements=int(measurements),
             rows_inserted=int(inserted),

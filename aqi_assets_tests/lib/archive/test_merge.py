@@ -90,6 +90,7 @@ def test_every_kind_of_bad_csv_is_handled_and_counted_without_aborting_the_day(t
         ),
         "2025-10-15_sds011_sensor_6.csv": b"6;SDS011;60;1;1;2025-10-15T03:00:00;5;;;5;;\n",  # no header at all
         "2025-10-15_sds011_sensor_7.csv": SDS_HEADER.encode() + b"\n7;SDS011;70;1;1;2025-10-15T03:00:00;5\xff;;;5;;\n",
+        "2025-10-15_sds011_sensor_8.csv.gz": gzip.compress(SDS_HEADER.encode() + b"\n8;SDS011;1;1;1;x")[:-12],
     }
     paths = _write(tmp_path / "lake", files)
     with duckdb_connection(tmp_path / "h.duckdb") as connection:
@@ -106,6 +107,9 @@ def test_every_kind_of_bad_csv_is_handled_and_counted_without_aborting_the_day(t
         assert problems["duplicate_rows"] == 1
         assert problems["invalid_timestamps"] == 1
         assert problems["files_with_invalid_utf8"] == 1
+        assert problems["unreadable_gzip_files"] == 1  # truncated: left in the lake, not merged, not logged
+        assert stats.files == 7  # of 8: the broken gzip file is skipped
+        assert connection.execute("SELECT count(*) FROM archive_files WHERE file LIKE '%_8.csv.gz'").fetchone()[0] == 0
         sensor_1 = connection.execute(
             'SELECT strftime("timestamp", \'%H:%M:%S\'), latitude, pm10, pm25 FROM aqi_readings '
             'WHERE sensor_id = 1 ORDER BY "timestamp"'
