@@ -5,7 +5,6 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 
 .PHONY: install install-test run run-24h covid dev test lint bench system-deps prod prod-stop site vendor-leaflet
-.PHONY: install install-test run run-24h covid dev test lint bench system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +46,6 @@ bench: install-test
 # The production topology on this machine: gRPC code server, daemon and webserver as separate processes on
 # 127.0.0.1 with deploy/dagster.yaml (PostgreSQL from DAGSTER_PG_*; without them, a throwaway local cluster).
 # State, logs and pids in .prod/; `make prod-stop` stops exactly those pids.
-.PHONY: prod prod-stop
 PROD_FLAGS ?= $(if $(DAGSTER_PG_HOST),,--local-postgres)
 prod: install
 	$(BIN)/python -m aqi_assets.lib.deploy.service start --state-dir .prod $(PROD_FLAGS)

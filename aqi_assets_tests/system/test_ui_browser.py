@@ -309,9 +309,7 @@ def test_materialise_browse_lineage_and_checks_in_the_ui(
     page = ui.page
 
     with ui.step("1. asset graph shows the 5-minute chain and its lineage", timeout_s=90):
-        # Tall enough for every group downstream of aqi_readings (the graph only draws nodes in view).
-    with ui.step("1. asset graph shows the 5-minute chain and its lineage", timeout_s=60):
-        # The graph draws only the nodes in view: tall enough for every group (the archive's too).
+        # The graph draws only the nodes in view: tall enough for every group downstream of aqi_readings.
         page.set_viewport_size(GRAPH_VIEWPORT)
         ui.goto("/asset-groups")
         page.get_by_role("button", name="Materialize all").wait_for()
