@@ -26,6 +26,11 @@ ASSETS = {
     "covid_monthly_mean_daily_cases",
     "covid_weekly_continent_stats",
     "covid_monthly_clusters",
+    "public_site",
+    "aqi_readings_parquet",
+    "aqi_tiers_retention",
+    "raw_archive_day",
+    "archive_readings",
 }
 CHECKS = {
     ("aqi_readings", "indices_match_concentrations"),
@@ -36,6 +41,7 @@ CHECKS = {
     ("aqi_readings", "quarantine_share"),
     ("aqi_readings", "humid_pm_share"),
     ("aqi_readings", "readings_fresh"),
+    ("aqi_readings", "pm25_not_above_pm10"),
     ("aqi_hourly", "indices_match_concentrations"),
     ("aqi_hourly", "nowcast_within_hourly_range"),
     ("aqi_hourly", "completeness_rules"),
@@ -44,10 +50,24 @@ CHECKS = {
     ("aqi_daily", "completeness_rules"),
     ("covid_monthly_clusters", "optimal_partition_bounds_both"),
 }
-JOBS = {"ingest_5min_job", "ingest_24h_job", "covid19_job", "aqi_history_audit_job"}
+JOBS = {
+    "ingest_5min_job",
+    "ingest_24h_job",
+    "covid19_job",
+    "aqi_history_audit_job",
+    "aqi_hourly_job",
+    "aqi_daily_job",
+    "aqi_readings_parquet_job",
+    "aqi_tiers_retention_job",
+}
 SENSORS = {"snapshot_5min_sensor", "snapshot_24h_sensor", "aqi_automation_condition_sensor", "aqi_run_failure_alert"}
 SENSORS |= {"aqi_late_data_sensor"}
-SCHEDULES = {"covid19_daily_schedule", "aqi_history_audit_schedule"}
+SCHEDULES = {
+    "covid19_daily_schedule",
+    "aqi_history_audit_schedule",
+    "aqi_readings_parquet_schedule",
+    "aqi_tiers_retention_schedule",
+}
 
 
 @pytest.fixture(scope="module")
