@@ -50,6 +50,7 @@ HOURLY_CRON = "10 * * * *"  # an hour is complete 10 minutes after it ends
 DAILY_CRON = "20 0 * * *"
 HOURS_TOUCHED_KEY = "hours_touched"  # metadata of aqi_readings: [[start, end), ...] ISO hours, UTC
 LATE_DATA_SENSOR_NAME = "aqi_late_data_sensor"
+ARCHIVE_KEY = "archive_readings"  # a merged archive day is late data for the hours it covers
 OWNERS = ["team:air-quality"]
 RANGE_START_TAG = "dagster/asset_partition_range_start"  # Dagster's documented single-run range tags
 RANGE_END_TAG = "dagster/asset_partition_range_end"
@@ -401,23 +402,30 @@ def build_late_data_sensor(
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
-            "Reads the `hours_touched` metadata of each new aqi_readings materialisation and requests the "
+            "Reads the `hours_touched` metadata of each new aqi_readings materialisation (and the day of each "
+            "merged archive day) and requests the "
             "already-materialised aqi_hourly / aqi_daily partitions those readings change (one run per "
             "contiguous range). Reads Dagster's event log only; RUNNING by default."
         ),
     )
     def aqi_late_data_sensor(context: dg.SensorEvaluationContext):
-        state = json.loads(context.cursor) if context.cursor else {"version": 1, "after": None}
-        records = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(readings_key), after_storage_id=state["after"]),
+        state = json.loads(context.cursor) if context.cursor else {}
+        now = datetime.now(timezone.utc)
+        requests: list[dg.RunRequest] = []
+        # Snapshot merges report the hours they touched; a merged archive day touches its own 24 hours.
+        readings = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(readings_key), after_storage_id=state.get("after")),
             limit=100,
             ascending=True,
         ).records
-        if not records:
-            return dg.SkipReason("no new aqi_readings materialisation")
-        requests = []
-        now = datetime.now(timezone.utc)
-        for record in records:
+        archive = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(ARCHIVE_KEY), after_storage_id=state.get("archive_after")),
+            limit=100,
+            ascending=True,
+        ).records
+        if not readings and not archive:
+            return dg.SkipReason(f"no new {readings_key} or {ARCHIVE_KEY} materialisation")
+        for record in readings:
             metadata = record.asset_materialization.metadata if record.asset_materialization else {}
             touched_value = metadata.get(HOURS_TOUCHED_KEY)
             touched = _parse_touched(touched_value.value if touched_value is not None else None)
@@ -427,7 +435,22 @@ def build_late_data_sensor(
                         context.instance, touched, [(aqi_hourly, HOUR), (aqi_daily, DAY)], now, record.storage_id
                     )
                 )
-        cursor = json.dumps({"version": 1, "after": records[-1].storage_id})
+        for record in archive:
+            if record.partition_key:
+                day = datetime.strptime(record.partition_key, "%Y-%m-%d")
+                requests.extend(
+                    late_data_requests(
+                        context.instance, [(day, day + DAY)], [(aqi_hourly, HOUR), (aqi_daily, DAY)], now,
+                        record.storage_id,
+                    )
+                )
+        cursor = json.dumps(
+            {
+                "version": 2,
+                "after": readings[-1].storage_id if readings else state.get("after"),
+                "archive_after": archive[-1].storage_id if archive else state.get("archive_after"),
+            }
+        )
         if not requests:
             return dg.SensorResult(skip_reason="no materialised partition changed", cursor=cursor)
         return dg.SensorResult(run_requests=requests, cursor=cursor)

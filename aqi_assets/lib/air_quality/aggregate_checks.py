@@ -22,9 +22,11 @@ from aqi_assets.lib.air_quality.aggregates import (
     NOWCAST_MIN_RECENT,
     NOWCAST_RECENT_HOURS,
     POLLUTANTS,
+    SOURCE_PERIODS,
     TRUNCATION_DIGITS,
     daqi_columns,
     epa_columns,
+    source_choice_sql,
     utc_naive,
 )
 from aqi_assets.lib.air_quality.indices import daqi_band
@@ -54,12 +56,19 @@ def _reference_hourly_means(connection: duckdb.DuckDBPyConnection, start: dateti
     connection.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE reference_hourly AS
-        SELECT sensor_id, date_trunc('hour', "timestamp") AS hour, avg(pm25) AS pm25, avg(pm10) AS pm10
-        FROM aqi_readings
-        WHERE period = '5min' AND "timestamp" >= $lo AND "timestamp" < $end
-          AND upper(sensor_type) IN ({mass_concentration_sql_list()})
-          AND (pm25 IS NOT NULL OR pm10 IS NOT NULL)
-        GROUP BY ALL
+        SELECT sensor_id, hour, pm25, pm10 FROM (
+            SELECT * FROM (
+                SELECT sensor_id, period, date_trunc('hour', "timestamp") AS hour, avg(pm25) AS pm25,
+                       avg(pm10) AS pm10
+                FROM aqi_readings
+                WHERE period IN ({", ".join(repr(p) for p in SOURCE_PERIODS)})
+                  AND "timestamp" >= $lo AND "timestamp" < $end
+                  AND upper(sensor_type) IN ({mass_concentration_sql_list()})
+                  AND (pm25 IS NOT NULL OR pm10 IS NOT NULL)
+                GROUP BY ALL
+            )
+            {source_choice_sql().format(hour="hour")}
+        )
         """,
         {"lo": start - LOOKBACK, "end": end},
     )

@@ -41,6 +41,7 @@ from aqi_assets.lib.air_quality.indices import (
     truncate_decimal,
 )
 from aqi_assets.lib.air_quality.sensor_types import mass_concentration_sql_list
+from aqi_assets.lib.archive.schema import ARCHIVE_PERIOD
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -69,6 +70,7 @@ HOURLY_SCHEMA = pa.schema(
         ("hour", pa.timestamp("us")),
         *LOCATION_FIELDS,
         ("readings", pa.int32()),
+        ("source", pa.string()),  # which readings made this hour: 'archive' where it covers it, else '5min'
         ("pm25_mean", pa.float64()),
         ("pm10_mean", pa.float64()),
         ("pm25_nowcast", pa.float64()),
@@ -95,6 +97,7 @@ DAILY_SCHEMA = pa.schema(
         ("day", pa.date32()),
         *LOCATION_FIELDS,
         ("hours", pa.int8()),
+        ("archive_hours", pa.int8()),  # of those, hours made from archived measurements
         ("pm25_hours", pa.int8()),
         ("pm10_hours", pa.int8()),
         ("pm25_mean", pa.float64()),
@@ -246,34 +249,54 @@ def _table(columns: dict[str, object], schema: pa.Schema) -> pa.Table:
 # SQL: hourly means of a range of hours (with the lookback the windows need)
 
 
-_VALID_5MIN_PM = "period = '5min' AND (pm25 IS NOT NULL OR pm10 IS NOT NULL)"
+# The hourly values of a sensor-hour come from ONE source: the archive's measurements when the history holds
+# any for that sensor and hour (every measurement the sensor sent), else the 5-minute snapshot averages. Never
+# both, and never the 24-hour averages. `source` records the choice.
+SOURCE_PERIODS: tuple[str, ...] = (ARCHIVE_PERIOD, "5min")  # in order of preference
+SOURCE_CODES: dict[str, int] = {period: code for code, period in enumerate(SOURCE_PERIODS, start=1)}
+_SOURCE_PM = (
+    f"period IN ({', '.join(repr(p) for p in SOURCE_PERIODS)}) AND (pm25 IS NOT NULL OR pm10 IS NOT NULL)"
+)
 
 
 def _hour_index_sql() -> str:
     return '(epoch_us("timestamp") // 3600000000 - $base_hour)::INTEGER'
 
 
+def source_choice_sql() -> str:
+    """`QUALIFY` clause keeping one source per (sensor_id, hour) group of a query grouped by period."""
+    order = " ".join(f"WHEN '{period}' THEN {code}" for period, code in SOURCE_CODES.items())
+    return f"QUALIFY row_number() OVER (PARTITION BY sensor_id, {{hour}} ORDER BY CASE period {order} END) = 1"
+
+
 def _hourly_means_sql() -> str:
-    """Hourly means of every sensor with PM values over the target range and its lookback, and the time of
-    each hour's last reading (to look its location up). The sensor-type filter and the location are applied
-    to the output rows only: per-row string work and `arg_max` over every reading cost several times the
-    whole aggregation."""
+    """Hourly means of every sensor with PM values over the target range and its lookback (one source per
+    sensor-hour, see SOURCE_PERIODS), and the time of each hour's last reading (to look its location up). The
+    sensor-type filter and the location are applied to the output rows only: per-row string work and `arg_max`
+    over every reading cost several times the whole aggregation."""
     return f"""
-        SELECT sensor_id, {_hour_index_sql()} AS hour_index,
-               count(*)::INTEGER AS readings, avg(pm25) AS pm25_mean, avg(pm10) AS pm10_mean,
-               epoch_us(max("timestamp")) AS last_us
-        FROM aqi_readings
-        WHERE {_VALID_5MIN_PM} AND "timestamp" >= $lookback AND "timestamp" < $end
-        GROUP BY ALL
+        SELECT * FROM (
+            SELECT sensor_id, {_hour_index_sql()} AS hour_index, period,
+                   count(*)::INTEGER AS readings, avg(pm25) AS pm25_mean, avg(pm10) AS pm10_mean,
+                   epoch_us(max("timestamp")) AS last_us
+            FROM aqi_readings
+            WHERE {_SOURCE_PM} AND "timestamp" >= $lookback AND "timestamp" < $end
+            GROUP BY ALL
+        )
+        {source_choice_sql().format(hour="hour_index")}
     """
 
 
-def _locations(connection: duckdb.DuckDBPyConnection, sensor_ids: np.ndarray, last_us: np.ndarray) -> pa.Table:
-    """Location fields and a mass-concentration flag of the readings (sensor, timestamp), in input order."""
+def _locations(
+    connection: duckdb.DuckDBPyConnection, sensor_ids: np.ndarray, last_us: np.ndarray, sources: np.ndarray
+) -> pa.Table:
+    """Location fields and a mass-concentration flag of the readings (sensor, timestamp, source), in input
+    order."""
     wanted = pa.table({
         "position": pa.array(np.arange(len(sensor_ids), dtype=np.int64)),
         "sensor_id": pa.array(np.asarray(sensor_ids, dtype=np.int64)),
         "ts": pa.array(np.asarray(last_us, dtype=np.int64)).cast(pa.timestamp("us")),
+        "period": pa.array(source_names(sources)),
     })
     if len(wanted) == 0:
         return pa.table({"mass_pm": pa.array([], pa.bool_()),
@@ -285,8 +308,8 @@ def _locations(connection: duckdb.DuckDBPyConnection, sensor_ids: np.ndarray, la
             f"""
             SELECT w.position, {names}, upper(r.sensor_type) IN ({mass_concentration_sql_list()}) AS mass_pm
             FROM wanted_locations w
-            JOIN aqi_readings r ON r.sensor_id = w.sensor_id AND r."timestamp" = w.ts
-            WHERE r.period = '5min' AND r."timestamp" >= $lo AND r."timestamp" <= $hi
+            JOIN aqi_readings r ON r.sensor_id = w.sensor_id AND r."timestamp" = w.ts AND r.period = w.period
+            WHERE r."timestamp" >= $lo AND r."timestamp" <= $hi
             ORDER BY w.position
             """,
             params={"lo": pc.min(wanted.column("ts")).as_py(), "hi": pc.max(wanted.column("ts")).as_py()},
@@ -307,6 +330,7 @@ class HourlyMatrix:
     readings: np.ndarray  # (S, T) int, 0 = no data
     means: dict[str, np.ndarray]  # pollutant → (S, T) float, NaN = no data
     last_us: np.ndarray  # (S, T) int64: epoch µs of each hour's last reading (0 = no data)
+    sources: np.ndarray  # (S, T) int8: SOURCE_CODES of each hour's source (0 = no data)
     first_target: int  # hour column of the first target hour
 
     @property
@@ -336,12 +360,16 @@ def hourly_matrix(connection: duckdb.DuckDBPyConnection, start: datetime, end: d
     readings[sensor_index, hour_index] = table.column("readings").to_numpy()[keep]
     last_us = np.zeros(shape, dtype=np.int64)
     last_us[sensor_index, hour_index] = table.column("last_us").to_numpy()[keep]
+    sources = np.zeros(shape, dtype=np.int8)
+    periods = np.asarray(table.column("period").to_pylist(), dtype=object)[keep]
+    for period, code in SOURCE_CODES.items():
+        sources[sensor_index[periods == period], hour_index[periods == period]] = code
     means = {}
     for pollutant in POLLUTANTS:
         matrix = np.full(shape, np.nan)
         matrix[sensor_index, hour_index] = table.column(f"{pollutant}_mean").to_numpy(zero_copy_only=False)[keep]
         means[pollutant] = matrix
-    return HourlyMatrix(origin, sensor_ids, readings, means, last_us, first_target)
+    return HourlyMatrix(origin, sensor_ids, readings, means, last_us, sources, first_target)
 
 
 def _trailing_windows(matrix: np.ndarray, rows: np.ndarray, columns: np.ndarray, length: int) -> np.ndarray:
@@ -360,6 +388,7 @@ def _hourly_rows(hourly: HourlyMatrix, with_nowcast: bool) -> dict[str, np.ndarr
         "hour_index": columns,
         "sensor_id": hourly.sensor_ids[rows],
         "readings": hourly.readings[rows, columns],
+        "source": source_names(hourly.sources[rows, columns]),
     }
     for pollutant in POLLUTANTS:
         matrix = hourly.means[pollutant]
@@ -386,7 +415,9 @@ def _with_location(connection: duckdb.DuckDBPyConnection, columns: dict[str, obj
                    rows: np.ndarray, hour_index: np.ndarray, schema: pa.Schema) -> pa.Table:
     """The output table: ``columns`` plus the location of each row's reading at (row sensor, hour), keeping
     only the rows of mass-concentration PM sensors."""
-    location = _locations(connection, hourly.sensor_ids[rows], hourly.last_us[rows, hour_index])
+    location = _locations(
+        connection, hourly.sensor_ids[rows], hourly.last_us[rows, hour_index], hourly.sources[rows, hour_index]
+    )
     for name, _ in LOCATION_FIELDS:
         columns[name] = location.column(name)
     return _table(columns, schema).filter(location.column("mass_pm"))
@@ -404,6 +435,11 @@ def hourly_indices(connection: duckdb.DuckDBPyConnection, start: datetime, end: 
         parts.append(_with_location(connection, columns, hourly, rows["sensor_index"], rows["hour_index"],
                                     HOURLY_SCHEMA))
     return pa.concat_tables(parts) if parts else HOURLY_SCHEMA.empty_table()
+
+
+def source_names(codes: np.ndarray) -> list[str | None]:
+    names = {code: period for period, code in SOURCE_CODES.items()}
+    return [names.get(int(code)) for code in np.asarray(codes).ravel()]
 
 
 def _hour_timestamps(origin: datetime, hour_index: np.ndarray) -> np.ndarray:
@@ -443,6 +479,7 @@ def _daily_from_hourly(
         "sensor_id": hourly.sensor_ids[sensor_index],
         "day": np.datetime64(chunk_start.date(), "D") + day_index.astype("timedelta64[D]"),
         "hours": hours[sensor_index, day_index],
+        "archive_hours": (by_day(hourly.sources) == SOURCE_CODES[ARCHIVE_PERIOD]).sum(axis=2)[sensor_index, day_index],
     }
     for pollutant in POLLUTANTS:
         mean, count = mean_with_coverage(by_day(hourly.means[pollutant]))
@@ -488,7 +525,7 @@ def touched_hour_ranges(connection: duckdb.DuckDBPyConnection, after_seq: int) -
         for row in connection.execute(
             """
             SELECT DISTINCT time_bucket(INTERVAL 1 HOUR, "timestamp") AS hour
-            FROM aqi_readings WHERE ingest_seq > ? AND period = '5min'
+            FROM aqi_readings WHERE ingest_seq > ? AND period IN ('5min', 'archive')
             ORDER BY hour
             """,
             [after_seq],
