@@ -23,6 +23,8 @@ DAILY = dg.DailyPartitionsDefinition(start_date="2025-01-01", timezone="UTC")
     kinds={"parquet", "s3", "duckdb"},
     owners=OWNERS,
     pool="duckdb",
+    # Yesterday's partition at 00:30 UTC, once the history has been updated since (the automation sensor).
+    automation_condition=dg.AutomationCondition.on_cron("30 0 * * *", cron_timezone="UTC"),
     description=(
         "One UTC day of `aqi_readings` (both periods) as zstd Parquet, sorted by sensor and time, under "
         "`period=…/date=YYYY-MM-DD/` at AQI_PARQUET_URI (a path or s3://). Written to a staging key and "
@@ -74,6 +76,9 @@ def aqi_readings_parquet(context: dg.AssetExecutionContext, storage: AqiStorage,
     kinds={"duckdb", "file"},
     owners=OWNERS,
     pool="duckdb",
+    # Runs daily from aqi_tiers_retention_schedule; the condition adds a run only when a day is exported
+    # after the 02:30 tick (a late backfill), so everything downstream of the history stays declarative.
+    automation_condition=dg.AutomationCondition.on_cron("30 2 * * *", cron_timezone="UTC"),
     description=(
         "Daily retention. Hot tier: days older than AQI_HOT_DAYS are deleted from `aqi_readings` once their "
         "Parquet copy re-verifies and no enabled sync target has one of their readings pending (then "
@@ -122,9 +127,6 @@ aqi_readings_parquet_job = dg.define_asset_job(
     partitions_def=DAILY,
     description="Export one UTC day of the history to the Parquet tier and verify it.",
     executor_def=dg.in_process_executor,
-)
-aqi_readings_parquet_schedule = dg.build_schedule_from_partitioned_job(
-    aqi_readings_parquet_job, hour_of_day=0, minute_of_hour=30, name="aqi_readings_parquet_schedule"
 )
 aqi_tiers_retention_job = dg.define_asset_job(
     "aqi_tiers_retention_job",

@@ -7,7 +7,6 @@ import dagster as dg
 from aqi_assets.defs.common.env import from_env
 from aqi_assets.defs.tiers.assets import (
     aqi_readings_parquet_job,
-    aqi_readings_parquet_schedule,
     aqi_tiers_retention_job,
     aqi_tiers_retention_schedule,
     tier_assets,
@@ -19,6 +18,6 @@ def defs() -> dg.Definitions:
     return dg.Definitions(
         assets=tier_assets,
         jobs=[aqi_readings_parquet_job, aqi_tiers_retention_job],
-        schedules=[aqi_readings_parquet_schedule, aqi_tiers_retention_schedule],
+        schedules=[aqi_tiers_retention_schedule],
         resources={"tiers": from_env(TierStorage, TIERS_ENV)},
     )

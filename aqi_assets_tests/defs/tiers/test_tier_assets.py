@@ -89,7 +89,8 @@ def test_domain_definitions_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert defs.resolve_job_def("aqi_readings_parquet_job").partitions_def is not None
     assert defs.resolve_job_def("aqi_tiers_retention_job").name == "aqi_tiers_retention_job"
     assert defs.resolve_schedule_def("aqi_tiers_retention_schedule").cron_schedule == "30 2 * * *"
-    assert defs.resolve_schedule_def("aqi_readings_parquet_schedule") is not None
+    graph = defs.resolve_asset_graph()
+    assert graph.get(dg.AssetKey("aqi_readings_parquet")).automation_condition is not None
     monkeypatch.setenv("AQI_HOT_DAYS", "12")
     monkeypatch.setenv("AQI_PARQUET_URI", "s3://bucket/prefix")
     monkeypatch.delenv("AQI_RAW_RETENTION_DAYS", raising=False)
