@@ -40,6 +40,7 @@ from aqi_assets.lib.air_quality.normalise import (
     TIMESTAMP_FORMATS,
 )
 from aqi_assets.lib.air_quality.schema import INDEX_COLUMNS, VALUE_TYPE_COLUMNS
+from aqi_assets.lib.air_quality.sensor_types import NOT_MASS_CONCENTRATION_REASON, mass_concentration_sql_list
 from aqi_assets.lib.archive.schema import (
     ARCHIVE_LOG_DDL,
     ARCHIVE_PERIOD,
@@ -395,9 +396,14 @@ def _stage_known_keys(connection: duckdb.DuckDBPyConnection) -> None:
 
 def _index_table(connection: duckdb.DuckDBPyConnection) -> pa.Table:
     """The indices of every staged reading, computed by the same module as the snapshots'."""
-    columns = connection.execute("SELECT rn, pm25, pm10 FROM arc_readings").fetchnumpy()
-    pm25 = np.ma.filled(columns["pm25"].astype(np.float64), np.nan)
-    pm10 = np.ma.filled(columns["pm10"].astype(np.float64), np.nan)
+    # Only mass-concentration PM sensors get an index (a PPD42NS counts particles), as for the snapshots.
+    columns = connection.execute(
+        f"""SELECT rn, pm25, pm10, coalesce(upper(sensor_type) IN ({mass_concentration_sql_list()}), false) AS mass_pm
+            FROM arc_readings"""
+    ).fetchnumpy()
+    mass_pm = np.ma.filled(columns["mass_pm"], False).astype(bool)
+    pm25 = np.where(mass_pm, np.ma.filled(columns["pm25"].astype(np.float64), np.nan), np.nan)
+    pm10 = np.where(mass_pm, np.ma.filled(columns["pm10"].astype(np.float64), np.nan), np.nan)
     indices = compute_indices(pm25, pm10)
     arrays = {"rn": pa.array(np.asarray(columns["rn"]), pa.int64())}
     for name, sql_type in INDEX_COLUMNS.items():
@@ -408,6 +414,12 @@ def _index_table(connection: duckdb.DuckDBPyConnection) -> pa.Table:
             arrays[name] = pa.array(values, pa.bool_())
         else:
             arrays[name] = pa.array(values, pa.float64(), from_pandas=True)  # NaN → NULL
+    has_pm = ~np.isnan(np.ma.filled(columns["pm25"].astype(np.float64), np.nan)) | ~np.isnan(
+        np.ma.filled(columns["pm10"].astype(np.float64), np.nan)
+    )
+    arrays["no_index_reason"] = pa.array(
+        np.where(has_pm & ~mass_pm, NOT_MASS_CONCENTRATION_REASON, None).tolist(), pa.string()
+    )
     return pa.table(arrays)
 
 
@@ -552,13 +564,15 @@ def merge_archive_day(
             INSERT INTO aqi_readings
                 (period, sensor_id, "timestamp", measurement_id, location_id, country, latitude, longitude,
                  altitude, indoor, sensor_type, {", ".join(measure_columns)}, other_values,
-                 {", ".join(index_names)}, snapshot, ingested_at, ingest_seq)
+                 {", ".join(index_names)}, no_index_reason, snapshot, ingested_at, ingest_seq)
             SELECT $period, r.sensor_id, r."timestamp", NULL, r.location_id, NULL, r.latitude, r.longitude,
                    NULL, false, r.sensor_type, {", ".join("r." + c for c in measure_columns)}, r.other_values,
-                   {", ".join("i." + c for c in index_names)}, r.file, $now::TIMESTAMP, $seq
+                   {", ".join("i." + c for c in index_names)}, i.no_index_reason, r.file, $now::TIMESTAMP, $seq
             FROM arc_readings r JOIN arc_index_table i USING (rn)
             WHERE NOT EXISTS (SELECT 1 FROM arc_known k
                               WHERE k.sensor_id = r.sensor_id AND k."timestamp" = r."timestamp")
+              -- a row with no kept value is not a reading (its bad values are in rejected_values)
+              AND ({" OR ".join(f"r.{c} IS NOT NULL" for c in measure_columns)} OR r.other_values IS NOT NULL)
             """,
             {
                 "period": ARCHIVE_PERIOD,

@@ -117,8 +117,13 @@ def test_every_kind_of_bad_csv_is_handled_and_counted_without_aborting_the_day(t
         assert sensor_1 == [
             ("00:00:21", 50.5, 12.5, 7.25),  # decimal commas read as points
             ("00:05:21", 50.5, 13.5, 8.0),  # the space format; the later duplicate (99) is quarantined
-            ("00:15:21", 50.5, None, None),  # both values quarantined, the reading kept
         ]
+        # 00:15:21 had both values quarantined: no value kept, so no reading (as for snapshots); the values are
+        # in quarantine with their reasons.
+        assert connection.execute(
+            """SELECT count(*) FROM rejected_values WHERE sensor_id = 1 AND period = 'archive'
+               AND strftime("timestamp", '%H:%M:%S') = '00:15:21'"""
+        ).fetchone()[0] == 2
         assert connection.execute("SELECT pm10, pm25 FROM aqi_readings WHERE sensor_id = 2").fetchone() == (20.0, None)
         assert connection.execute(
             "SELECT temperature, humidity FROM aqi_readings WHERE sensor_id = 5"
@@ -199,3 +204,25 @@ def test_values_get_the_same_verdicts_as_in_a_snapshot(tmp_path: Path) -> None:
             "SELECT period, pm10, pm25, aqi_us FROM aqi_readings ORDER BY \"timestamp\", period"
         ).fetchall()
         assert [row[1:] for row in kept if row[0] == "archive"] == [row[1:] for row in kept if row[0] == "5min"]
+
+
+def test_particle_counters_in_the_archive_get_no_index(tmp_path: Path) -> None:
+    """A PPD42NS counts particles (per 0.01 ft³): its P1/P2 are kept, never indexed, with the reason shown."""
+    row = "2025-10-15T00:00:21;260.5;;;88.1;;"
+    paths = _write(
+        tmp_path / "lake",
+        {
+            "2025-10-15_ppd42ns_sensor_11.csv": f"{SDS_HEADER}\n11;PPD42NS;1;1;1;{row}\n",
+            "2025-10-15_sds011_sensor_12.csv": f"{SDS_HEADER}\n12;SDS011;1;1;1;{row}\n",
+        },
+    )
+    with duckdb_connection(tmp_path / "h.duckdb") as connection:
+        merge_archive_day(connection, DAY, paths, now=NOW)
+        rows = dict(
+            (sensor, rest)
+            for sensor, *rest in connection.execute(
+                "SELECT sensor_id, daqi, aqi_us, no_index_reason FROM aqi_readings ORDER BY sensor_id"
+            ).fetchall()
+        )
+    assert rows[11][:2] == [None, None] and "mass concentration" in rows[11][2]
+    assert rows[12] == [10, 174, None]
