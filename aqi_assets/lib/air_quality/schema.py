@@ -112,7 +112,7 @@ MIGRATIONS: tuple[str, ...] = (
 
 # Shown in the UI's column table of `aqi_readings`.
 COLUMN_DESCRIPTIONS: dict[str, str] = {
-    "period": "'5min' (data.json) or '24h' (data.24h.json)",
+    "period": "'5min' (data.json), '24h' (data.24h.json) or 'archive' (archive.sensor.community CSVs)",
     "sensor_id": "Sensor.Community sensor id",
     "timestamp": "end of the averaging period, UTC",
     "measurement_id": "the record's id in the snapshot (the highest wins among duplicates within one snapshot; "
