@@ -50,7 +50,7 @@ OUTPUT_DIR = PROJECT_ROOT / "test-output" / "ui"
 CHAIN_JOB = "ingest_5min_job"  # the 5-minute chain: raw_snapshot_5min → aqi_readings (+ its checks)
 READINGS = "aqi_readings"
 VIEWPORT = {"width": 1600, "height": 1000}
-GRAPH_VIEWPORT = {"width": 1600, "height": 1600}  # tall enough for the whole expanded lineage to fit
+GRAPH_VIEWPORT = {"width": 1600, "height": 1600}  # tall enough for the history and its neighbours
 
 # Where the lineage view draws things: asset nodes are <foreignObject>s (group boxes carry class "group") whose
 # name label has a data-tooltip; edges are <path>s with an arrow marker, leaving a node's right side and
@@ -309,14 +309,10 @@ def test_materialise_browse_lineage_and_checks_in_the_ui(
     page = ui.page
 
     with ui.step("1. asset graph shows the 5-minute chain and its lineage", timeout_s=90):
-        # The graph draws only the nodes in view: tall enough for every group downstream of aqi_readings.
         page.set_viewport_size(GRAPH_VIEWPORT)
-        ui.goto("/asset-groups")
-        page.get_by_role("button", name="Materialize all").wait_for()
-        # Groups start collapsed: the graph's settings menu expands them, as a person would.
-        page.locator("button:has([aria-label=settings])").last.click()
-        page.get_by_role("menuitem", name="Expand all groups").click()
-        page.reload()  # the expanded groups stay (in the URL); the reload fits the whole graph in view
+        # The whole platform no longer fits the global graph at full node size: the history's own Lineage tab
+        # shows it with its upstream and downstream neighbours, as a person looking at aqi_readings sees it.
+        ui.goto(f"/assets/{READINGS}?view=lineage&lineageScope=neighbors&lineageDepth=1")
         drawn = ui.poll(
             lambda: page.evaluate(LINEAGE_JS),
             lambda graph: (
@@ -432,14 +428,11 @@ def test_materialise_browse_lineage_and_checks_in_the_ui(
 
     with ui.step("5. screenshot of the asset graph", timeout_s=45):
         page.set_viewport_size(GRAPH_VIEWPORT)
-        ui.goto("/asset-groups")  # the expanded groups are remembered by the browser profile
-        ui.poll(
-            lambda: page.evaluate(LINEAGE_JS),
-            lambda graph: expected_nodes <= set(graph["nodes"]),
-            timeout_s=30,
-            what=f"assets {sorted(expected_nodes)}",
-        )
-        page.wait_for_timeout(1000)  # the graph zooms to fit after layout
+        # The whole platform's graph (groups as the browser profile left them); step 1 checked its lineage.
+        ui.goto("/asset-groups")
+        page.get_by_role("button", name="Materialize all").wait_for()
+        page.locator("svg foreignObject").first.wait_for()
+        page.wait_for_timeout(1500)  # the graph zooms to fit after layout
         page.screenshot(path=str(OUTPUT_DIR / "asset-graph.png"), full_page=True)
         page.set_viewport_size(VIEWPORT)
 
