@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import dagster as dg
 from pydantic import Field
@@ -18,8 +18,13 @@ from aqi_assets.lib.common.alerts import (
     redact_webhook_url,
 )
 
-if TYPE_CHECKING:
-    from dagster_shared.error import SerializableErrorInfo
+
+class ErrorInfo(Protocol):
+    """The fields read from Dagster's serialisable error info (its class is not public API)."""
+
+    message: str
+    cls_name: str | None
+    cause: ErrorInfo | None
 
 
 class AlertWebhook(dg.ConfigurableResource):
@@ -55,7 +60,7 @@ def alert_resources() -> dict[str, AlertWebhook]:
     return {"alert_webhook": from_env(AlertWebhook, {"url": "AQI_ALERT_WEBHOOK_URL"})}
 
 
-def _user_error_message(error: SerializableErrorInfo | None) -> str | None:
+def _user_error_message(error: ErrorInfo | None) -> str | None:
     """The user's own exception inside Dagster's wrappers ("Error occurred while executing op ...")."""
     while error is not None and error.cause is not None and (error.cls_name or "").startswith("Dagster"):
         error = error.cause
