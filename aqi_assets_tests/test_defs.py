@@ -65,7 +65,6 @@ SENSORS |= {"aqi_late_data_sensor"}
 SCHEDULES = {
     "covid19_daily_schedule",
     "aqi_history_audit_schedule",
-    "aqi_readings_parquet_schedule",
     "aqi_tiers_retention_schedule",
 }
 

@@ -17,6 +17,7 @@ from PIL import Image
 
 from aqi_assets.lib.common.duckdb_conn import duckdb_connection
 from aqi_assets.lib.public_site.build import SiteConfig, build_site, read_pointer
+from aqi_assets.lib.public_site.data import newest_reading
 from aqi_assets.lib.public_site.nginx import NginxServer, serving
 from aqi_assets_tests.support.http import free_port
 from aqi_assets_tests.support.samples import PROJECT_ROOT
@@ -187,7 +188,11 @@ def test_map_markers_colours_popup_toggle_and_search(page, sites) -> None:
     assert field("time") == ts.strftime("%Y-%m-%d %H:%M UTC")
     assert "indicative" in field("us_basis") and "indicative" in field("uk_basis")
     popup.locator("svg path.pm25-line").wait_for()
-    _, hour_pm25, hour_pm10 = _last_complete_hour(site.database, sensor, ts.replace(minute=0, second=0))
+    # The chart ends with the last complete hour before the hour of the newest reading of the whole history
+    # (the site's anchor), which may be a later hour than this sensor's own latest reading.
+    with duckdb_connection(site.database, read_only=True) as connection:
+        anchor = newest_reading(connection, datetime.now(timezone.utc))
+    _, hour_pm25, hour_pm10 = _last_complete_hour(site.database, sensor, anchor.replace(minute=0, second=0))
     caption = popup.locator("figcaption").inner_text()
     assert f"Last hour: PM2.5 {round(hour_pm25, digits):g} µg/m³, PM10 {round(hour_pm10, digits):g} µg/m³" in caption
     page.screenshot(path=str(OUTPUT_DIR / "popup.png"))

@@ -12,9 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -23,33 +20,16 @@ import pytest
 
 from aqi_assets.defs.air_quality.assets import ingest_jobs
 from aqi_assets.defs.common.storage import AqiStorage
-from aqi_assets_tests.support.dagster_dev import DagsterDev, prepare_dagster_home, start_dagster_dev
-from aqi_assets_tests.support.samples import FRAGMENT, PROJECT_ROOT, fragment_records
-
-playwright_api = pytest.importorskip("playwright.sync_api")
-
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's package: Playwright's own browser download is not used
+from aqi_assets_tests.support.browser import OUTPUT_DIR, VIEWPORT, UiSession
+from aqi_assets_tests.support.dagster_dev import DagsterDev
+from aqi_assets_tests.support.samples import FRAGMENT, fragment_records
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(300),
-    pytest.mark.skipif(
-        not CHROMIUM.is_file(), reason=f"Debian chromium not found at {CHROMIUM} (apt-get install chromium)"
-    ),
 ]
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-OUTPUT_DIR = PROJECT_ROOT / "test-output" / "ui"
 CHAIN_JOB = "ingest_5min_job"  # the 5-minute chain: raw_snapshot_5min → aqi_readings (+ its checks)
 READINGS = "aqi_readings"
-VIEWPORT = {"width": 1600, "height": 1000}
 GRAPH_VIEWPORT = {"width": 1600, "height": 1600}  # tall enough for the history and its neighbours
 
 # Where the lineage view draws things: asset nodes are <foreignObject>s (group boxes carry class "group") whose
@@ -104,13 +84,6 @@ CHECK_ROWS_JS = """
 })
 """
 
-# The page scrolls inside a container, so Playwright's full_page alone would stop at the viewport.
-CONTENT_HEIGHT_JS = """
-() => Math.max(document.documentElement.scrollHeight, ...[...document.querySelectorAll("*")]
-  .filter((el) => el.scrollHeight > el.clientHeight + 1 && /(auto|scroll)/.test(getComputedStyle(el).overflowY))
-  .map((el) => el.getBoundingClientRect().top + el.scrollHeight))
-"""
-
 METADATA_TYPES_QUERY = """
 { assetNodes(assetKeys: [{path: ["aqi_readings"]}]) {
     assetMaterializations(limit: 1) { metadataEntries { label __typename } } } }
@@ -123,79 +96,6 @@ def _number(text: str | None) -> int:
     if not re.fullmatch(r"\d+", digits):
         raise AssertionError(f"expected an integer in the UI, found {text!r}")
     return int(digits)
-
-
-class UiSession:
-    """One browser page plus what a failing step needs to explain itself."""
-
-    def __init__(self, page, dev: DagsterDev, output_dir: Path) -> None:
-        self.page = page
-        self.dev = dev
-        self.output_dir = output_dir
-
-    def goto(self, path: str) -> None:
-        self.page.goto(f"{self.dev.url}{path}")
-
-    @contextmanager
-    def step(self, title: str, timeout_s: float) -> Iterator[None]:
-        """Run one step with a default timeout; on timeout or a failed assertion, fail with a screenshot."""
-        self.page.set_default_timeout(timeout_s * 1000)
-        started = time.monotonic()
-        try:
-            yield
-        except (playwright_api.TimeoutError, AssertionError) as error:
-            slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
-            screenshot = self.output_dir / f"failed-{slug}.png"
-            try:
-                self.page.screenshot(path=str(screenshot), full_page=True)
-            except playwright_api.Error as screenshot_error:
-                screenshot = Path(f"(no screenshot: {screenshot_error})")
-            raise pytest.fail.Exception(
-                f"UI step '{title}' failed after {time.monotonic() - started:.0f} s (timeout {timeout_s:.0f} s) "
-                f"at {self.page.url}:\n{str(error).strip()}\nScreenshot: {screenshot}\n"
-                f"--- last lines of the dagster dev log ({self.dev.log_path}) ---\n{self.dev.log_tail(15)}",
-                pytrace=False,
-            ) from None
-
-    def poll(self, read, ready, timeout_s: float, what: str):
-        """Re-read the page until `ready(value)`; raise AssertionError naming `what` and the last value."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            value = read()
-            if ready(value):
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what} not shown within {timeout_s:.0f} s; the page shows: {value!r}")
-            self.page.wait_for_timeout(500)
-
-    def screenshot(self, name: str) -> Path:
-        """A full-page screenshot, the viewport stretched to the height of the page's scrolling content."""
-        path = self.output_dir / name
-        original = self.page.viewport_size
-        height = min(int(self.page.evaluate(CONTENT_HEIGHT_JS)) + 40, 8000)
-        if height > original["height"]:
-            self.page.set_viewport_size({"width": original["width"], "height": height})
-            self.page.wait_for_timeout(800)  # let the layout follow the new size
-        self.page.screenshot(path=str(path), full_page=True)
-        self.page.set_viewport_size(original)
-        return path
-
-
-@pytest.fixture
-def snapshot_server() -> Iterator[str]:
-    """The real 243-record sample served as a Sensor.Community snapshot (JSON array) on 127.0.0.1."""
-    from pytest_httpserver import HTTPServer
-
-    body = json.dumps(fragment_records()).encode()
-    server = HTTPServer(host="127.0.0.1", port=0)
-    for path in ("/static/v2/data.json", "/static/v2/data.24h.json"):
-        server.expect_request(path).respond_with_data(body, content_type="application/json")
-    server.start()
-    try:
-        yield server.url_for("/static/v2")
-    finally:
-        server.clear()
-        server.stop()
 
 
 @pytest.fixture
@@ -212,42 +112,6 @@ def aqi_env(tmp_path: Path, snapshot_server: str, monkeypatch: pytest.MonkeyPatc
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return env
-
-
-@pytest.fixture
-def dagster_dev(tmp_path: Path, aqi_env: dict[str, str]) -> Iterator[DagsterDev]:
-    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
-    for stale in OUTPUT_DIR.glob("*.png"):  # from an earlier run: a failing run must not leave old pictures
-        stale.unlink()
-    dev = start_dagster_dev(
-        PROJECT_ROOT / "workspace.yaml",
-        prepare_dagster_home(tmp_path / "dagster_home"),
-        aqi_env,
-        OUTPUT_DIR / "dagster-dev.log",
-    )
-    try:
-        dev.wait_until_ready(timeout_s=90)
-        yield dev
-    finally:
-        dev.stop()
-
-
-@pytest.fixture
-def ui(tmp_path: Path, dagster_dev: DagsterDev) -> Iterator[UiSession]:
-    # The first visit to a local UI offers a newsletter dialog over the page; mark it seen on this instance.
-    assert dagster_dev.graphql("mutation { setNuxSeen }")["data"]["setNuxSeen"] is True
-    with playwright_api.sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport=VIEWPORT,
-        )
-        try:
-            yield UiSession(context.pages[0] if context.pages else context.new_page(), dagster_dev, OUTPUT_DIR)
-        finally:
-            context.close()
 
 
 def _loaded_definitions() -> dg.Definitions:

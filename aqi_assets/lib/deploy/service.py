@@ -32,6 +32,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import urllib3
+
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 PRODUCTION_INSTANCE = PROJECT_ROOT / "deploy" / "dagster.yaml"
 CODE_MODULE = "aqi_assets.definitions"
@@ -229,13 +231,20 @@ class Deployment:
             time.sleep(1.0)
 
     def graphql(self, query: str, variables: Mapping[str, object] | None = None, timeout_s: float = 30.0) -> dict:
-        request = urllib.request.Request(
+        # A webserver busy reloading the code location answers 5xx for a moment: retried with backoff (every
+        # query and mutation used here is idempotent, so POST may be retried).
+        retry = urllib3.Retry(total=4, backoff_factor=1.0, status_forcelist=(500, 502, 503, 504), allowed_methods=None)
+        response = urllib3.request(
+            "POST",
             f"{self.url}/graphql",
-            data=json.dumps({"query": query, "variables": dict(variables or {})}).encode(),
+            body=json.dumps({"query": query, "variables": dict(variables or {})}).encode(),
             headers={"Content-Type": "application/json"},
+            timeout=timeout_s,
+            retries=retry,
         )
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            answer = json.loads(response.read())
+        if response.status >= 400:
+            raise DeploymentError(f"GraphQL answered HTTP {response.status}: {response.data[:300]!r}")
+        answer = json.loads(response.data)
         if answer.get("errors"):
             raise DeploymentError(f"GraphQL errors: {answer['errors']}")
         return answer["data"]
