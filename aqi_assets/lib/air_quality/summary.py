@@ -5,7 +5,8 @@ values) counts once, with its latest reading. Only readings merged within the pe
 for 5-minute data, 26 hours for 24-hour data) before the period's newest merge are looked at (`ingested_at`
 against `snapshot_log.processed_at`, so DuckDB's zone maps skip the rest of the history and the cost does not
 grow with it), and of those only readings within that limit of the period's newest reading (a replayed old
-snapshot is merged late but is not current). A sensor that has gone quiet for longer is left out.
+snapshot is merged late but is not current). A sensor that has gone quiet for longer is left out. The
+worst-sensors table ranks the same readings.
 """
 
 from __future__ import annotations
@@ -21,9 +22,6 @@ from aqi_assets.lib.common.markdown import markdown_table
 
 NO_INDEX = "no index"  # a PM sensor whose latest reading has no index (e.g. a particle counter)
 
-# The worst-sensors table looks at readings merged in this long before the newest merge.
-RECENT_MERGES = "INTERVAL 1 DAY"
-
 
 @dataclass(frozen=True)
 class ReadingsSummary:
@@ -36,38 +34,40 @@ class ReadingsSummary:
     columns: list[tuple[str, str]]
 
 
-def _period_label_counts(
-    connection: duckdb.DuckDBPyConnection, period: str, newest_merge: datetime, horizon: timedelta
-) -> list[tuple[str | None, str | None, int]]:
-    """(daqi_band, aqi_us_category, sensors) of one period's current picture."""
-    return connection.execute(
-        """
-        WITH latest AS (
-            SELECT sensor_id, "timestamp", daqi_band, aqi_us_category FROM aqi_readings
-            -- constants, so DuckDB's zone maps skip every row group merged before the window
-            WHERE period = $period AND ingested_at >= $since
-              AND NOT coalesce(indoor, false)
-              AND (pm25 IS NOT NULL OR pm10 IS NOT NULL OR no_index_reason IS NOT NULL)
-            QUALIFY row_number() OVER (PARTITION BY sensor_id ORDER BY "timestamp" DESC) = 1
-        )
-        SELECT daqi_band, aqi_us_category, count(*) FROM latest
-        -- a replayed old snapshot is merged late: its readings are not current either
-        WHERE "timestamp" >= (SELECT max("timestamp") FROM latest) - $horizon
-        GROUP BY ALL
-        """,
-        {"period": period, "since": newest_merge - horizon, "horizon": horizon},
-    ).fetchall()
+def _newest_merges(connection: duckdb.DuckDBPyConnection) -> dict[str, datetime]:
+    return dict(
+        connection.execute(
+            "SELECT period, max(processed_at) FROM snapshot_log WHERE status = 'merged' GROUP BY 1"
+        ).fetchall()
+    )
+
+
+# One period's current picture: each outdoor PM sensor's latest reading merged within the freshness limit
+# before the period's newest merge (`$since`, a constant, so DuckDB's zone maps skip every older row group),
+# and within that limit of the newest of those readings (a replayed old snapshot is merged late but is not
+# current).
+_CURRENT_READINGS = """
+    latest AS (
+        SELECT * FROM aqi_readings
+        WHERE period = $period AND ingested_at >= $since
+          AND NOT coalesce(indoor, false)
+          AND (pm25 IS NOT NULL OR pm10 IS NOT NULL OR no_index_reason IS NOT NULL)
+        QUALIFY row_number() OVER (PARTITION BY sensor_id ORDER BY "timestamp" DESC) = 1
+    ),
+    current AS (
+        SELECT * FROM latest WHERE "timestamp" >= (SELECT max("timestamp") FROM latest) - $horizon
+    )"""
+
+
+def _current_params(period: str, newest_merge: datetime, horizon: timedelta) -> dict[str, object]:
+    return {"period": period, "since": newest_merge - horizon, "horizon": horizon}
 
 
 def current_label_counts(
     connection: duckdb.DuckDBPyConnection,
 ) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
     """(DAQI band counts, US AQI category counts) per period over the outdoor PM sensors' latest readings."""
-    newest_merges = dict(
-        connection.execute(
-            "SELECT period, max(processed_at) FROM snapshot_log WHERE status = 'merged' GROUP BY 1"
-        ).fetchall()
-    )
+    newest_merges = _newest_merges(connection)
     bands = [name for _, _, name in DAQI_BANDS] + [NO_INDEX]
     categories = [name for _, _, name in EPA_CATEGORIES] + [NO_INDEX]
     daqi = {period: dict.fromkeys(bands, 0) for period in SNAPSHOT_PERIODS}
@@ -75,32 +75,31 @@ def current_label_counts(
     for period, spec in SNAPSHOT_PERIODS.items():
         if period not in newest_merges:
             continue
-        for band, category, count in _period_label_counts(
-            connection, period, newest_merges[period], spec.freshness_fail
-        ):
+        for band, category, count in connection.execute(
+            f"WITH {_CURRENT_READINGS} SELECT daqi_band, aqi_us_category, count(*) FROM current GROUP BY ALL",
+            _current_params(period, newest_merges[period], spec.freshness_fail),
+        ).fetchall():
             daqi[period][band or NO_INDEX] += int(count)
             aqi[period][category or NO_INDEX] += int(count)
     return daqi, aqi
 
 
 def worst_sensors_markdown(connection: duckdb.DuckDBPyConnection, limit: int = 10) -> str:
-    """The outdoor sensors with the highest index in their latest reading (merged in the last day), as a markdown
-    table."""
-    rows = connection.execute(
-        f"""
-        WITH latest AS (
-            SELECT * FROM aqi_readings
-            WHERE NOT coalesce(indoor, false) AND daqi IS NOT NULL
-              -- the current picture: readings merged in the day before the newest merge (zone maps skip the rest)
-              AND ingested_at >= (SELECT max(processed_at) FROM snapshot_log) - {RECENT_MERGES}
-            QUALIFY row_number() OVER (PARTITION BY period, sensor_id ORDER BY "timestamp" DESC) = 1
-        )
-        SELECT period, sensor_id, "timestamp", country, location_id, pm25, pm10, daqi, daqi_band, aqi_us,
-               aqi_us_category
-        FROM latest ORDER BY daqi DESC, aqi_us DESC, sensor_id LIMIT ?
-        """,
-        [limit],
-    ).fetchall()
+    """The outdoor sensors with the highest index in the current picture (the readings the band counts look
+    at), as a markdown table."""
+    newest_merges = _newest_merges(connection)
+    rows: list[tuple] = []
+    for period, spec in SNAPSHOT_PERIODS.items():
+        if period not in newest_merges:
+            continue
+        rows += connection.execute(
+            f"""WITH {_CURRENT_READINGS}
+                SELECT period, sensor_id, "timestamp", country, location_id, pm25, pm10, daqi, daqi_band, aqi_us,
+                       aqi_us_category
+                FROM current WHERE daqi IS NOT NULL ORDER BY daqi DESC, aqi_us DESC, sensor_id LIMIT $limit""",
+            {**_current_params(period, newest_merges[period], spec.freshness_fail), "limit": limit},
+        ).fetchall()
+    rows = sorted(rows, key=lambda row: (-row[7], -(row[9] or 0), row[1], row[0]))[:limit]
     columns = ["period", "sensor", "time (UTC)", "country", "location", "PM2.5", "PM10", "DAQI", "band", "US AQI",
                "category"]
     return markdown_table(columns, rows, float_format="{:.1f}", empty="_No outdoor reading with a PM index yet._")

@@ -40,7 +40,11 @@ from aqi_assets.lib.air_quality.normalise import (
     TIMESTAMP_FORMATS,
 )
 from aqi_assets.lib.air_quality.schema import INDEX_COLUMNS, VALUE_TYPE_COLUMNS
-from aqi_assets.lib.air_quality.sensor_types import NOT_MASS_CONCENTRATION_REASON, mass_concentration_sql_list
+from aqi_assets.lib.air_quality.sensor_types import (
+    NOT_MASS_CONCENTRATION_REASON,
+    PM_VALUE_TYPES,
+    mass_concentration_sql_list,
+)
 from aqi_assets.lib.archive.schema import (
     ARCHIVE_LOG_DDL,
     ARCHIVE_PERIOD,
@@ -242,11 +246,18 @@ def _cleaned(expression: str) -> str:
     return f"nullif(replace(trim({expression}), ',', '.'), '')"
 
 
-def _value_reason(value_type: str, raw: str, num: str) -> str:
-    """The snapshots' value rules (normalise.py), in the same order and words, for one value column."""
+def _mass_pm_sql(sensor_type: str) -> str:
+    """True where the sensor type reports PM in µg/m³ (see `sensor_types`)."""
+    return f"coalesce(upper(trim({sensor_type})) IN ({mass_concentration_sql_list()}), false)"
+
+
+def _value_reason(value_type: str, raw: str, num: str, is_pm: bool = False) -> str:
+    """The snapshots' value rules (normalise.py), in the same order and words, for one value column. A PM
+    value of a type that does not report µg/m³ is kept as text, unchecked, as the snapshots keep it."""
     checks = [
         f"WHEN {raw} IS NULL THEN NULL",
         f"WHEN length({raw}) > {MAX_KEPT_RAW_CHARS} THEN 'value too long'",
+        *([f"WHEN NOT {_mass_pm_sql('sensor_type')} THEN NULL"] if is_pm else []),
         f"WHEN {num} IS NULL THEN 'non-numeric'",
         f"WHEN isnan({num}) THEN 'NaN'",
         f"WHEN isinf({num}) THEN 'infinite'",
@@ -272,7 +283,8 @@ def _stage_records(
     )
     typed_values = "".join(f', TRY_CAST("raw_{t}" AS DOUBLE) AS "num_{t}"' for t in value_types)
     reasons = "".join(
-        ", " + _value_reason(t, f'"raw_{t}"', f'"num_{t}"') + f' AS "reason_{t}"' for t in value_types
+        ", " + _value_reason(t, f'"raw_{t}"', f'"num_{t}"', is_pm=t in PM_VALUE_TYPES) + f' AS "reason_{t}"'
+        for t in value_types
     )
     comma_cells = ["p.i_lat", "p.i_lon", *(f"p.v_{t}" for t in value_types)]
     commas = " OR ".join(f"contains(parts[{cell}], ',')" for cell in comma_cells)
@@ -358,21 +370,44 @@ def _stage_records(
 
 
 def _stage_readings(connection: duckdb.DuckDBPyConnection, value_types: Sequence[str]) -> None:
-    measures = ",\n".join(
-        f'CASE WHEN "reason_{t}" IS NULL THEN "num_{t}" END AS {c}' if t in value_types else f"NULL::DOUBLE AS {c}"
-        for t, c in VALUE_TYPE_COLUMNS.items()
-    )
+    # PM values of a type that does not report µg/m³ (a PPD42NS counts particles) go to `other_values` as text,
+    # as the snapshots keep them: the `pm*` columns hold µg/m³ only.
+    pm_present = [t for t in PM_VALUE_TYPES if t in value_types]
+
+    def column(t: str, c: str) -> str:
+        if t not in value_types:
+            return f"NULL::DOUBLE AS {c}"
+        kept = f'"reason_{t}" IS NULL' + (" AND mass_pm" if t in PM_VALUE_TYPES else "")
+        return f'CASE WHEN {kept} THEN "num_{t}" END AS {c}'
+
+    measures = ",\n".join(column(t, c) for t, c in VALUE_TYPE_COLUMNS.items())
+    if pm_present:
+        kept_text = {t: f'CASE WHEN "reason_{t}" IS NULL THEN "raw_{t}" END' for t in pm_present}
+        entries = ", ".join(f"{{'key': {_sql_text(t)}, 'value': {kept_text[t]}}}" for t in pm_present)
+        pm_text = f"map_from_entries(list_filter([{entries}], lambda e: e.value IS NOT NULL))"
+        pm_not_mass = f"NOT mass_pm AND coalesce({', '.join(kept_text.values())}) IS NOT NULL"
+        other_values = (
+            f"CASE WHEN pm_not_mass THEN map_concat(coalesce(other_map, MAP {{}}::MAP(VARCHAR, VARCHAR)), {pm_text}) "
+            "ELSE other_map END"
+        )
+    else:
+        pm_not_mass, other_values = "false", "other_map"
     connection.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE arc_readings AS
+        WITH flagged AS (
+            SELECT *, {_mass_pm_sql("sensor_type")} AS mass_pm FROM arc_recs
+            WHERE record_reason IS NULL AND NOT superseded
+        ),
+        flagged_pm AS (SELECT *, {pm_not_mass} AS pm_not_mass FROM flagged)
         SELECT rn, sensor_id, ts AS "timestamp", location_id,
                CASE WHEN lat BETWEEN -90 AND 90 AND lon BETWEEN -180 AND 180 THEN lat END AS latitude,
                CASE WHEN lat BETWEEN -90 AND 90 AND lon BETWEEN -180 AND 180 THEN lon END AS longitude,
                sensor_type, {measures},
-               other_map AS other_values,
+               {other_values} AS other_values,
+               pm_not_mass,
                file
-        FROM arc_recs
-        WHERE record_reason IS NULL AND NOT superseded
+        FROM flagged_pm
         """
     )
 
@@ -397,13 +432,10 @@ def _stage_known_keys(connection: duckdb.DuckDBPyConnection) -> None:
 def _index_table(connection: duckdb.DuckDBPyConnection) -> pa.Table:
     """The indices of every staged reading, computed by the same module as the snapshots'."""
     # Only mass-concentration PM sensors get an index (a PPD42NS counts particles), as for the snapshots.
-    columns = connection.execute(
-        f"""SELECT rn, pm25, pm10, coalesce(upper(sensor_type) IN ({mass_concentration_sql_list()}), false) AS mass_pm
-            FROM arc_readings"""
-    ).fetchnumpy()
-    mass_pm = np.ma.filled(columns["mass_pm"], False).astype(bool)
-    pm25 = np.where(mass_pm, np.ma.filled(columns["pm25"].astype(np.float64), np.nan), np.nan)
-    pm10 = np.where(mass_pm, np.ma.filled(columns["pm10"].astype(np.float64), np.nan), np.nan)
+    # The pm columns hold µg/m³ only (a particle counter's values are in `other_values`, `pm_not_mass`).
+    columns = connection.execute("SELECT rn, pm25, pm10, pm_not_mass FROM arc_readings").fetchnumpy()
+    pm25 = np.ma.filled(columns["pm25"].astype(np.float64), np.nan)
+    pm10 = np.ma.filled(columns["pm10"].astype(np.float64), np.nan)
     indices = compute_indices(pm25, pm10)
     arrays = {"rn": pa.array(np.asarray(columns["rn"]), pa.int64())}
     for name, sql_type in INDEX_COLUMNS.items():
@@ -414,12 +446,9 @@ def _index_table(connection: duckdb.DuckDBPyConnection) -> pa.Table:
             arrays[name] = pa.array(values, pa.bool_())
         else:
             arrays[name] = pa.array(values, pa.float64(), from_pandas=True)  # NaN → NULL
-    has_pm = ~np.isnan(np.ma.filled(columns["pm25"].astype(np.float64), np.nan)) | ~np.isnan(
-        np.ma.filled(columns["pm10"].astype(np.float64), np.nan)
-    )
-    arrays["no_index_reason"] = pa.array(
-        np.where(has_pm & ~mass_pm, NOT_MASS_CONCENTRATION_REASON, None).tolist(), pa.string()
-    )
+    pm_not_mass = np.ma.filled(columns["pm_not_mass"], False).astype(bool)
+    reasons = np.where(pm_not_mass, NOT_MASS_CONCENTRATION_REASON, None)
+    arrays["no_index_reason"] = pa.array(reasons.tolist(), pa.string())
     return pa.table(arrays)
 
 

@@ -158,11 +158,11 @@ def finished_below_seq(connection: duckdb.DuckDBPyConnection, target: str) -> in
         "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
         "AND schema_name = current_schema() AND table_name = ?",
         [PROGRESS_TABLE],
-    ).fetchone()[0]
+    ).fetchall()[0][0]  # fetchall: DuckDB keeps a result open after fetchone, blocking the next `sql()`
     if not exists:
         return 0
-    row = connection.execute(f"SELECT finished_below_seq FROM {PROGRESS_TABLE} WHERE target = ?", [target]).fetchone()
-    return int(row[0]) if row else 0
+    rows = connection.execute(f"SELECT finished_below_seq FROM {PROGRESS_TABLE} WHERE target = ?", [target]).fetchall()
+    return int(rows[0][0]) if rows else 0
 
 
 def _candidates(floor: int) -> str:
@@ -191,12 +191,18 @@ def pending_readings(
     timestamp) order, so a `limit` keeps for every sensor a prefix of its pending readings in the order its
     watermark follows. Each row carries `ingest_seq` (0 for rows merged before the column existed) besides
     `READING_COLUMNS`."""
+    return scan_pending(connection, target, limit).to_pylist()
+
+
+def scan_pending(connection: duckdb.DuckDBPyConnection, target: str, limit: int | None = None) -> pa.Table:
+    """The scan behind `pending_readings`, as an Arrow table: what reading the history costs, before the
+    rows become the Python records the writers build requests from (a cost of the chunk, not the history)."""
     return _pending_rows(connection, target, limit, only_readings=True)
 
 
 def _pending_rows(
     connection: duckdb.DuckDBPyConnection, target: str, limit: int | None, only_readings: bool
-) -> list[dict[str, Any]]:
+) -> pa.Table:
     columns = ", ".join(f'r."{c}"' for c in READING_COLUMNS)
     columns += ", coalesce(r.ingest_seq, 0) AS ingest_seq"
     if not only_readings:
@@ -207,9 +213,8 @@ def _pending_rows(
     if limit is not None:
         sql += " LIMIT ?"
         params.append(int(limit))
-    cursor = connection.execute(sql, params)
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    # Arrow straight from DuckDB's vectors (a relation, not a DB-API cursor: no extra copy of the rows).
+    return connection.sql(sql, params=params).to_arrow_table()
 
 
 def count_pending(connection: duckdb.DuckDBPyConnection, target: str) -> int:
@@ -418,7 +423,7 @@ def load_pending_batch(open_connection: ConnectionFactory, target: str, limit: i
         try:
             floor = finished_below_seq(connection, target)
             newest = _max_seq_from(connection, floor)
-            rows = _pending_rows(connection, target, limit, only_readings=False)
+            rows = _pending_rows(connection, target, limit, only_readings=False).to_pylist()
         except BaseException:
             with contextlib.suppress(duckdb.Error):
                 connection.execute("ROLLBACK")

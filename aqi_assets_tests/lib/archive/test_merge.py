@@ -207,7 +207,8 @@ def test_values_get_the_same_verdicts_as_in_a_snapshot(tmp_path: Path) -> None:
 
 
 def test_particle_counters_in_the_archive_get_no_index(tmp_path: Path) -> None:
-    """A PPD42NS counts particles (per 0.01 ft³): its P1/P2 are kept, never indexed, with the reason shown."""
+    """A PPD42NS counts particles (per 0.01 ft³): its P1/P2 are kept as text in `other_values` (the pm columns
+    hold µg/m³ only, as for the snapshots), never indexed, with the reason shown."""
     row = "2025-10-15T00:00:21;260.5;;;88.1;;"
     paths = _write(
         tmp_path / "lake",
@@ -221,8 +222,10 @@ def test_particle_counters_in_the_archive_get_no_index(tmp_path: Path) -> None:
         rows = dict(
             (sensor, rest)
             for sensor, *rest in connection.execute(
-                "SELECT sensor_id, daqi, aqi_us, no_index_reason FROM aqi_readings ORDER BY sensor_id"
+                "SELECT sensor_id, daqi, aqi_us, no_index_reason, pm10, pm25, other_values FROM aqi_readings "
+                "ORDER BY sensor_id"
             ).fetchall()
         )
     assert rows[11][:2] == [None, None] and "mass concentration" in rows[11][2]
-    assert rows[12] == [10, 174, None]
+    assert rows[11][3:5] == [None, None] and rows[11][5] == {"P1": "260.5", "P2": "88.1"}
+    assert rows[12] == [10, 174, None, 260.5, 88.1, None]

@@ -103,12 +103,22 @@ def test_helm_values_mirror_the_instance_and_keep_the_password_in_a_secret() -> 
     assert values["generatePostgresqlPasswordSecret"] is False
     assert values["global"]["postgresqlSecretName"]
 
-    queued = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    # Dagster refuses run limits both in the run coordinator and under `concurrency`; the chart writes
+    # coordinator limits whenever the coordinator block is enabled, so it stays off and the limits live here.
+    assert values["dagsterDaemon"]["runCoordinator"] == {"enabled": False}
     runs = instance["concurrency"]["runs"]
-    assert queued["maxConcurrentRuns"] == runs["max_concurrent_runs"]
-    assert queued["tagConcurrencyLimits"] == runs["tag_concurrency_limits"]
+    assert values["concurrency"]["runs"]["maxConcurrentRuns"] == runs["max_concurrent_runs"]
+    assert values["concurrency"]["runs"]["tagConcurrencyLimits"] == runs["tag_concurrency_limits"]
     assert values["concurrency"]["pools"] == {"defaultLimit": 1, "granularity": "op"}
-    assert values["dagsterDaemon"]["runMonitoring"]["enabled"] is True
+    monitoring = values["dagsterDaemon"]["runMonitoring"]
+    assert monitoring["enabled"] is True
+    for key, value in instance["run_monitoring"].items():
+        if key != "enabled":
+            camel = key.split("_")[0] + "".join(part.title() for part in key.split("_")[1:])
+            assert monitoring[camel] == value, key
+    # With includeConfigInLaunchedRuns the code server's resources would replace the run Jobs' own.
+    assert "resources" not in deployment
+    assert values["runLauncher"]["config"]["k8sRunLauncher"]["runK8sConfig"]["containerConfig"]["resources"]
     assert (
         values["retention"]["sensor"]["purgeAfterDays"]["skipped"]
         == instance["retention"]["sensor"]["purge_after_days"]["skipped"]
