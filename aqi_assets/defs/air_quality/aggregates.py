@@ -11,7 +11,8 @@
   tick. Late data: every `aqi_readings` materialisation reports the hours its merges touched
   (`hours_touched`); `aqi_late_data_sensor` requests the already-materialised (or running) partitions whose
   indices those hours change (the hours themselves and the next 23, and their days) — one run per contiguous
-  range, since both assets have a single-run backfill policy (so do UI backfills).
+  range, since both assets have a single-run backfill policy (so do UI backfills). A partition whose run has
+  not started by the time the late data landed is left to that run, which reads them.
 - Blocking checks per partition (one step, one scan): indices match concentrations, NowCast / daily means
   within the range of their hourly means, completeness rules.
 """
@@ -332,9 +333,12 @@ def late_data_requests(
     assets: list[tuple[dg.AssetsDefinition, timedelta]],
     now: datetime,
     event_id: int,
+    event_time: float | None = None,
 ) -> list[dg.RunRequest]:
     """Run requests for the partitions (already materialised or running) whose indices ``touched`` hours
-    change: one request per contiguous range and asset (single-run backfill policy)."""
+    change: one request per contiguous range and asset (single-run backfill policy). A partition whose
+    in-progress run had not started by `event_time` (the late data's commit, epoch seconds) is left alone:
+    that run reads the late data itself (a queued backfill would otherwise be done twice)."""
     requests = []
     for asset, unit in assets:
         partitions_def = asset.partitions_def
@@ -354,9 +358,15 @@ def late_data_requests(
             continue
         ordered = sorted(candidates)
         status = instance.get_status_by_partition(asset.key, ordered, partitions_def) or {}
+        will_read_late_data = (
+            _keys_of_runs_not_started_before(instance, asset, event_time)
+            if event_time is not None and dg.AssetPartitionStatus.IN_PROGRESS in status.values()
+            else set()
+        )
         wanted = [
             key for key in ordered
-            if status.get(key) in (dg.AssetPartitionStatus.MATERIALIZED, dg.AssetPartitionStatus.IN_PROGRESS)
+            if status.get(key) == dg.AssetPartitionStatus.MATERIALIZED
+            or (status.get(key) == dg.AssetPartitionStatus.IN_PROGRESS and key not in will_read_late_data)
         ]
         position = {key: i for i, key in enumerate(_keys_between(
             partitions_def, datetime.strptime(ordered[0], partitions_def.fmt),
@@ -374,6 +384,40 @@ def late_data_requests(
                     tags={**tags, RANGE_START_TAG: range_start, RANGE_END_TAG: range_end},
                 ))
     return requests
+
+
+_IN_PROGRESS_RUN_STATUSES = [
+    dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def _keys_of_runs_not_started_before(
+    instance: dg.DagsterInstance, asset: dg.AssetsDefinition, event_time: float
+) -> set[str]:
+    """Partitions of `asset` held by in-progress runs that started after `event_time` or not yet: their step
+    reads the history later than the event, so it sees the late data."""
+    partitions_def = asset.partitions_def
+    assert isinstance(partitions_def, dg.TimeWindowPartitionsDefinition)
+    keys: set[str] = set()
+    for record in instance.get_run_records(
+        filters=dg.RunsFilter(statuses=_IN_PROGRESS_RUN_STATUSES),
+    ):
+        run = record.dagster_run
+        # Runs of this asset: a selection naming it (sensor requests, UI backfills) or its own job.
+        if asset.key not in (run.asset_selection or ()) and not (
+            run.asset_selection is None and run.job_name == aggregate_job_name(asset)
+        ):
+            continue
+        if record.start_time is not None and record.start_time <= event_time:
+            continue
+        if run.tags.get("dagster/partition"):
+            keys.add(run.tags["dagster/partition"])
+        elif run.tags.get(RANGE_START_TAG) and run.tags.get(RANGE_END_TAG):
+            keys.update(partitions_def.get_partition_keys_in_range(
+                dg.PartitionKeyRange(run.tags[RANGE_START_TAG], run.tags[RANGE_END_TAG])
+            ))
+    return keys
 
 
 def aggregate_job_name(asset: dg.AssetsDefinition) -> str:
@@ -432,7 +476,8 @@ def build_late_data_sensor(
             if touched:
                 requests.extend(
                     late_data_requests(
-                        context.instance, touched, [(aqi_hourly, HOUR), (aqi_daily, DAY)], now, record.storage_id
+                        context.instance, touched, [(aqi_hourly, HOUR), (aqi_daily, DAY)], now, record.storage_id,
+                        record.timestamp,
                     )
                 )
         for record in archive:
@@ -441,7 +486,7 @@ def build_late_data_sensor(
                 requests.extend(
                     late_data_requests(
                         context.instance, [(day, day + DAY)], [(aqi_hourly, HOUR), (aqi_daily, DAY)], now,
-                        record.storage_id,
+                        record.storage_id, record.timestamp,
                     )
                 )
         cursor = json.dumps(

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from aqi_assets.defs.air_quality.aggregates import (
     RANGE_END_TAG,
     RANGE_START_TAG,
     AggregatesDuckDBIOManager,
+    aggregate_job,
+    aggregate_job_name,
     build_aggregate_assets,
     build_aggregate_checks,
     build_late_data_sensor,
@@ -170,6 +173,34 @@ def test_late_data_rematerialises_the_partitions_it_changes(storage: AqiStorage,
     # Idempotent: the same events give no new requests once the cursor moved past them.
     again = sensor(dg.build_sensor_context(instance=instance, cursor=late.cursor))
     assert isinstance(again, dg.SkipReason) or not again.run_requests
+
+
+def test_late_data_leaves_partitions_to_runs_that_will_read_it(storage: AqiStorage, instance) -> None:
+    """A partition whose run is queued (or started after the late data) reads the late data itself: not
+    requested again. One whose run started before the late data landed is."""
+    history(storage)
+    assert ingest(storage, instance).success
+    sensor = build_late_data_sensor(AQI_HOURLY, AQI_DAILY)
+    cursor = sensor(dg.build_sensor_context(instance=instance)).cursor
+    assert materialize(storage, instance, AQI_HOURLY,
+                       tags={RANGE_START_TAG: "2026-11-27-00:00", RANGE_END_TAG: "2026-11-27-02:00"}).success
+    job = dg.Definitions(assets=[AQI_HOURLY], jobs=[aggregate_job(AQI_HOURLY)], resources=resources(storage)
+                         ).resolve_job_def(aggregate_job_name(AQI_HOURLY))
+    instance.create_run_for_job(job, tags={"dagster/partition": "2026-11-27-01:00"})  # queued
+    started = instance.create_run_for_job(job, tags={"dagster/partition": "2026-11-27-02:00"})
+    instance.handle_run_event(
+        started.run_id, dg.DagsterEvent(event_type_value=dg.DagsterEventType.RUN_START.value, job_name=job.name)
+    )
+    time.sleep(0.01)  # the late data lands after the started run's start
+
+    write_snapshot(storage, DAY + timedelta(hours=1, minutes=30), seed=99, first_sensor_id=90_000,
+                   fetched_at=DAY + timedelta(hours=5))
+    assert ingest(storage, instance).success
+    late = sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+    hourly = sorted(r.partition_key or f"{r.tags[RANGE_START_TAG]}...{r.tags[RANGE_END_TAG]}"
+                    for r in late.run_requests if r.asset_selection == [AQI_HOURLY.key])
+    # 01:00 is left to its queued run; 02:00's run started before the late data, so it is redone.
+    assert hourly == ["2026-11-27-02:00"]
 
 
 def test_cli_materialises_an_hourly_partition(tmp_path: Path) -> None:
