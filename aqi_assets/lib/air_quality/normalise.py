@@ -389,8 +389,10 @@ def _rejected_rows_sql() -> str:
     """
 
 
-def _index_table(connection: duckdb.DuckDBPyConnection) -> pa.Table:
-    columns = connection.execute("SELECT rn, pm25, pm10 FROM readings ORDER BY rn").fetchnumpy()
+def index_table(connection: duckdb.DuckDBPyConnection, readings: str = "readings") -> pa.Table:
+    """The indices of every row of the staged `readings` table (rn, pm25, pm10; µg/m³ only), keyed by `rn`.
+    `readings` is a fixed temp table name of the caller (snapshots: `readings`, archive: `arc_readings`)."""
+    columns = connection.execute(f"SELECT rn, pm25, pm10 FROM {readings} ORDER BY rn").fetchnumpy()
     # NULL concentrations arrive masked; the index code takes NaN for "no valid value".
     pm25 = np.ma.filled(columns["pm25"].astype(np.float64), np.nan)
     pm10 = np.ma.filled(columns["pm10"].astype(np.float64), np.nan)
@@ -434,7 +436,7 @@ def merge_snapshot(
         values_read, values_invalid = connection.execute(
             "SELECT count(*), count(reason) FROM vals"
         ).fetchone()
-        connection.register("index_table", _index_table(connection))
+        connection.register("index_table", index_table(connection))
         connection.execute("BEGIN TRANSACTION")
         _stage_known_keys(connection, period)
         columns = ["measurement_id", "location_id", "country", "latitude", "longitude", "altitude",

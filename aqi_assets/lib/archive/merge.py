@@ -29,15 +29,14 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 
-from aqi_assets.lib.air_quality.indices import compute_indices
 from aqi_assets.lib.air_quality.normalise import (
     FUTURE_TOLERANCE,
     MAX_KEPT_RAW_CHARS,
     PLAUSIBLE_RANGES,
     TIMESTAMP_FORMATS,
+    index_table,
 )
 from aqi_assets.lib.air_quality.schema import INDEX_COLUMNS, VALUE_TYPE_COLUMNS
 from aqi_assets.lib.air_quality.sensor_types import (
@@ -429,29 +428,6 @@ def _stage_known_keys(connection: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def _index_table(connection: duckdb.DuckDBPyConnection) -> pa.Table:
-    """The indices of every staged reading, computed by the same module as the snapshots'."""
-    # Only mass-concentration PM sensors get an index (a PPD42NS counts particles), as for the snapshots.
-    # The pm columns hold µg/m³ only (a particle counter's values are in `other_values`, `pm_not_mass`).
-    columns = connection.execute("SELECT rn, pm25, pm10, pm_not_mass FROM arc_readings").fetchnumpy()
-    pm25 = np.ma.filled(columns["pm25"].astype(np.float64), np.nan)
-    pm10 = np.ma.filled(columns["pm10"].astype(np.float64), np.nan)
-    indices = compute_indices(pm25, pm10)
-    arrays = {"rn": pa.array(np.asarray(columns["rn"]), pa.int64())}
-    for name, sql_type in INDEX_COLUMNS.items():
-        values = indices[name]
-        if sql_type == "VARCHAR":
-            arrays[name] = pa.array(values, pa.string())
-        elif sql_type == "BOOLEAN":
-            arrays[name] = pa.array(values, pa.bool_())
-        else:
-            arrays[name] = pa.array(values, pa.float64(), from_pandas=True)  # NaN → NULL
-    pm_not_mass = np.ma.filled(columns["pm_not_mass"], False).astype(bool)
-    reasons = np.where(pm_not_mass, NOT_MASS_CONCENTRATION_REASON, None)
-    arrays["no_index_reason"] = pa.array(reasons.tolist(), pa.string())
-    return pa.table(arrays)
-
-
 def _rejected_rows_sql(value_types: Sequence[str]) -> tuple[str, str]:
     """(rows of bad values and off-globe coordinates of kept readings, rows of records rejected as a whole)."""
     new_key = 'NOT EXISTS (SELECT 1 FROM arc_known k WHERE k.sensor_id = r.sensor_id AND k."timestamp" = r.ts)'
@@ -583,7 +559,7 @@ def merge_archive_day(
         measurements, sensors = connection.execute(
             "SELECT count(*), count(DISTINCT sensor_id) FROM arc_readings"
         ).fetchone()
-        connection.register("arc_index_table", _index_table(connection))
+        connection.register("arc_index_table", index_table(connection, "arc_readings"))
         connection.execute("BEGIN TRANSACTION")
         _stage_known_keys(connection)
         measure_columns = list(VALUE_TYPE_COLUMNS.values())
@@ -596,7 +572,9 @@ def merge_archive_day(
                  {", ".join(index_names)}, no_index_reason, snapshot, ingested_at, ingest_seq)
             SELECT $period, r.sensor_id, r."timestamp", NULL, r.location_id, NULL, r.latitude, r.longitude,
                    NULL, false, r.sensor_type, {", ".join("r." + c for c in measure_columns)}, r.other_values,
-                   {", ".join("i." + c for c in index_names)}, i.no_index_reason, r.file, $now::TIMESTAMP, $seq
+                   {", ".join("i." + c for c in index_names)},
+                   CASE WHEN r.pm_not_mass THEN {_sql_text(NOT_MASS_CONCENTRATION_REASON)} END,
+                   r.file, $now::TIMESTAMP, $seq
             FROM arc_readings r JOIN arc_index_table i USING (rn)
             WHERE NOT EXISTS (SELECT 1 FROM arc_known k
                               WHERE k.sensor_id = r.sensor_id AND k."timestamp" = r."timestamp")
