@@ -19,6 +19,7 @@
 
 
 import json
+from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -152,67 +153,75 @@ def _window_label(window: dg.TimeWindow, unit: timedelta) -> str:
     return f"{start.strftime(fmt)} .. {(end - unit).strftime(fmt)} UTC"
 
 
+def _aggregate_asset(
+    name: str,
+    partitions_def: dg.TimeWindowPartitionsDefinition,
+    cron: str,
+    partition_expr: str,
+    description: str,
+    compute: Callable[[Any, datetime, datetime], pa.Table],
+    unit: timedelta,
+    report_columns: aggregate_report.IndexColumns,
+    column_descriptions: dict[str, str],
+) -> dg.AssetsDefinition:
+    """One aggregate: a partition = `compute(connection, start, end)`, written by the partition IO manager."""
+    unit_label = "sensor-hours" if unit == HOUR else "sensor-days"
+
+    @dg.asset(
+        name=name,
+        deps=["aqi_readings"],
+        partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        automation_condition=dg.AutomationCondition.on_cron(cron),
+        group_name="air_quality",
+        kinds={"duckdb", "python"},
+        owners=OWNERS,
+        pool="duckdb",
+        io_manager_key=IO_MANAGER_KEY,
+        metadata={"partition_expr": partition_expr},
+        description=description,
+    )
+    def aggregate(context: dg.AssetExecutionContext, storage: AqiStorage) -> dg.Output[pa.Table]:
+        window = context.partition_time_window
+        with storage.connect() as connection:
+            table = compute(connection, window.start, window.end)
+        label = f"{name} {_window_label(window, unit)}"
+        context.log.info(f"{label}: {table.num_rows} {unit_label}")
+        metadata = _partition_metadata(table, report_columns, label)
+        metadata["dagster/column_schema"] = _column_schema(table.schema, column_descriptions)
+        return dg.Output(table, metadata=metadata)
+
+    return aggregate
+
+
 def build_aggregate_assets(start: datetime) -> tuple[dg.AssetsDefinition, dg.AssetsDefinition]:
     """`aqi_hourly` and `aqi_daily`, partitioned from ``start`` (call at load time)."""
-    hourly_partitions = dg.HourlyPartitionsDefinition(start_date=start, timezone="UTC")
-    daily_partitions = dg.DailyPartitionsDefinition(start_date=start, timezone="UTC")
-
-    @dg.asset(
-        name="aqi_hourly",
-        deps=["aqi_readings"],
-        partitions_def=hourly_partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        automation_condition=dg.AutomationCondition.on_cron(HOURLY_CRON),
-        group_name="air_quality",
-        kinds={"duckdb", "python"},
-        owners=OWNERS,
-        pool="duckdb",
-        io_manager_key=IO_MANAGER_KEY,
-        metadata={"partition_expr": "hour"},
-        description=(
-            "Per sensor and UTC hour: hourly PM means, the US EPA NowCast (the hourly 'current' AQI, 2024 table) "
-            "and the UK DAQI on trailing 24-hour means — the official indices, computed from the 5-minute "
-            "history. Table `aggregates.aqi_hourly`."
-        ),
+    aqi_hourly = _aggregate_asset(
+        "aqi_hourly",
+        dg.HourlyPartitionsDefinition(start_date=start, timezone="UTC"),
+        HOURLY_CRON,
+        "hour",
+        "Per sensor and UTC hour: hourly PM means, the US EPA NowCast (the hourly 'current' AQI, 2024 table) "
+        "and the UK DAQI on trailing 24-hour means — the official indices, computed from the 5-minute "
+        "history. Table `aggregates.aqi_hourly`.",
+        hourly_indices,
+        HOUR,
+        aggregate_report.HOURLY_COLUMNS,
+        HOURLY_DESCRIPTIONS,
     )
-    def aqi_hourly(context: dg.AssetExecutionContext, storage: AqiStorage) -> dg.Output[pa.Table]:
-        window = context.partition_time_window
-        with storage.connect() as connection:
-            table = hourly_indices(connection, window.start, window.end)
-        label = f"aqi_hourly {_window_label(window, HOUR)}"
-        context.log.info(f"{label}: {table.num_rows} sensor-hours")
-        metadata = _partition_metadata(table, aggregate_report.HOURLY_COLUMNS, label)
-        metadata["dagster/column_schema"] = _column_schema(table.schema, HOURLY_DESCRIPTIONS)
-        return dg.Output(table, metadata=metadata)
-
-    @dg.asset(
-        name="aqi_daily",
-        deps=["aqi_readings"],
-        partitions_def=daily_partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        automation_condition=dg.AutomationCondition.on_cron(DAILY_CRON),
-        group_name="air_quality",
-        kinds={"duckdb", "python"},
-        owners=OWNERS,
-        pool="duckdb",
-        io_manager_key=IO_MANAGER_KEY,
-        metadata={"partition_expr": "day"},
-        description=(
-            "Per sensor and UTC day: midnight-to-midnight PM means (>= 18 hours), the US EPA daily AQI (2024 "
-            "table) and the UK DAQI of the day (the highest hourly DAQI on 24-hour means). Computed from the "
-            "5-minute history. Table `aggregates.aqi_daily`."
-        ),
+    aqi_daily = _aggregate_asset(
+        "aqi_daily",
+        dg.DailyPartitionsDefinition(start_date=start, timezone="UTC"),
+        DAILY_CRON,
+        "day",
+        "Per sensor and UTC day: midnight-to-midnight PM means (>= 18 hours), the US EPA daily AQI (2024 "
+        "table) and the UK DAQI of the day (the highest hourly DAQI on 24-hour means). Computed from the "
+        "5-minute history. Table `aggregates.aqi_daily`.",
+        daily_indices,
+        DAY,
+        aggregate_report.DAILY_COLUMNS,
+        DAILY_DESCRIPTIONS,
     )
-    def aqi_daily(context: dg.AssetExecutionContext, storage: AqiStorage) -> dg.Output[pa.Table]:
-        window = context.partition_time_window
-        with storage.connect() as connection:
-            table = daily_indices(connection, window.start, window.end)
-        label = f"aqi_daily {_window_label(window, DAY)}"
-        context.log.info(f"{label}: {table.num_rows} sensor-days")
-        metadata = _partition_metadata(table, aggregate_report.DAILY_COLUMNS, label)
-        metadata["dagster/column_schema"] = _column_schema(table.schema, DAILY_DESCRIPTIONS)
-        return dg.Output(table, metadata=metadata)
-
     return aqi_hourly, aqi_daily
 
 
