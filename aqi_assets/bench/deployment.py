@@ -70,22 +70,34 @@ def _postgres_rss(postmaster_pid: int | None) -> int:
     return total
 
 
-def _ingested_at(instance: dg.DagsterInstance, appeared: float, timeout_s: float) -> tuple[float, str]:
-    """Wait for the sensor's run created after `appeared`; the time its aqi_readings materialisation landed."""
+def _ingested_at(
+    instance: dg.DagsterInstance, appeared: float, timeout_s: float
+) -> tuple[float, str, dict[str, float]]:
+    """Wait for the sensor's run created after `appeared`; the time its aqi_readings materialisation landed,
+    the run id, and where the time went (tick: appeared → run created; queue: → run started, which includes
+    the launch of its process; run: → the materialisation)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        runs = instance.get_runs(
+        records = instance.get_run_records(
             filters=dg.RunsFilter(
                 tags={"dagster/sensor_name": SENSOR},
                 created_after=datetime.fromtimestamp(appeared - 1, tz=timezone.utc),
             )
         )
-        for run in runs:
+        for record in records:
+            run = record.dagster_run
             if run.status == dg.DagsterRunStatus.FAILURE:
                 raise RuntimeError(f"run {run.run_id} failed")
             for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
                 if entry.dagster_event.asset_key == dg.AssetKey("aqi_readings"):
-                    return entry.timestamp, run.run_id
+                    created = record.create_timestamp.timestamp()
+                    started = record.start_time or created
+                    stages = {
+                        "tick": created - appeared,
+                        "queue_and_launch": started - created,
+                        "run": entry.timestamp - started,
+                    }
+                    return entry.timestamp, run.run_id, stages
         time.sleep(0.25)
     raise TimeoutError(f"no aqi_readings materialisation within {timeout_s:.0f} s")
 
@@ -129,6 +141,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     deployment.start_sensor(SENSOR)
                     time.sleep(args.interval + 2)  # the first tick sees the empty feed
                     latencies = []
+                    breakdown: dict[str, list[float]] = {}
                     for number in range(1, args.snapshots + 1):
                         time.sleep(rng.uniform(0, args.interval))  # a random phase of the sensor interval
                         body = generate_snapshot(
@@ -143,12 +156,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         os.replace(partial, snapshot)
                         appeared = snapshot.stat().st_mtime
                         try:
-                            landed, _ = _ingested_at(instance, appeared, timeout_s=300)
+                            landed, _, stages = _ingested_at(instance, appeared, timeout_s=300)
                         except TimeoutError as error:
                             ticks = deployment.graphql(_TICKS, {"s": _selector()})
                             daemon_log = deployment.log_path("daemon").read_text().splitlines()[-20:]
                             raise TimeoutError(f"{error}; sensor ticks: {ticks}; daemon log: {daemon_log}") from None
                         latencies.append(landed - appeared)
+                        for stage, seconds in stages.items():
+                            breakdown.setdefault(stage, []).append(seconds)
             finally:
                 for name, value in saved.items():
                     if value is None:
@@ -172,6 +187,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "latency_max_s": round(max(latencies), 2),
         "latency_mean_s": round(statistics.fmean(latencies), 2),
         "latencies_s": [round(value, 2) for value in latencies],
+        "stages_p50_p95_s": {
+            stage: [_percentile(values, 0.5), _percentile(values, 0.95)] for stage, values in breakdown.items()
+        },
         "startup_s": round(startup_s, 1),
         "idle_rss_mb": memory,
         "idle_rss_total_mb": sum(memory.values()),

@@ -269,22 +269,35 @@ def source_choice_sql() -> str:
     return f"QUALIFY row_number() OVER (PARTITION BY sensor_id, {{hour}} ORDER BY CASE period {order} END) = 1"
 
 
-def _hourly_means_sql() -> str:
+def _hourly_means_sql(choose_source: bool = True) -> str:
     """Hourly means of every sensor with PM values over the target range and its lookback (one source per
     sensor-hour, see SOURCE_PERIODS), and the time of each hour's last reading (to look its location up). The
     sensor-type filter and the location are applied to the output rows only: per-row string work and `arg_max`
-    over every reading cost several times the whole aggregation."""
-    return f"""
-        SELECT * FROM (
+    over every reading cost several times the whole aggregation. Without `choose_source` (the range holds one
+    source only) the per-hour choice, a window over every sensor-hour, is left out."""
+    means = f"""
             SELECT sensor_id, {_hour_index_sql()} AS hour_index, period,
                    count(*)::INTEGER AS readings, avg(pm25) AS pm25_mean, avg(pm10) AS pm10_mean,
                    epoch_us(max("timestamp")) AS last_us
             FROM aqi_readings
             WHERE {_SOURCE_PM} AND "timestamp" >= $lookback AND "timestamp" < $end
-            GROUP BY ALL
-        )
-        {source_choice_sql().format(hour="hour_index")}
-    """
+            GROUP BY ALL"""
+    if not choose_source:
+        return means
+    return f"SELECT * FROM ({means}) {source_choice_sql().format(hour='hour_index')}"
+
+
+def _sources_in_range(connection: duckdb.DuckDBPyConnection, lookback: datetime, end: datetime) -> int:
+    """How many of SOURCE_PERIODS have readings in [lookback, end): the archive is usually absent, and the
+    `period` statistics of the row groups answer that without reading them."""
+    return sum(
+        bool(connection.execute(
+            'SELECT EXISTS (SELECT 1 FROM aqi_readings WHERE period = $period AND "timestamp" >= $lookback '
+            'AND "timestamp" < $end)',
+            {"period": period, "lookback": lookback, "end": end},
+        ).fetchall()[0][0])
+        for period in SOURCE_PERIODS
+    )
 
 
 def _locations(
@@ -347,7 +360,8 @@ def hourly_matrix(connection: duckdb.DuckDBPyConnection, start: datetime, end: d
     base_hour = int((origin - datetime(1970, 1, 1)) / HOUR)
     first_target = _hours_between(origin, start)
     table = connection.sql(
-        _hourly_means_sql(), params={"end": end, "lookback": origin, "base_hour": base_hour}
+        _hourly_means_sql(choose_source=_sources_in_range(connection, origin, end) > 1),
+        params={"end": end, "lookback": origin, "base_hour": base_hour},
     ).to_arrow_table()
     sensor_column = table.column("sensor_id").to_numpy()
     hour_index = table.column("hour_index").to_numpy()
@@ -361,9 +375,10 @@ def hourly_matrix(connection: duckdb.DuckDBPyConnection, start: datetime, end: d
     last_us = np.zeros(shape, dtype=np.int64)
     last_us[sensor_index, hour_index] = table.column("last_us").to_numpy()[keep]
     sources = np.zeros(shape, dtype=np.int8)
-    periods = np.asarray(table.column("period").to_pylist(), dtype=object)[keep]
+    period_column = table.column("period")
     for period, code in SOURCE_CODES.items():
-        sources[sensor_index[periods == period], hour_index[periods == period]] = code
+        is_period = pc.equal(period_column, period).to_numpy(zero_copy_only=False)[keep]
+        sources[sensor_index[is_period], hour_index[is_period]] = code
     means = {}
     for pollutant in POLLUTANTS:
         matrix = np.full(shape, np.nan)
@@ -438,8 +453,8 @@ def hourly_indices(connection: duckdb.DuckDBPyConnection, start: datetime, end: 
 
 
 def source_names(codes: np.ndarray) -> list[str | None]:
-    names = {code: period for period, code in SOURCE_CODES.items()}
-    return [names.get(int(code)) for code in np.asarray(codes).ravel()]
+    names = np.array([None, *SOURCE_PERIODS], dtype=object)  # code 0 = no data; codes count from 1
+    return names[np.asarray(codes).ravel()].tolist()
 
 
 def _hour_timestamps(origin: datetime, hour_index: np.ndarray) -> np.ndarray:
