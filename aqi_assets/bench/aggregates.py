@@ -5,7 +5,8 @@ for 15,000 sensors) is generated with SQL in DuckDB, in a child process so that 
 this process's peak. It is written in time order, as the merges write it, and without the primary-key index:
 the aggregates never use that index, and building it over 150 million generated rows would dominate the set-up.
 
-Timed (each the computation plus the partition write in one transaction, as the IO manager does it):
+Timed, each in a process of its own as Dagster runs a step, with that process's peak RSS (each the computation
+plus the partition write in one transaction, as the IO manager does it):
 one hourly partition (the last hour), one daily partition (the last day), and a backfill of the last
 ``--backfill-days`` days of `aqi_daily` in one run (single-run backfill policy). Run at 1 and at 7 days of
 history to see that the cost of one partition does not grow with the history.
@@ -21,10 +22,11 @@ import tempfile
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
-from aqi_assets.bench.memory import peak_rss_mb
+from aqi_assets.bench.memory import process_peak_rss_mb
 from aqi_assets.lib.air_quality.aggregates import DAY, HOUR, daily_indices, hourly_indices
 from aqi_assets.lib.common.duckdb_conn import duckdb_connection
 from aqi_assets.lib.common.duckdb_tables import replace_partition
@@ -99,20 +101,40 @@ def _unkeyed_readings_ddl() -> str:
     return AQI_READINGS_DDL.replace(keyed, "")
 
 
-def _timed(connection: duckdb.DuckDBPyConnection, compute, table: str, column: str, bounds) -> dict[str, float]:
-    started, cpu_started = time.perf_counter(), time.process_time()
-    frame = compute(connection, *bounds)
-    computed = time.perf_counter()
-    rows = replace_partition(connection, "aggregates", table, frame, column, bounds)
-    written = time.perf_counter()
-    return {
+def _timed(path: str, compute_name: str, table: str, column: str, bounds: tuple[datetime, datetime],
+           results: Any) -> None:
+    """One partition (or backfill run) computed and written, in a process of its own as Dagster runs a step:
+    its time, CPU time and the process's peak RSS (so one step's DuckDB cache does not count in the next)."""
+    compute = {"hourly_indices": hourly_indices, "daily_indices": daily_indices}[compute_name]
+    with duckdb_connection(path) as connection:
+        connection.execute("SET enable_progress_bar = false")
+        started, cpu_started = time.perf_counter(), time.process_time()
+        frame = compute(connection, *bounds)
+        computed = time.perf_counter()
+        rows = replace_partition(connection, "aggregates", table, frame, column, bounds)
+        written = time.perf_counter()
+    results.put({
         "seconds": round(written - started, 3),
         # CPU time of all threads: on a shared machine the wall time also counts waiting for a core.
         "cpu_seconds": round(time.process_time() - cpu_started, 3),
         "compute_seconds": round(computed - started, 3),
         "write_seconds": round(written - computed, 3),
         "rows": rows,
-    }
+        "peak_rss_mb": process_peak_rss_mb(),
+    })
+
+
+def _timed_in_child(path: str, compute_name: str, table: str, column: str,
+                    bounds: tuple[datetime, datetime]) -> dict[str, float]:
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    child = context.Process(target=_timed, args=(path, compute_name, table, column, bounds, results))
+    child.start()
+    figures = results.get()
+    child.join()
+    if child.exitcode:
+        raise RuntimeError(f"{compute_name} {bounds} failed (exit code {child.exitcode})")
+    return figures
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
@@ -135,11 +157,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 'SELECT count(*) FROM aqi_readings WHERE "timestamp" >= ? AND "timestamp" < ?', [end - HOUR, end]
             ).fetchall()[0][0]
             history_rows = connection.execute("SELECT count(*) FROM aqi_readings").fetchall()[0][0]
-            hourly = _timed(connection, hourly_indices, "aqi_hourly", "hour", (end - HOUR, end))
-            daily = _timed(connection, daily_indices, "aqi_daily", "day", (end - DAY, end))
-            backfill = _timed(
-                connection, daily_indices, "aqi_daily", "day", (end - backfill_days * DAY, end)
-            )
+        hourly = _timed_in_child(path, "hourly_indices", "aqi_hourly", "hour", (end - HOUR, end))
+        daily = _timed_in_child(path, "daily_indices", "aqi_daily", "day", (end - DAY, end))
+        backfill = _timed_in_child(path, "daily_indices", "aqi_daily", "day", (end - backfill_days * DAY, end))
     return {
         "benchmark": "aggregates",
         "sensors": args.sensors,
@@ -149,7 +169,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "hourly_partition": {**hourly, "readings_in": readings_in_hour},
         "daily_partition": daily,
         f"daily_backfill_{backfill_days}d": backfill,
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": max(step["peak_rss_mb"] for step in (hourly, daily, backfill)),
         "load_average_1min": round(os.getloadavg()[0], 1),
         "machine": f"{platform.machine()}, {multiprocessing.cpu_count()} cores, Python {platform.python_version()}, "
         f"DuckDB {duckdb.__version__}",

@@ -31,7 +31,7 @@ from typing import Any
 
 import duckdb
 
-from aqi_assets.bench.memory import peak_rss_mb
+from aqi_assets.bench.memory import process_peak_rss_mb
 from aqi_assets.lib.air_quality import checks
 from aqi_assets.lib.air_quality.generator import generate_snapshot
 from aqi_assets.lib.air_quality.normalise import merge_snapshot
@@ -155,22 +155,10 @@ def build_history(path: Path, rows: int, sensors: int) -> None:
         connection.execute("CHECKPOINT")
 
 
-def _process_peak_rss_mb() -> float:
-    """This process's own peak RSS (VmHWM). `getrusage` would not do: on Linux its maximum survives exec,
-    so a spawned child would report its parent's peak."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return peak_rss_mb()
-
-
 def _timed(step: Callable[[], Any]) -> tuple[Any, dict[str, Any]]:
     started = time.perf_counter()
     result = step()
-    return result, {"seconds": round(time.perf_counter() - started, 3), "peak_rss_mb": _process_peak_rss_mb()}
+    return result, {"seconds": round(time.perf_counter() - started, 3), "peak_rss_mb": process_peak_rss_mb()}
 
 
 def _run_checks(connection: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, bool]:
