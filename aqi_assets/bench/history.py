@@ -48,6 +48,7 @@ from aqi_assets.lib.sinks.sync_state import (
 SNAPSHOT_AT = datetime(2026, 11, 27, 12, 0, 0, tzinfo=timezone.utc)  # the generator's default time
 FIRST_SENSOR_ID = 10_002  # the generator's first sensor id, so the snapshot's sensors have a history
 SYNC_CHUNK_ROWS = 50_000  # the sinks' default chunk
+BUILD_BATCH_MINUTES = 600  # minutes of history per INSERT while building (9 M rows at 15,000 sensors)
 
 # One history row per (sensor, minute) from `range(N)`: i % sensors is the sensor, i // sensors the minute
 # (merge) counted from the oldest. Even sensors are PM sensors (SDS011), odd ones climate sensors (BME280).
@@ -55,7 +56,7 @@ SYNC_CHUNK_ROWS = 50_000  # the sinks' default chunk
 _HISTORY_SQL = """
 INSERT INTO aqi_readings BY NAME
 WITH base AS (
-    SELECT i, i % $sensors AS k, i // $sensors AS minute, hash(i) % 1000 AS noise FROM range($rows) t(i)
+    SELECT i, i % $sensors AS k, i // $sensors AS minute, hash(i) % 1000 AS noise FROM range($first_row, $end_row) t(i)
 ), shaped AS (
     SELECT *, $first_sensor + k AS sensor_id, k % 2 = 0 AS is_pm,
            round(2 + noise / 12.0 + (k % 37), 1) AS pm
@@ -111,11 +112,15 @@ def build_history(path: Path, rows: int, sensors: int) -> None:
     newest = (SNAPSHOT_AT - timedelta(minutes=5)).replace(tzinfo=None)
     with duckdb_connection(path) as connection:
         connection.execute("SET preserve_insertion_order = true")
-        if rows:
+        # In batches of whole minutes, each committed: one INSERT of 150 M rows held ~17 GB before its commit.
+        connection.execute("SET memory_limit = '4GB'")
+        batch = BUILD_BATCH_MINUTES * sensors
+        for first_row in range(0, rows, batch):
             connection.execute(
                 _HISTORY_SQL,
                 {
-                    "rows": rows,
+                    "first_row": first_row,
+                    "end_row": min(rows, first_row + batch),
                     "sensors": sensors,
                     "first_sensor": FIRST_SENSOR_ID,
                     "minutes": minutes,
