@@ -27,7 +27,7 @@ from typing import Any
 import duckdb
 
 from aqi_assets.bench.memory import process_peak_rss_mb
-from aqi_assets.lib.air_quality.aggregates import DAY, HOUR, daily_indices, hourly_indices
+from aqi_assets.lib.air_quality.aggregates import DAY, HOUR, bounded_memory, daily_indices, hourly_indices
 from aqi_assets.lib.common.duckdb_conn import duckdb_connection
 from aqi_assets.lib.common.duckdb_tables import replace_partition
 
@@ -109,7 +109,8 @@ def _timed(path: str, compute_name: str, table: str, column: str, bounds: tuple[
     with duckdb_connection(path) as connection:
         connection.execute("SET enable_progress_bar = false")
         started, cpu_started = time.perf_counter(), time.process_time()
-        frame = compute(connection, *bounds)
+        with bounded_memory(connection):  # as the assets compute
+            frame = compute(connection, *bounds)
         computed = time.perf_counter()
         rows = replace_partition(connection, "aggregates", table, frame, column, bounds)
         written = time.perf_counter()

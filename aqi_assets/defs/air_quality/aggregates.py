@@ -37,6 +37,7 @@ from aqi_assets.lib.air_quality.aggregates import (
     HOUR,
     HOURLY_DESCRIPTIONS,
     affected_hours,
+    bounded_memory,
     daily_indices,
     hourly_indices,
     utc_naive,
@@ -183,7 +184,7 @@ def _aggregate_asset(
     )
     def aggregate(context: dg.AssetExecutionContext, storage: AqiStorage) -> dg.Output[pa.Table]:
         window = context.partition_time_window
-        with storage.connect() as connection:
+        with storage.connect() as connection, bounded_memory(connection):
             table = compute(connection, window.start, window.end)
         label = f"{name} {_window_label(window, unit)}"
         context.log.info(f"{label}: {table.num_rows} {unit_label}")

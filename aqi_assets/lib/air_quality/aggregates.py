@@ -22,6 +22,7 @@ hour + 1 h (the partition's own time window).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -55,6 +56,9 @@ LOOKBACK = (MEAN_HOURS - 1) * HOUR  # the 24-hour mean of hour H needs hours H-2
 # Longest range computed at once: a 7-day backfill in one piece peaked at 3.1 GB at 15,000 sensors, in day-long
 # pieces it stays near 1 GB (each piece re-reads 23 hours of lookback: hourly backfills pay ~20 % for it).
 CHUNK = timedelta(days=1)
+# DuckDB's memory while an aggregate is computed: its default (80 % of RAM) keeps every block a long backfill
+# read in its cache (1.5 GB for 7 days at 15,000 sensors); a day's piece needs far less.
+COMPUTE_MEMORY_LIMIT = "1GB"
 POLLUTANTS = ("pm25", "pm10")
 TRUNCATION_DIGITS = {"pm25": 1, "pm10": 0}  # EPA: PM2.5 to 0.1 µg/m³, PM10 to 1 µg/m³
 
@@ -438,6 +442,33 @@ def _with_location(connection: duckdb.DuckDBPyConnection, columns: dict[str, obj
     for name, _ in LOCATION_FIELDS:
         columns[name] = location.column(name)
     return _table(columns, schema).filter(location.column("mass_pm"))
+
+
+def _step_middle(shown: str) -> str:
+    """'2.7 GiB' → '2.75 GiB': the middle of the range DuckDB shows as '2.7 GiB'."""
+    number, _, unit = shown.partition(" ")
+    decimals = len(number.partition(".")[2])
+    return f"{float(number) + 0.5 * 10**-decimals:.{decimals + 1}f} {unit}"
+
+
+@contextlib.contextmanager
+def bounded_memory(connection: duckdb.DuckDBPyConnection, limit: str = COMPUTE_MEMORY_LIMIT) -> Iterator[None]:
+    """DuckDB's `memory_limit` set to `limit` for the block (its buffer cache is evicted down to it; work that
+    needs more spills to disk), then restored: reset when it was DuckDB's default, else set back to the middle
+    of the value DuckDB reported (it shows the limit cut to one decimal, so the middle of that step is a fixed
+    point: using this again and again does not wear the limit down)."""
+
+    def current() -> str:
+        return connection.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+
+    previous = current()
+    connection.execute("RESET memory_limit")
+    was_default = current() == previous
+    connection.execute(f"SET memory_limit = '{limit}'")
+    try:
+        yield
+    finally:
+        connection.execute("RESET memory_limit" if was_default else f"SET memory_limit = '{_step_middle(previous)}'")
 
 
 def hourly_indices(connection: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pa.Table:
