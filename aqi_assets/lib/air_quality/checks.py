@@ -201,14 +201,19 @@ def daqi_band_matches_index(connection: duckdb.DuckDBPyConnection, scope: Scope 
 def no_duplicate_readings(connection: duckdb.DuckDBPyConnection, scope: Scope = None) -> CheckOutcome:
     """(period, sensor_id, timestamp) is unique; within a scope, among the whole history's rows of its keys."""
     relation, parameters = _rows(scope)
+    # The scope's time span as constants: the whole history's side of the join then reads only the row groups
+    # whose zone maps overlap it, not every row ever merged.
+    first, last = connection.execute(f'SELECT min("timestamp"), max("timestamp") FROM {relation}', parameters
+                                     ).fetchall()[0]
     cursor = connection.execute(
         f"""
         SELECT a.period, a.sensor_id, a."timestamp", count(*) AS copies
         FROM aqi_readings a SEMI JOIN {relation} s
              ON a.period = s.period AND a.sensor_id = s.sensor_id AND a."timestamp" = s."timestamp"
+        WHERE a."timestamp" BETWEEN $first AND $last
         GROUP BY ALL HAVING count(*) > 1 ORDER BY copies DESC, a.sensor_id
         """,
-        parameters,
+        {**parameters, "first": first, "last": last},
     )
     names = [d[0] for d in cursor.description]
     duplicates = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
@@ -316,18 +321,29 @@ def humid_pm_share(
 def readings_fresh(connection: duckdb.DuckDBPyConnection, now: datetime | None = None) -> CheckOutcome:
     """The newest reading of each period that has data is younger than its limit (30 min / 26 h).
 
-    Looks at rows merged in the three days before the newest merge (zone maps skip the rest of the history).
+    Looks at each period's rows merged within its limit before that period's newest merge (constant bounds, so
+    zone maps skip the rest of the history); only a period with none there is looked up in the whole history.
     """
     now = naive_utc(now)  # an aware `now` is converted to UTC, not stripped of its offset
-    newest = dict(
+    newest_merges = dict(
         connection.execute(
-            """
-            SELECT period, max("timestamp") FROM aqi_readings
-            WHERE ingested_at >= (SELECT max(processed_at) FROM snapshot_log) - INTERVAL 3 DAY
-            GROUP BY period
-            """
+            "SELECT period, max(processed_at) FROM snapshot_log WHERE status = 'merged' GROUP BY period"
         ).fetchall()
     )
+    newest: dict[str, datetime] = {}
+    for period, limit in FRESHNESS_LIMITS.items():
+        if period not in newest_merges:
+            continue
+        latest = connection.execute(
+            'SELECT max("timestamp") FROM aqi_readings WHERE period = $period AND ingested_at >= $since',
+            {"period": period, "since": newest_merges[period] - limit},
+        ).fetchall()[0][0]
+        if latest is None:  # nothing merged recently: the newest reading is older still (a stale period)
+            latest = connection.execute(
+                'SELECT max("timestamp") FROM aqi_readings WHERE period = $period', {"period": period}
+            ).fetchall()[0][0]
+        if latest is not None:
+            newest[period] = latest
     details: dict[str, object] = {}
     figures: dict[str, int | float | datetime] = {}
     passed = True

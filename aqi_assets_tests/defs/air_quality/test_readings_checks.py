@@ -161,6 +161,17 @@ def test_warning_checks(ingested: AqiStorage) -> None:
         fresh_now = datetime(2019, 4, 16, 14, 40, tzinfo=timezone.utc)
         assert checks.readings_fresh(connection, now=fresh_now).passed
         assert not checks.readings_fresh(connection, now=fresh_now + timedelta(minutes=15)).passed
+        newest_before = checks.readings_fresh(connection, now=fresh_now).details["5min"]["newest_reading"]
+        # A later merge that added nothing (every reading already known): the period's newest reading is then
+        # older than anything merged within its limit, and still found (stale, not "no readings yet").
+        connection.execute(
+            """INSERT INTO snapshot_log (snapshot, period, status, records, rows_inserted, rows_duplicate,
+                   values_rejected, processed_at)
+               SELECT 'replayed-later', '5min', 'merged', 0, 0, 0, 0, max(processed_at) + INTERVAL 2 DAY
+               FROM snapshot_log"""
+        )
+        later = checks.readings_fresh(connection, now=fresh_now)
+        assert later.passed and later.details["5min"]["newest_reading"] == newest_before
 
 
 def test_checks_after_an_ingest_look_at_that_run_and_the_audit_job_at_everything(
