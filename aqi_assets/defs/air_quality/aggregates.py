@@ -198,30 +198,30 @@ def _aggregate_asset(
 def build_aggregate_assets(start: datetime) -> tuple[dg.AssetsDefinition, dg.AssetsDefinition]:
     """`aqi_hourly` and `aqi_daily`, partitioned from ``start`` (call at load time)."""
     aqi_hourly = _aggregate_asset(
-        "aqi_hourly",
-        dg.HourlyPartitionsDefinition(start_date=start, timezone="UTC"),
-        HOURLY_CRON,
-        "hour",
-        "Per sensor and UTC hour: hourly PM means, the US EPA NowCast (the hourly 'current' AQI, 2024 table) "
-        "and the UK DAQI on trailing 24-hour means — the official indices, computed from the 5-minute "
+        name="aqi_hourly",
+        partitions_def=dg.HourlyPartitionsDefinition(start_date=start, timezone="UTC"),
+        cron=HOURLY_CRON,
+        partition_expr="hour",
+        description="Per sensor and UTC hour: hourly PM means, the US EPA NowCast (the hourly 'current' AQI, 2024 "
+        "table) and the UK DAQI on trailing 24-hour means — the official indices, computed from the 5-minute "
         "history. Table `aggregates.aqi_hourly`.",
-        hourly_indices,
-        HOUR,
-        aggregate_report.HOURLY_COLUMNS,
-        HOURLY_DESCRIPTIONS,
+        compute=hourly_indices,
+        unit=HOUR,
+        report_columns=aggregate_report.HOURLY_COLUMNS,
+        column_descriptions=HOURLY_DESCRIPTIONS,
     )
     aqi_daily = _aggregate_asset(
-        "aqi_daily",
-        dg.DailyPartitionsDefinition(start_date=start, timezone="UTC"),
-        DAILY_CRON,
-        "day",
-        "Per sensor and UTC day: midnight-to-midnight PM means (>= 18 hours), the US EPA daily AQI (2024 "
-        "table) and the UK DAQI of the day (the highest hourly DAQI on 24-hour means). Computed from the "
+        name="aqi_daily",
+        partitions_def=dg.DailyPartitionsDefinition(start_date=start, timezone="UTC"),
+        cron=DAILY_CRON,
+        partition_expr="day",
+        description="Per sensor and UTC day: midnight-to-midnight PM means (>= 18 hours), the US EPA daily AQI "
+        "(2024 table) and the UK DAQI of the day (the highest hourly DAQI on 24-hour means). Computed from the "
         "5-minute history. Table `aggregates.aqi_daily`.",
-        daily_indices,
-        DAY,
-        aggregate_report.DAILY_COLUMNS,
-        DAILY_DESCRIPTIONS,
+        compute=daily_indices,
+        unit=DAY,
+        report_columns=aggregate_report.DAILY_COLUMNS,
+        column_descriptions=DAILY_DESCRIPTIONS,
     )
     return aqi_hourly, aqi_daily
 

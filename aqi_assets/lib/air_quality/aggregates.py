@@ -41,7 +41,7 @@ from aqi_assets.lib.air_quality.indices import (
     overall,
     truncate_decimal,
 )
-from aqi_assets.lib.air_quality.sensor_types import mass_concentration_sql_list
+from aqi_assets.lib.air_quality.sensor_types import is_mass_concentration_sql
 from aqi_assets.lib.archive.schema import ARCHIVE_PERIOD
 
 HOUR = timedelta(hours=1)
@@ -325,7 +325,7 @@ def _locations(
     try:
         found = connection.sql(
             f"""
-            SELECT w.position, {names}, upper(r.sensor_type) IN ({mass_concentration_sql_list()}) AS mass_pm
+            SELECT w.position, {names}, {is_mass_concentration_sql("r.sensor_type")} AS mass_pm
             FROM wanted_locations w
             JOIN aqi_readings r ON r.sensor_id = w.sensor_id AND r."timestamp" = w.ts AND r.period = w.period
             WHERE r."timestamp" >= $lo AND r."timestamp" <= $hi

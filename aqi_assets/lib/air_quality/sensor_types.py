@@ -63,6 +63,11 @@ def mass_concentration_sql_list() -> str:
     return ", ".join(f"'{name}'" for name in sorted(MASS_CONCENTRATION_PM_TYPES))
 
 
+def is_mass_concentration_sql(sensor_type_expression: str) -> str:
+    """A SQL expression, never NULL: whether the sensor type in `sensor_type_expression` reports PM in µg/m³."""
+    return f"coalesce(upper(trim({sensor_type_expression})) IN ({mass_concentration_sql_list()}), false)"
+
+
 def full_scale_sql(type_expression: str, value_type_expression: str) -> str:
     """A SQL expression giving the full scale for the (sensor type, value type) pair, NULL when none is known.
 

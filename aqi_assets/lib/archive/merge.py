@@ -42,7 +42,7 @@ from aqi_assets.lib.air_quality.schema import INDEX_COLUMNS, VALUE_TYPE_COLUMNS
 from aqi_assets.lib.air_quality.sensor_types import (
     NOT_MASS_CONCENTRATION_REASON,
     PM_VALUE_TYPES,
-    mass_concentration_sql_list,
+    is_mass_concentration_sql,
 )
 from aqi_assets.lib.archive.schema import (
     ARCHIVE_LOG_DDL,
@@ -245,18 +245,13 @@ def _cleaned(expression: str) -> str:
     return f"nullif(replace(trim({expression}), ',', '.'), '')"
 
 
-def _mass_pm_sql(sensor_type: str) -> str:
-    """True where the sensor type reports PM in µg/m³ (see `sensor_types`)."""
-    return f"coalesce(upper(trim({sensor_type})) IN ({mass_concentration_sql_list()}), false)"
-
-
 def _value_reason(value_type: str, raw: str, num: str, is_pm: bool = False) -> str:
     """The snapshots' value rules (normalise.py), in the same order and words, for one value column. A PM
     value of a type that does not report µg/m³ is kept as text, unchecked, as the snapshots keep it."""
     checks = [
         f"WHEN {raw} IS NULL THEN NULL",
         f"WHEN length({raw}) > {MAX_KEPT_RAW_CHARS} THEN 'value too long'",
-        *([f"WHEN NOT {_mass_pm_sql('sensor_type')} THEN NULL"] if is_pm else []),
+        *([f"WHEN NOT {is_mass_concentration_sql('sensor_type')} THEN NULL"] if is_pm else []),
         f"WHEN {num} IS NULL THEN 'non-numeric'",
         f"WHEN isnan({num}) THEN 'NaN'",
         f"WHEN isinf({num}) THEN 'infinite'",
@@ -395,7 +390,7 @@ def _stage_readings(connection: duckdb.DuckDBPyConnection, value_types: Sequence
         f"""
         CREATE OR REPLACE TEMP TABLE arc_readings AS
         WITH flagged AS (
-            SELECT *, {_mass_pm_sql("sensor_type")} AS mass_pm FROM arc_recs
+            SELECT *, {is_mass_concentration_sql("sensor_type")} AS mass_pm FROM arc_recs
             WHERE record_reason IS NULL AND NOT superseded
         ),
         flagged_pm AS (SELECT *, {pm_not_mass} AS pm_not_mass FROM flagged)
