@@ -26,7 +26,7 @@ from typing import Any
 
 import duckdb
 
-from aqi_assets.bench.memory import process_peak_rss_mb
+from aqi_assets.bench.memory import in_fresh_process, process_peak_rss_mb
 from aqi_assets.lib.air_quality.aggregates import DAY, HOUR, bounded_memory, daily_indices, hourly_indices
 from aqi_assets.lib.common.duckdb_conn import duckdb_connection
 from aqi_assets.lib.common.duckdb_tables import replace_partition
@@ -127,15 +127,7 @@ def _timed(path: str, compute_name: str, table: str, column: str, bounds: tuple[
 
 def _timed_in_child(path: str, compute_name: str, table: str, column: str,
                     bounds: tuple[datetime, datetime]) -> dict[str, float]:
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    child = context.Process(target=_timed, args=(path, compute_name, table, column, bounds, results))
-    child.start()
-    figures = results.get()
-    child.join()
-    if child.exitcode:
-        raise RuntimeError(f"{compute_name} {bounds} failed (exit code {child.exitcode})")
-    return figures
+    return in_fresh_process(_timed, path, compute_name, table, column, bounds)
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:

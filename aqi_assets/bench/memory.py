@@ -1,10 +1,13 @@
-"""Peak resident memory of this process, in MB."""
+"""Peak resident memory of this process, in MB; a step run in a fresh process, as Dagster runs a step."""
 
 from __future__ import annotations
 
+import multiprocessing
 import resource
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def peak_rss_mb() -> float:
@@ -23,3 +26,17 @@ def process_peak_rss_mb() -> float:
     except OSError:
         pass
     return peak_rss_mb()
+
+
+def in_fresh_process(step: Callable[..., None], *args: Any) -> dict[str, Any]:
+    """Run `step(*args, results)` in a spawned process (cold memory and caches, its own peak RSS) and return
+    the dict it puts on `results`."""
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    child = context.Process(target=step, args=(*args, results))
+    child.start()
+    figures = results.get()
+    child.join()
+    if child.exitcode:
+        raise RuntimeError(f"{getattr(step, '__name__', step)}{args} failed (exit code {child.exitcode})")
+    return figures

@@ -1,8 +1,8 @@
 """Locust file of the `site-load` benchmark (run by `aqi_assets.bench.site_load`, configured by environment).
 
 Each arrival is one visit as a browser makes it: index.html, the script, style and Leaflet files, the pointer,
-latest.geojson and three sensor files, all asking for gzip. Bodies are read in full and timed but never
-decompressed (decoding 5 MB per visit would block Locust's event loop and inflate its own figures), except the
+latest.geojson and the history files of three sensors, all asking for gzip. Bodies are read in full and timed
+but never decompressed (decoding 5 MB per visit would block Locust's event loop and inflate its own figures), except the
 small pointer. A fixed arrival rate is `constant_pacing(P)` with rate × P users; the phases run one after
 the other (`SITE_PHASES` = "seconds:arrivals_per_s,...").
 """
@@ -94,7 +94,8 @@ class Visitor(FastHttpUser):
         pointer = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
         self._get(pointer["latest"], "latest.geojson", phase)
         for sensor in random.sample(SENSOR_IDS, min(3, len(SENSOR_IDS))):
-            self._get(f"{pointer['sensors']}{sensor}.json", "sensor.json", phase)
+            shard = int(sensor) % pointer["history_shards"]  # the file holding the sensor's history
+            self._get(f"{pointer['history']}{shard}.json", "history.json", phase)
 
 
 class Phases(LoadTestShape):

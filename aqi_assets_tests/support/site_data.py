@@ -69,3 +69,15 @@ def world_readable_dir(prefix: str) -> Path:
     path = Path(tempfile.mkdtemp(prefix=prefix))
     os.chmod(path, stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
     return path
+
+
+def sensor_history(site: Path, pointer: dict[str, Any], sensor_id: int) -> dict[str, Any]:
+    """A sensor's 7-day history as the page reads it: from the file of its shard (`id % history_shards`, stored
+    as `.gz` only), the file's header with the sensor's lists."""
+    relative = f"{pointer['history']}{sensor_id % pointer['history_shards']}.json.gz"
+    shard = json.loads(gzip.decompress((site / relative).read_bytes()), parse_constant=_no_constant)
+    return {**{k: v for k, v in shard.items() if k != "sensors"}, **shard["sensors"][str(sensor_id)]}
+
+
+def _no_constant(name: str) -> None:
+    raise AssertionError(f"{name} in JSON")

@@ -11,7 +11,7 @@ import dagster as dg
 
 from aqi_assets.defs.common.storage import AqiStorage
 from aqi_assets.defs.public.resources import PublicSiteResource
-from aqi_assets.lib.public_site.build import has_sensor_dir, write_site
+from aqi_assets.lib.public_site.build import has_history_dir, write_site
 from aqi_assets.lib.public_site.data import site_data
 from aqi_assets.lib.public_site.publish import publish_site
 
@@ -26,14 +26,15 @@ from aqi_assets.lib.public_site.publish import publish_site
     ),
     description=(
         "Static public map of the latest outdoor PM readings (Leaflet, vendored): latest.geojson, 7-day hourly "
-        "history per sensor, per-country summary and index.html, written atomically to AQI_SITE_DIR (default "
-        "data/site) and uploaded to AQI_SITE_S3_BUCKET when set. Serve it locally with `make site`."
+        "histories (256 files by sensor id), per-country summary and index.html, written atomically to "
+        "AQI_SITE_DIR (default data/site) and uploaded to AQI_SITE_S3_BUCKET when set. Serve it locally with "
+        "`make site`."
     ),
 )
 def public_site(context: dg.AssetExecutionContext, storage: AqiStorage, public_site: PublicSiteResource):
     started = time.perf_counter()
     with storage.connect() as connection:
-        content = site_data(connection, have_fingerprint=has_sensor_dir(public_site.site_path()))
+        content = site_data(connection, have_fingerprint=has_history_dir(public_site.site_path()))
     read_s = time.perf_counter() - started  # the DuckDB file is released before any file is written
     build = write_site(
         content, public_site.site_path(), public_site.site_config(), keep_s=public_site.keep_old_files_s,

@@ -8,9 +8,11 @@ Layout (every URL relative, so the site works under any prefix of a web server o
     vendor/leaflet-1.9.4/...        Leaflet from npm, vendored
     data/latest.<hash>.geojson      one feature per outdoor sensor
     data/countries.<hash>.json      per-country summaries
-    data/sensors-<hash>/<id>.json   7-day hourly history per sensor (a directory renamed into place whole)
+    data/history-<hash>/<k>.json.gz 7-day hourly histories of the sensors with id % shards == k (a directory
+                                    renamed into place whole; the pointer says `history_shards`)
 
-Each text file has a `.gz` copy. A visitor never sees a half-written set: content-hashed files are complete
+Each text file has a `.gz` copy; the histories exist only as `.gz` (a web server serves them decompressed to a
+client without gzip: nginx's `gunzip`). A visitor never sees a half-written set: content-hashed files are complete
 before the pointer names them. Files no pointer names any more are removed once older than `keep_s`, so a
 page loaded just before a build can still fetch what its pointer named.
 """
@@ -23,6 +25,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,7 +37,7 @@ from aqi_assets.lib.public_site import data as site_data_module
 from aqi_assets.lib.public_site.files import (
     content_hash,
     make_dirs,
-    write_plain_and_gzip_fast,
+    write_gzip_only_fast,
     write_with_gzip,
 )
 from aqi_assets.lib.public_site.vendor import LEAFLET_DIR, STATIC_DIR
@@ -75,8 +78,8 @@ class SiteConfig:
 class BuildResult:
     site_dir: Path
     features: int
-    sensor_files: int
-    sensor_files_written: int
+    history_sensors: int
+    history_files_written: int
     countries: int
     latest_path: str
     latest_bytes: int
@@ -92,8 +95,8 @@ class BuildResult:
     def as_metadata(self) -> dict[str, Any]:
         return {
             "features": self.features,
-            "sensor_files": self.sensor_files,
-            "sensor_files_written": self.sensor_files_written,
+            "history_sensors": self.history_sensors,
+            "history_files_written": self.history_files_written,
             "countries": self.countries,
             "latest": self.latest_path,
             "latest_bytes": self.latest_bytes,
@@ -122,35 +125,42 @@ def _hashed_write(site_dir: Path, directory: str, stem: str, suffix: str, body: 
     return relative, gz_size
 
 
-def sensor_dir(fingerprint: str) -> str:
-    return f"data/sensors-{fingerprint}"
+def history_dir(fingerprint: str) -> str:
+    return f"data/history-{fingerprint}"
 
 
-def has_sensor_dir(site_dir: Path) -> Callable[[str], bool]:
+def has_history_dir(site_dir: Path) -> Callable[[str], bool]:
     """For `data.site_data`: whether the histories of a fingerprint are already written in `site_dir`."""
-    return lambda fingerprint: (Path(site_dir) / sensor_dir(fingerprint)).is_dir()
+    return lambda fingerprint: (Path(site_dir) / history_dir(fingerprint)).is_dir()
 
 
-def _write_sensor_dir(site_dir: Path, histories: site_data_module.Histories) -> tuple[str, int]:
-    """All sensor histories in `data/sensors-<fingerprint>/`, written in a hidden directory then renamed into
+def _write_history_dir(site_dir: Path, histories: site_data_module.Histories) -> tuple[str, int]:
+    """All history shards in `data/history-<fingerprint>/`, written in a hidden directory then renamed into
     place whole (so a reader never sees a partial directory)."""
-    relative = sensor_dir(histories.fingerprint)
+    relative = history_dir(histories.fingerprint)
     final = site_dir / relative
     if final.is_dir():
         return relative, 0
     if histories.bodies is None:
         raise RuntimeError(f"{relative} is missing and its histories were not computed")
-    staging = site_dir / "data" / f".staging-sensors-{histories.fingerprint}-{os.getpid()}"
+    staging = site_dir / "data" / f".staging-history-{histories.fingerprint}-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     make_dirs(staging)
     try:
-        for sensor_id, body in histories.bodies.items():
-            write_plain_and_gzip_fast(staging / f"{sensor_id}.json", body)
+        # Two threads compress and write while this one assembles the next shards (each releases the GIL).
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            writes = [
+                pool.submit(write_gzip_only_fast, staging / f"{shard}.json", body)
+                for shard, body in histories.bodies
+            ]
+            for write in writes:
+                write.result()
+        written = len(writes)
         os.rename(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return relative, len(histories.bodies)
+    return relative, written
 
 
 def _static_assets(site_dir: Path) -> tuple[dict[str, str], list[str]]:
@@ -244,7 +254,7 @@ def build_site(
     """Read the data (`data.site_data`) and write the site (`write_site`)."""
     started = time.perf_counter()
     now = now or datetime.now(timezone.utc)
-    content = site_data_module.site_data(connection, now, has_sensor_dir(site_dir))
+    content = site_data_module.site_data(connection, now, has_history_dir(site_dir))
     return write_site(content, site_dir, config, now=now, keep_s=keep_s, started=started)
 
 
@@ -276,12 +286,15 @@ def write_site(
         "features": content.features,
     }
     latest_body = _dumps(geojson)
-    latest, latest_gzip = _hashed_write(site_dir, "data", "latest", ".geojson", latest_body)
+    with ThreadPoolExecutor(max_workers=1) as background:
+        # The map's gzip (level 9, the file every visitor loads) runs beside the histories' assembly.
+        latest_write = background.submit(_hashed_write, site_dir, "data", "latest", ".geojson", latest_body)
+        history, written = _write_history_dir(site_dir, content.histories)
+        latest, latest_gzip = latest_write.result()
     countries, _ = _hashed_write(
         site_dir, "data", "countries", ".json",
         _dumps({"generated_at": generated_at, "data_time": data_time, "countries": content.countries}),
     )
-    sensors_dir, written = _write_sensor_dir(site_dir, content.histories)
     assets, asset_files = _static_assets(site_dir)
 
     pointer = {
@@ -291,20 +304,21 @@ def write_site(
         "features": len(content.features),
         "latest": latest,
         "countries": countries,
-        "sensors": f"{sensors_dir}/",
+        "history": f"{history}/",
+        "history_shards": content.histories.shards,
         "indices_source": geojson["indices_source"],
     }
     write_with_gzip(site_dir / POINTER, _dumps(pointer))
     write_with_gzip(site_dir / INDEX, render_index(config, assets))  # last: the page that names everything
 
-    referenced = {latest, countries, sensors_dir, *assets.values()}
+    referenced = {latest, countries, history, *assets.values()}
     removed = _remove_unreferenced(site_dir, referenced, keep_s)
-    sensor_files = [f"{sensors_dir}/{sensor_id}.json" for sensor_id in content.histories.sensor_ids]
+    history_files = [f"{history}/{shard}.json" for shard in sorted(content.histories.shard_numbers())]
     return BuildResult(
         site_dir=site_dir,
         features=len(content.features),
-        sensor_files=len(content.histories.sensor_ids),
-        sensor_files_written=written,
+        history_sensors=len(content.histories.sensor_ids),
+        history_files_written=written,
         countries=len(content.countries),
         latest_path=latest,
         latest_bytes=len(latest_body),
@@ -315,7 +329,7 @@ def write_site(
         notes=content.notes,
         seconds=time.perf_counter() - started,
         removed=removed,
-        files=[latest, countries, *sensor_files, *asset_files],
+        files=[latest, countries, *history_files, *asset_files],
     )
 
 

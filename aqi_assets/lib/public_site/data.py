@@ -12,8 +12,9 @@ Everything returned is plain Python (None for a missing value, never NaN), ready
 from __future__ import annotations
 
 import hashlib
+import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -208,22 +209,39 @@ def build_features(rows: list[tuple], hourly: dict[int, tuple[Any, ...]]) -> lis
     return features
 
 
-HISTORY_FORMAT = 1  # part of the history fingerprint: a change of the file format gives new files
+HISTORY_FORMAT = 2  # part of the history fingerprint: a change of the file format gives new files
+# Sensor histories are grouped into this many files by `sensor_id % HISTORY_SHARDS` (see `history_shard`).
+HISTORY_SHARDS = 256
+HISTORY_COLUMNS = ("pm25", "pm10", "us", "uk")
+# Shards assembled together (a small working set, reused).
+SHARDS_PER_GROUP = 16
+
+
+def history_shard(sensor_id: int, shards: int = HISTORY_SHARDS) -> int:
+    """The history file holding a sensor (the page computes the same: `id % shards`)."""
+    return sensor_id % shards
 
 
 @dataclass
 class Histories:
-    """The 7-day hourly history of every sensor on the map, as one JSON body per sensor.
+    """The 7-day hourly history of every sensor on the map, as the JSON bodies of `shards` files.
 
-    `fingerprint` names the set (it changes with the sensors, the hours and any value read); `bodies` is None
-    when the caller already has the files of that fingerprint and they were not recomputed.
+    One file per sensor would be 20,000 files every hour: creating them took 4 to 28 s on the benchmark machine
+    (and would be 20,000 PUTs an hour on S3). Shard k holds the sensors with `sensor_id % shards == k`, so the
+    page fetches one small file (about 20 kB gzip) for a sensor clicked, cached for good under its hashed directory.
+    `fingerprint` names the set (it changes with the sensors, the hours and any value read); `bodies` yields
+    (shard, JSON) once, and is None when the caller already has the files of that fingerprint.
     """
 
     fingerprint: str
     sensor_ids: list[int]
-    bodies: dict[int, bytes] | None
+    bodies: Iterator[tuple[int, bytes]] | None
     us_basis: str
     uk_basis: str
+    shards: int = HISTORY_SHARDS
+
+    def shard_numbers(self) -> set[int]:
+        return {history_shard(sensor, self.shards) for sensor in self.sensor_ids}
 
 
 def _exact_sum(column: str) -> str:
@@ -259,10 +277,11 @@ def _window_fingerprint(
 
 def _hourly_values(
     connection: duckdb.DuckDBPyConnection, source: HourlySource, first: datetime, end: datetime
-) -> tuple[pa.Table, str, str]:
-    """(sensor_id, slot, pm25, pm10, us, uk) per sensor and complete hour of the window, and the index bases."""
+) -> tuple[pa.Table | duckdb.DuckDBPyRelation, str, str]:
+    """(sensor_id, slot, pm25, pm10, us, uk) per sensor (of `site_sensors`) and complete hour of the window, and
+    the index bases. From `aqi_hourly` a relation, read only by the query that formats it."""
     if source.available:
-        table = connection.sql(
+        relation = connection.sql(
             f"""
             SELECT h.sensor_id, (epoch(h.hour) - epoch($first::TIMESTAMP)) // 3600 AS slot,
                    h.pm25_mean AS pm25, h.pm10_mean AS pm10, h.aqi_us_nowcast::DOUBLE AS us, h.daqi_24h::DOUBLE AS uk
@@ -271,8 +290,8 @@ def _hourly_values(
             SEMI JOIN site_sensors s USING (sensor_id)
             """,
             params={"first": first, "end": end},
-        ).to_arrow_table()
-        return table, US_NOWCAST, UK_24H
+        )
+        return relation, US_NOWCAST, UK_24H
     means = connection.sql(
         """
         SELECT r.sensor_id, (epoch(date_trunc('hour', r."timestamp")) - epoch($first::TIMESTAMP)) // 3600 AS slot,
@@ -292,8 +311,143 @@ def _hourly_values(
     return table, HOURLY_MEAN, HOURLY_MEAN
 
 
-def _finite(column: str, digits: str) -> str:
-    return f"CASE WHEN isfinite(v.{column}) THEN round(v.{column}, {digits}) END"
+# A column's values get their texts from the range min..max when it spans fewer units than this (always, for
+# validated PM in tenths and for the indices); otherwise only the values present get one.
+TEXT_TABLE_LIMIT = 1_000_000
+
+
+def _unit_text(units: int, scale: int) -> str:
+    """`units / scale` as the shortest JSON number (12.3, 12, -0.5) for scale 1 or 10."""
+    whole, fraction = divmod(abs(units), scale)
+    sign = "-" if units < 0 else ""
+    return f"{sign}{whole}" if fraction == 0 else f"{sign}{whole}.{fraction}"
+
+
+def _unit_sql(name: str) -> str:
+    """A history column in integer units: PM in tenths, rounded to what each sensor resolves; indices whole.
+    TRY_CAST: a value too large for an integer is shown as a gap rather than failing the site."""
+    if name in ("us", "uk"):
+        return f"TRY_CAST(round(v.{name}) AS BIGINT)"
+    # round(x, 1) first: x * 10 may round up to a tie (11.45 * 10 = 114.5) that x itself is not.
+    return f"TRY_CAST(CASE WHEN r.whole THEN round(v.{name}) * 10 ELSE round(round(v.{name}, 1) * 10) END AS BIGINT)"
+
+
+def history_bodies(
+    connection: duckdb.DuckDBPyConnection, sensors: np.ndarray, digits: np.ndarray,
+    values: pa.Table | duckdb.DuckDBPyRelation, hours: int, header: dict[str, Any], shards: int = HISTORY_SHARDS,
+) -> Iterator[tuple[int, bytes]]:
+    """(shard, `{...header, "sensors": {"<id>": {"pm25": [...], "pm10": [...], "us": [...], "uk": [...]}}}`).
+
+    `sensors` sorted, `digits` the PM decimals of each; `values` holds (sensor_id, slot, pm25, pm10, us, uk) for
+    the hours with data (slot 0 is the first hour of the window); every list has `hours` entries, null for a gap.
+
+    Formatting 13 million numbers one by one in Python takes many seconds. Instead a file is a sequence of
+    tokens, each an index into one table of texts: every value in the column's range (with and without its
+    leading comma), the JSON between the lists, and one key per sensor. DuckDB turns each value into its token
+    number (on both cores), NumPy lays the tokens out, Arrow gathers and joins the texts in C++. DuckDB is read
+    at once; the files are then assembled lazily, a few shards at a time, so the working memory stays small and
+    is reused (fresh memory is what costs most on a small VM: about 4 ms per MB on the benchmark machine).
+    """
+    # One row per sensor, in shard order: each shard's sensors are one contiguous run of rows.
+    layout = np.lexsort((sensors, sensors % shards))
+    rows = pa.table({"sensor_id": sensors[layout], "row": np.arange(len(sensors), dtype=np.int32),
+                     "whole": digits[layout] == 0})
+    connection.register("history_rows", rows)
+    connection.register("history_values", values)
+    try:
+        units = ", ".join(f"{_unit_sql(name)} AS {name}" for name in HISTORY_COLUMNS)
+        scaled = f"""SELECT r.row, CAST(v.slot AS INTEGER) AS slot, {units}
+                     FROM history_values v JOIN history_rows r USING (sensor_id)
+                     WHERE v.slot >= 0 AND v.slot < {hours}"""
+        # The range of each column's units, from the unrounded values (cheaper than rounding twice), widened by
+        # what rounding can add.
+        finite = ", ".join(f"min({n}) FILTER (isfinite({n})), max({n}) FILTER (isfinite({n}))" for n in HISTORY_COLUMNS)
+        bounds = connection.sql(f"SELECT {finite} FROM history_values").fetchall()[0]
+        texts: list[str] = []
+        codes = []
+        for position, name in enumerate(HISTORY_COLUMNS):
+            scale = 1 if name in ("us", "uk") else 10
+            least, most = bounds[2 * position], bounds[2 * position + 1]
+            low, high = (0, 0) if least is None else (
+                math.floor(least * scale) - scale, math.ceil(most * scale) + scale)
+            if high - low < TEXT_TABLE_LIMIT:  # always, for validated PM and the indices
+                numbers = range(low, high + 1)
+                code = f"coalesce({name} - {low} + 1, 0)"
+            else:  # a wild value: only the values present get a text
+                numbers = [row[0] for row in connection.sql(
+                    f"SELECT DISTINCT {name} FROM ({scaled}) WHERE {name} IS NOT NULL ORDER BY 1").fetchall()]
+                code = (f"CASE WHEN {name} IS NULL THEN 0 "
+                        f"ELSE dense_rank() OVER (PARTITION BY {name} IS NULL ORDER BY {name}) END")
+            plain = len(texts)  # texts[plain + k]: value k without a comma (k = 0: null); + size: with a comma
+            words = ["null", *(_unit_text(u, scale) for u in numbers)]
+            texts += words + ["," + word for word in words]
+            following = HISTORY_COLUMNS[position + 1] if position + 1 < len(HISTORY_COLUMNS) else None
+            texts.append(f'],"{following}":[' if following else "]}")
+            # The token of each cell: plain at the first hour, with a comma after it.
+            codes.append(f"CAST({code} + CASE WHEN slot = 0 THEN {plain} ELSE {plain + len(words)} END AS INTEGER)"
+                         f" AS {name}")
+        cells = connection.sql(f"SELECT row, slot, {', '.join(codes)} FROM ({scaled})").to_arrow_table()
+    finally:
+        connection.unregister("history_values")
+        connection.unregister("history_rows")
+    return _assemble(cells, texts, sensors[layout], np.bincount(sensors % shards, minlength=shards), hours, header)
+
+
+def _assemble(
+    cells: pa.Table, texts: list[str], sensors: np.ndarray, counts: np.ndarray, hours: int, header: dict[str, Any]
+) -> Iterator[tuple[int, bytes]]:
+    """The files of `history_bodies`, a group of shards at a time, from each cell's row, slot and tokens."""
+    shards = len(counts)
+    width = 1 + len(HISTORY_COLUMNS) * (hours + 1)  # key, pm25 hours, '],"pm10":[', ..., uk hours, ']}'
+    # The tokens of a sensor without data (its key is set per row): null, then ",null" after the first hour.
+    blank = np.empty(width, np.int32)
+    start = 0
+    for position in range(len(HISTORY_COLUMNS)):
+        size = texts.index("]}" if position + 1 == len(HISTORY_COLUMNS) else
+                           f'],"{HISTORY_COLUMNS[position + 1]}":[', start) - start  # 2 × words
+        first = 1 + position * (hours + 1)
+        blank[first] = start
+        blank[first + 1:first + hours] = start + size // 2
+        blank[first + hours] = start + size  # the text after the list
+        start += size + 1
+    keys = len(texts)  # every key starts with a comma: the first of each file has it cut off below
+    table = pa.array(texts + [f',"{sensor}":{{"{HISTORY_COLUMNS[0]}":[' for sensor in sensors.tolist()], pa.binary())
+    prefix = json.dumps({**header, "shards": shards}, separators=(",", ":"))[:-1].encode() + b',"sensors":{'
+
+    row = cells.column("row").to_numpy()
+    at = row * width + cells.column("slot").to_numpy()  # + the column's first token: the cell's token
+    token_columns = [cells.column(name).to_numpy() for name in HISTORY_COLUMNS]
+    ends = np.cumsum(counts)
+    group_starts = list(range(0, shards, SHARDS_PER_GROUP))
+    group_of_row = np.repeat(np.arange(len(group_starts), dtype=np.int16),
+                             [int(counts[g:g + SHARDS_PER_GROUP].sum()) for g in group_starts])
+    group_of_cell = group_of_row[row]
+    buffer = np.empty(0, np.int32)
+    for number, first_shard in enumerate(group_starts):
+        group = range(first_shard, min(first_shard + SHARDS_PER_GROUP, shards))
+        low, high = int(ends[group.start] - counts[group.start]), int(ends[group.stop - 1])
+        if high == low:
+            continue
+        if buffer.size < (high - low) * width:
+            buffer = np.empty((high - low) * width, np.int32)
+        tokens = buffer[:(high - low) * width].reshape(high - low, width)
+        tokens[:] = blank
+        tokens[:, 0] = keys + np.arange(low, high)
+        mine = np.flatnonzero(group_of_cell == number)
+        where = at[mine] - low * width
+        flat = tokens.ravel()
+        for position, column in enumerate(token_columns):
+            flat[where + 1 + position * (hours + 1)] = column[mine]
+        # The gathered texts lie end to end in one buffer: each shard's file is one slice of it.
+        gathered = table.take(pa.array(flat))
+        text_offsets = np.frombuffer(gathered.buffers()[1], np.int32, len(gathered) + 1, gathered.offset * 4)
+        text = memoryview(gathered.buffers()[2])
+        row = low
+        for shard in group:
+            if counts[shard]:
+                begin, finish = text_offsets[(row - low) * width], text_offsets[(row - low + counts[shard]) * width]
+                yield shard, b"".join((prefix, text[begin + 1:finish], b"}}"))
+                row += counts[shard]
 
 
 def build_histories(
@@ -303,52 +457,26 @@ def build_histories(
     anchor: datetime,
     have_fingerprint: Callable[[str], bool] = lambda _fingerprint: False,
 ) -> Histories:
-    """Every sensor's last 7 days of complete hours: columnar arrays, one entry per hour, null for a gap.
-
-    The JSON is assembled by DuckDB (one list per column and sensor); Python only hashes and writes it.
-    """
+    """Every sensor's last 7 days of complete hours: columnar arrays, one entry per hour, null for a gap."""
     end = anchor.replace(minute=0, second=0, microsecond=0)  # the hour holding the anchor is not complete
     first = end - timedelta(days=HISTORY_DAYS)
     hours = int((end - first) / timedelta(hours=1))
-    sensors = sorted(f["properties"]["id"] for f in features)
-    digits = [pm_digits(f["properties"]["type"]) for f in sorted(features, key=lambda f: f["properties"]["id"])]
-    connection.register("site_sensors", pa.table({"sensor_id": pa.array(sensors, pa.int64()),
-                                                  "digits": pa.array(digits, pa.int32())}))
+    by_id = sorted((f["properties"]["id"], pm_digits(f["properties"]["type"])) for f in features)
+    sensors = np.array([sensor for sensor, _ in by_id], dtype=np.int64)
+    digits = np.array([digit for _, digit in by_id], dtype=np.int32)
+    connection.register("site_sensors", pa.table({"sensor_id": sensors}))
     try:
-        fingerprint = _window_fingerprint(connection, source, first, end, sensors)
+        fingerprint = _window_fingerprint(connection, source, first, end, sensors.tolist())
         us_basis, uk_basis = (US_NOWCAST, UK_24H) if source.available else (HOURLY_MEAN, HOURLY_MEAN)
         if have_fingerprint(fingerprint):
-            return Histories(fingerprint, sensors, None, us_basis, uk_basis)
+            return Histories(fingerprint, sensors.tolist(), None, us_basis, uk_basis)
         values, us_basis, uk_basis = _hourly_values(connection, source, first, end)
-        connection.register("site_hourly", values)
-        try:
-            rows = connection.execute(
-                f"""
-                WITH grid AS (
-                    SELECT s.sensor_id, s.digits, g.slot FROM site_sensors s, range({hours}) AS g(slot)
-                ),
-                filled AS (
-                    SELECT g.sensor_id, g.slot,
-                           {_finite("pm25", "g.digits")} AS pm25, {_finite("pm10", "g.digits")} AS pm10,
-                           CASE WHEN isfinite(v.us) THEN v.us::INTEGER END AS us,
-                           CASE WHEN isfinite(v.uk) THEN v.uk::INTEGER END AS uk
-                    FROM grid g LEFT JOIN site_hourly v ON v.sensor_id = g.sensor_id AND v.slot = g.slot
-                )
-                SELECT sensor_id, to_json({{
-                    'id': sensor_id, 'start': $start, 'step_s': 3600, 'us_basis': $us_basis,
-                    'uk_basis': $uk_basis,
-                    'pm25': list(pm25 ORDER BY slot), 'pm10': list(pm10 ORDER BY slot),
-                    'us': list(us ORDER BY slot), 'uk': list(uk ORDER BY slot)
-                }})::VARCHAR
-                FROM filled GROUP BY sensor_id
-                """,
-                {"start": iso_utc(first), "us_basis": us_basis, "uk_basis": uk_basis},
-            ).fetchall()
-        finally:
-            connection.unregister("site_hourly")
+        header = {"format": HISTORY_FORMAT, "start": iso_utc(first), "step_s": 3600, "hours": hours,
+                  "us_basis": us_basis, "uk_basis": uk_basis}
+        bodies = history_bodies(connection, sensors, digits, values, hours, header)
     finally:
         connection.unregister("site_sensors")
-    return Histories(fingerprint, sensors, {sensor: text.encode() for sensor, text in rows}, us_basis, uk_basis)
+    return Histories(fingerprint, sensors.tolist(), bodies, us_basis, uk_basis)
 
 
 def build_countries(features: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -396,7 +524,7 @@ def site_data(
     source = hourly_source(connection)
     anchor = newest_reading(connection, now)
     if anchor is None:
-        empty = Histories("empty", [], {}, READING, READING)
+        empty = Histories("empty", [], iter(()), READING, READING)
         return SiteData(None, [], empty, [], source, ["no 5-minute reading in aqi_readings yet"])
     features = build_features(latest_readings(connection, anchor), latest_hourly(connection, source, anchor))
     histories = build_histories(connection, source, features, anchor, have_fingerprint)

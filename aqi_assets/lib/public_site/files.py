@@ -33,6 +33,7 @@ CONTENT_TYPES = {
 }
 COMPRESSIBLE = {".html", ".js", ".css", ".json", ".geojson", ".svg", ".md"}
 GZIP_LEVEL = 9
+FAST_GZIP_LEVEL = 3
 FILE_MODE = 0o644  # nginx workers run as another user: the files must be world-readable
 DIR_MODE = 0o755
 
@@ -92,7 +93,9 @@ def write_with_gzip(path: Path, data: bytes) -> int:
     return size
 
 
-def write_plain_and_gzip_fast(path: Path, data: bytes) -> None:
-    """For a file inside a directory nobody can see yet (renamed into place as a whole): no temp-file dance."""
-    path.write_bytes(data)
-    path.with_name(path.name + ".gz").write_bytes(gzip.compress(data, compresslevel=6, mtime=0))
+def write_gzip_only_fast(path: Path, data: bytes) -> None:
+    """`path.gz` alone, for the hourly sensor histories (46 MB of JSON for 20,000 sensors): inside a directory
+    nobody can see yet (renamed into place whole), so no temp-file dance; a faster gzip level (3 is 16 % larger
+    than 6 and three times as fast). nginx serves it decompressed to a client without gzip (`gunzip on`), the
+    S3 publisher uploads the `.gz` copy of every text file anyway."""
+    path.with_name(path.name + ".gz").write_bytes(gzip.compress(data, compresslevel=FAST_GZIP_LEVEL, mtime=0))

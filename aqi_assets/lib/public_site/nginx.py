@@ -57,7 +57,10 @@ http {{
     keepalive_timeout 30;
     keepalive_requests 10000;
     server_tokens off;
-    gzip_static on;
+    # The sensor histories exist only as `.gz` (half the files to create each hour): `always` serves a `.gz`
+    # copy whenever there is one, and gunzip decompresses it for the rare client that does not accept gzip.
+    gzip_static always;
+    gunzip on;
     gzip_vary on;
     charset utf-8;
     charset_types text/css application/javascript application/json application/geo+json;

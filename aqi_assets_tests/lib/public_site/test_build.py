@@ -16,7 +16,7 @@ from aqi_assets.lib.common.duckdb_conn import duckdb_connection
 from aqi_assets.lib.public_site.build import INDEX, POINTER, SiteConfig, build_site, read_pointer
 from aqi_assets.lib.public_site.data import HISTORY_DAYS
 from aqi_assets.lib.public_site.files import cache_control, content_type, is_immutable
-from aqi_assets_tests.support.site_data import ingest_hours, outdoor_pm_sensors
+from aqi_assets_tests.support.site_data import ingest_hours, outdoor_pm_sensors, sensor_history
 
 END = datetime(2026, 11, 27, 12, 30, 0)  # naive UTC, like the table
 NOW = END + timedelta(minutes=4)
@@ -97,7 +97,7 @@ def test_sensor_history_holds_hourly_means_of_complete_hours(history, tmp_path: 
             [sensor_id],
         ).fetchall()
     pointer = read_pointer(site)
-    history_json = _load(site, f"{pointer['sensors']}{sensor_id}.json")
+    history_json = sensor_history(site, pointer, sensor_id)
     hours = HISTORY_DAYS * 24
     assert len(history_json["pm25"]) == len(history_json["us"]) == hours
     start = datetime.fromisoformat(history_json["start"].rstrip("Z"))
@@ -156,7 +156,7 @@ def test_official_indices_from_aggregates_aqi_hourly_when_present(history, tmp_p
     assert (third["us_basis"], third["uk_basis"]) == ("reading", "reading")
     others = [p for s, p in features.items() if s not in sensors]
     assert others and all(p["us_basis"] == "reading" for p in others)
-    chart = _load(site, f"{pointer['sensors']}{sensors[0]}.json")
+    chart = sensor_history(site, pointer, sensors[0])
     assert (chart["us_basis"], chart["uk_basis"]) == ("nowcast", "24h")
     assert [v for v in chart["pm25"] if v is not None] == [10.0, 20.5]
     assert [v for v in chart["us"] if v is not None] == [53, 71]
@@ -177,10 +177,16 @@ def test_files_are_complete_gzip_copies_world_readable_and_named_by_content(hist
     site = tmp_path / "site"
     with duckdb_connection(history[0], read_only=True) as connection:
         result = build_site(connection, site, SiteConfig(tile_url=""), now=NOW)
+    histories = read_pointer(site)["history"]
+    assert any(relative.startswith(histories) for relative in result.files)
     for relative in [*result.files, POINTER, INDEX]:
         path = site / relative
-        assert path.stat().st_mode & stat.S_IROTH, f"{relative} not world-readable"
         gz = Path(f"{path}.gz")
+        if relative.startswith(histories):  # stored as gzip only
+            assert not path.exists() and gz.stat().st_mode & stat.S_IROTH, relative
+            _strict_json(gzip.decompress(gz.read_bytes()))
+            continue
+        assert path.stat().st_mode & stat.S_IROTH, f"{relative} not world-readable"
         if relative.endswith((".json", ".geojson", ".html", ".js", ".css")):
             assert gzip.decompress(gz.read_bytes()) == path.read_bytes(), relative
         if relative.endswith((".json", ".geojson")):
@@ -200,13 +206,13 @@ def test_rebuild_replaces_the_pointer_and_keeps_older_files_for_loaded_pages(his
     with duckdb_connection(database) as connection:
         first = build_site(connection, site, SiteConfig(tile_url=""), now=NOW)
         again = build_site(connection, site, SiteConfig(tile_url=""), now=NOW)
-        assert again.latest_path == first.latest_path and again.sensor_files_written == 0, "nothing changed"
+        assert again.latest_path == first.latest_path and again.history_files_written == 0, "nothing changed"
         connection.execute(
             'UPDATE aqi_readings SET pm25 = pm25 + 1 WHERE "timestamp" > ?', [END - timedelta(minutes=30)]
         )
         second = build_site(connection, site, SiteConfig(tile_url=""), now=NOW, keep_s=3600)
         assert second.latest_path != first.latest_path
-        assert second.sensor_files_written == 0, "a reading in the hour not yet complete leaves the histories"
+        assert second.history_files_written == 0, "a reading in the hour not yet complete leaves the histories"
         assert (site / first.latest_path).is_file(), "a page loaded before the rebuild still finds its data"
         assert read_pointer(site)["latest"] == second.latest_path
         third = build_site(connection, site, SiteConfig(tile_url=""), now=NOW, keep_s=0)
@@ -217,12 +223,14 @@ def test_rebuild_replaces_the_pointer_and_keeps_older_files_for_loaded_pages(his
             [END - timedelta(hours=3)],
         )
         fourth = build_site(connection, site, SiteConfig(tile_url=""), now=NOW, keep_s=3600)
-    assert fourth.sensor_files_written == fourth.sensor_files > 0
-    sensors_dir = read_pointer(site)["sensors"]
-    assert sensors_dir == fourth.files[2].rsplit("/", 1)[0] + "/" != third.files[2].rsplit("/", 1)[0] + "/"
+    history_dir = read_pointer(site)["history"]
+    shard_files = [f for f in fourth.files if f.startswith(history_dir)]
+    assert fourth.history_files_written == len(shard_files) > 0, "every shard file of the new set is written"
+    assert not any(f.startswith(history_dir) for f in third.files), "a new directory, named by the new content"
+
     assert third.latest_path == second.latest_path
     assert not (site / first.latest_path).exists() and f"{first.latest_path}" in third.removed
-    assert (site / second.latest_path).is_file() and (site / read_pointer(site)["sensors"]).is_dir()
+    assert (site / second.latest_path).is_file() and (site / history_dir).is_dir()
 
 
 def test_empty_history_builds_a_valid_empty_map(tmp_path: Path) -> None:

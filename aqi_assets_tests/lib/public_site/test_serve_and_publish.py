@@ -61,8 +61,15 @@ def test_nginx_serves_gzip_copies_with_types_and_cache_rules(built_site) -> None
         plain = http.get(f"{server.url}/{pointer['latest']}", headers={"Accept-Encoding": "identity"})
         assert "Content-Encoding" not in plain.headers and len(plain.content) == result.latest_bytes
         first_sensor = json.loads(plain.content)["features"][0]["properties"]["id"]
-        sensor = http.get(f"{server.url}/{pointer['sensors']}{first_sensor}.json")
-        assert sensor.status_code == 200 and sensor.headers["Cache-Control"] == CACHE_IMMUTABLE
+        # A history file exists only as .gz: sent as is with gzip, decompressed by nginx without.
+        history = f"{server.url}/{pointer['history']}{first_sensor % pointer['history_shards']}.json"
+        zipped = http.get(history, headers={"Accept-Encoding": "gzip"})
+        assert zipped.status_code == 200 and zipped.headers["Cache-Control"] == CACHE_IMMUTABLE
+        assert zipped.headers["Content-Encoding"] == "gzip"
+        assert zipped.headers["Content-Type"].startswith("application/json")
+        unzipped = http.get(history, headers={"Accept-Encoding": "identity"})
+        assert unzipped.status_code == 200 and "Content-Encoding" not in unzipped.headers
+        assert unzipped.content == zipped.content and str(first_sensor) in json.loads(unzipped.content)["sensors"]
         vendor = http.get(f"{server.url}/vendor/leaflet-1.9.4/leaflet.js")
         assert vendor.status_code == 200 and vendor.headers["Cache-Control"] == CACHE_IMMUTABLE
         assert http.get(f"{server.url}/{POINTER}").headers["Cache-Control"] == CACHE_POINTER
@@ -97,7 +104,7 @@ def test_publish_to_s3_uploads_gzip_with_headers_and_the_pointer_last(built_site
         assert png["ContentType"] == "image/png" and "ContentEncoding" not in png
         pointer_body = client.get_object(Bucket="public-site", Key=f"aq/{POINTER}")["Body"].read()
         pointer = json.loads(gzip.decompress(pointer_body))
-        sensor_key = f"aq/{pointer['sensors']}{result.files[2].rsplit('/', 1)[1]}"
+        sensor_key = f"aq/{pointer['history']}{result.files[2].rsplit('/', 1)[1]}"
         assert client.head_object(Bucket="public-site", Key=sensor_key)["ContentEncoding"] == "gzip"
         # A second publish of the same build re-sends only the pointer and the page.
         order.clear()

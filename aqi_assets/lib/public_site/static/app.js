@@ -196,16 +196,23 @@
   }
   layer.on("click", function (event) { openPopup(event.layer, false); });
 
+  // The histories come in `history_shards` files: sensor `id` is in file `id % history_shards`.
   function loadHistory(id, figure, retried) {
-    var url = state.pointer.sensors + encodeURIComponent(String(id)) + ".json";
+    var url = state.pointer.history + String(Number(id) % state.pointer.history_shards) + ".json";
     fetch(url).then(function (response) {
       if (response.status === 404 && !retried) {  // an old build was cleaned up: re-read the pointer once
         return loadPointer().then(function () { loadHistory(id, figure, true); return null; });
       }
       if (!response.ok) throw new Error("HTTP " + response.status);
       return response.json();
-    }).then(function (history) {
-      if (history) drawChart(figure, history);
+    }).then(function (shard) {
+      if (!shard) return;
+      var lists = Object.prototype.hasOwnProperty.call(shard.sensors, String(id)) ? shard.sensors[String(id)] : null;
+      if (!lists) throw new Error("sensor " + id + " is not in its history file");
+      drawChart(figure, {
+        start: shard.start, step_s: shard.step_s, us_basis: shard.us_basis, uk_basis: shard.uk_basis,
+        pm25: lists.pm25, pm10: lists.pm10, us: lists.us, uk: lists.uk
+      });
     }).catch(function (error) {
       figure.textContent = "";
       figure.appendChild(el("figcaption", null, "7-day history not available (" + error.message + ")"));
