@@ -296,17 +296,19 @@ def _stage_records(
     connection.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE arc_base AS
-        WITH lines AS (
-            SELECT file, unnest(string_split(content, chr(10))) AS line,
-                   generate_subscripts(string_split(content, chr(10)), 1) AS line_no
-            FROM arc_texts
+        WITH split AS (SELECT file, string_split(content, chr(10)) AS lines FROM arc_texts),
+        lines AS (  -- each file split once; two unnests in one SELECT run side by side
+            SELECT file, rtrim(unnest(lines), chr(13)) AS line, unnest(range(1, len(lines) + 1)) AS line_no
+            FROM split
         ),
         data_lines AS MATERIALIZED (  -- split once: every parts[...] below would split the line again
-            SELECT p.file_no * 100000000 + l.line_no AS rn, l.file, l.line_no, rtrim(l.line, chr(13)) AS line,
-                   string_split(rtrim(l.line, chr(13)), ';') AS parts,
+            SELECT p.file_no * 100000000 + l.line_no AS rn, l.file, l.line_no, l.line,
+                   string_split(l.line, ';') AS parts,
                    p.* EXCLUDE (file)
             FROM lines l JOIN arc_positions p USING (file)
-            WHERE NOT {_is_header("l.line")} AND trim(l.line, ' ' || chr(13)) <> ''
+            -- not blank (a regex test allocates nothing), not a header (the cheap test first)
+            WHERE regexp_matches(l.line, '[^ \r]')
+              AND NOT (contains(l.line, 'sensor_id;') AND {_is_header("l.line")})
         ),
         cells AS (
             SELECT rn, file, line, line_no, column_count, header_line,
@@ -586,9 +588,14 @@ def merge_archive_day(
         parameters = {"period": ARCHIVE_PERIOD, "now": stamp}
         values_rejected = connection.execute(f"INSERT INTO rejected_values {value_sql}", parameters).fetchone()[0]
         connection.execute(f"INSERT INTO rejected_values {record_sql}", parameters)
-        connection.executemany(
-            "INSERT INTO archive_files (file, sha256, day, bytes, merged_at, run_id) VALUES (?, ?, ?, ?, ?, ?)",
-            [[name, hashes[name], day, sizes[name], stamp, run_id] for name in new],
+        # One INSERT from an Arrow table: executemany runs a statement per file (1.5 s for 1,000 files).
+        connection.register("arc_file_rows", pa.table({
+            "file": list(new), "sha256": [hashes[name] for name in new], "bytes": [sizes[name] for name in new],
+        }))
+        connection.execute(
+            "INSERT INTO archive_files (file, sha256, day, bytes, merged_at, run_id) "
+            "SELECT file, sha256, $day, bytes, $now, $run_id FROM arc_file_rows",
+            {"day": day, "now": stamp, "run_id": run_id},
         )
         stats = ArchiveMergeStats(
             day=day,
@@ -618,8 +625,9 @@ def merge_archive_day(
             connection.execute("ROLLBACK")
         raise
     finally:
-        with contextlib.suppress(duckdb.Error):
-            connection.unregister("arc_index_table")
+        for view in ("arc_index_table", "arc_file_rows"):
+            with contextlib.suppress(duckdb.Error):
+                connection.unregister(view)
         with contextlib.suppress(duckdb.Error):
             connection.unregister("arc_positions")
         with contextlib.suppress(duckdb.Error):
