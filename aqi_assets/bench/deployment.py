@@ -5,9 +5,11 @@ the code server, daemon and webserver with deploy/dagster.yaml (as `make prod` d
 snapshot at a local `file://` feed and starts `snapshot_5min_sensor` (probe interval `--interval`, ≥ 10 s)
 through the GraphQL API. Then, one at a time, it writes a new generated snapshot (atomic rename; the file's
 mtime is "appeared") and measures until the `aqi_readings` materialisation of the run the sensor requested for
-it (recorded after the merge commits), through sensor tick, queue, launch and run. Snapshots appear at a random
-phase of the sensor interval, as real ones do. Reports p50/p95/max latency and the idle memory of every process
-(PostgreSQL included) before the first snapshot. Every snapshot's rows are checked in DuckDB at the end.
+it (recorded after the merge commits), through sensor tick, queue, launch and run. Snapshots appear every
+`--cadence` seconds (60: data.json is rewritten once a minute), the first at a random phase of the sensor
+interval, as real ones do; `--cadence 0` publishes each at a random phase after the previous one landed.
+Reports p50/p95/max latency and the idle memory of every process (PostgreSQL included) before the first
+snapshot. Every snapshot's rows are checked in DuckDB at the end.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--snapshots", type=int, default=20, help="snapshots to time (default 20)")
     parser.add_argument("--records", type=int, default=2000, help="records per snapshot (default 2000)")
     parser.add_argument("--interval", type=int, default=15, help="sensor probe interval in seconds (≥ 10)")
+    parser.add_argument("--cadence", type=float, default=60.0,
+                        help="seconds between snapshots, as the server rewrites the file (0: random phases)")
     parser.add_argument("--seed", type=int, default=1)
 
 
@@ -142,8 +146,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     time.sleep(args.interval + 2)  # the first tick sees the empty feed
                     latencies = []
                     breakdown: dict[str, list[float]] = {}
+                    first_at = time.time() + rng.uniform(0, args.interval)  # a random phase of the interval
                     for number in range(1, args.snapshots + 1):
-                        time.sleep(rng.uniform(0, args.interval))  # a random phase of the sensor interval
+                        if args.cadence > 0:  # the server's schedule: the next file a cadence after the last
+                            time.sleep(max(0.0, first_at + (number - 1) * args.cadence - time.time()))
+                        else:
+                            time.sleep(rng.uniform(0, args.interval))
                         body = generate_snapshot(
                             args.records,
                             seed=number,
@@ -182,6 +190,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "snapshots": args.snapshots,
         "records_per_snapshot": args.records,
         "sensor_interval_s": args.interval,
+        "snapshot_cadence_s": args.cadence,
         "latency_p50_s": _percentile(latencies, 0.5),
         "latency_p95_s": _percentile(latencies, 0.95),
         "latency_max_s": round(max(latencies), 2),

@@ -10,21 +10,33 @@ the environment is read in `build_snapshot_sensors()`, when the code location lo
 
 from __future__ import annotations
 
+import time
+from datetime import datetime, timezone
+
 import dagster as dg
 
 from aqi_assets.defs.air_quality.resources import SnapshotSource
 from aqi_assets.defs.common.env import setting
 from aqi_assets.lib.air_quality.periods import SNAPSHOT_PERIODS, snapshot_period
 from aqi_assets.lib.air_quality.probe import (
+    DUE_PROBES,
+    DUE_RETRY_S,
     PROBE_CONNECT_TIMEOUT_S,
     PROBE_READ_TIMEOUT_S,
     CursorError,
     CursorState,
+    ProbeKind,
+    ProbeOutcome,
+    due_in,
     probe,
 )
 
 DEFAULT_RUNNING_ENV = "AQI_SENSORS_DEFAULT_RUNNING"
 MIN_INTERVAL_S = 10  # anything faster would hammer a server whose data changes once a minute
+# A tick may wait for a snapshot due within its interval, ending this long before the next tick, and never
+# longer than DUE_HORIZON_MAX_S (the daemon gives a sensor evaluation 60 s).
+DUE_MARGIN_S = 3.0
+DUE_HORIZON_MAX_S = 30.0
 
 
 def snapshot_sensor_name(period: str) -> str:
@@ -60,15 +72,18 @@ def build_snapshot_sensor(
 ) -> dg.SensorDefinition:
     """The polling sensor of one period (``"5min"`` or ``"24h"``), targeting that period's ingest job."""
     spec = snapshot_period(period)
+    interval_s = minimum_interval_seconds or spec.default_probe_interval_s
+    due_horizon_s = min(interval_s, DUE_HORIZON_MAX_S) - DUE_MARGIN_S
 
     @dg.sensor(
         name=snapshot_sensor_name(period),
         job_name=spec.job_name,
-        minimum_interval_seconds=minimum_interval_seconds or spec.default_probe_interval_s,
+        minimum_interval_seconds=interval_s,
         default_status=default_status,
         description=(
             f"Probes the {period} snapshot endpoint with a conditional GET and requests a run of {spec.job_name} "
-            "for each new snapshot (run key from the server's Last-Modified)."
+            "for each new snapshot (run key from the server's Last-Modified); when the next snapshot is due "
+            "before the next tick, probes again at that moment."
         ),
     )
     def _snapshot_sensor(context: dg.SensorEvaluationContext, snapshots: SnapshotSource):
@@ -80,15 +95,31 @@ def build_snapshot_sensor(
             # request for a snapshot that was already ingested.
             context.log.warning(f"{error}; starting from an empty cursor")
             state = CursorState()
-        outcome = probe(
-            url,
-            state,
-            period=period,
-            connect_timeout_s=min(float(snapshots.connect_timeout_s), PROBE_CONNECT_TIMEOUT_S),
-            read_timeout_s=min(float(snapshots.read_timeout_s), PROBE_READ_TIMEOUT_S),
-            allowed_file_roots=snapshots.file_roots(period),
-            user_agent=snapshots.user_agent,
-        )
+
+        def probe_once() -> ProbeOutcome:
+            return probe(
+                url,
+                state,
+                period=period,
+                connect_timeout_s=min(float(snapshots.connect_timeout_s), PROBE_CONNECT_TIMEOUT_S),
+                read_timeout_s=min(float(snapshots.read_timeout_s), PROBE_READ_TIMEOUT_S),
+                allowed_file_roots=snapshots.file_roots(period),
+                user_agent=snapshots.user_agent,
+            )
+
+        started = time.monotonic()
+        outcome = probe_once()
+        wait = None
+        if not outcome.changed and outcome.kind != ProbeKind.ERROR:
+            wait = due_in(state.modified_at, datetime.now(timezone.utc), spec.update_every_s, due_horizon_s)
+        if wait is not None:  # the next snapshot is due before the next tick: be there when it appears
+            time.sleep(wait)
+            for attempt in range(DUE_PROBES):
+                outcome = probe_once()
+                late = time.monotonic() - started + DUE_RETRY_S > due_horizon_s
+                if outcome.changed or outcome.kind == ProbeKind.ERROR or attempt + 1 == DUE_PROBES or late:
+                    break
+                time.sleep(DUE_RETRY_S)
         if not outcome.changed:
             # The cursor stays as it was: it moves only together with a run request.
             return dg.SkipReason(f"[{outcome.detail}] {outcome.reason}")

@@ -19,6 +19,8 @@ class SnapshotPeriod:
     job_name: str  # the ingest job a new snapshot of this period triggers
     probe_interval_env: str  # environment variable of the sensor's probe interval
     default_probe_interval_s: int
+    # How often the server rewrites the file (None: irregularly); the sensor probes again when the next one is due.
+    update_every_s: int | None
     # The raw snapshot asset's freshness policy; `freshness_fail` is also the limit of the readings_fresh check.
     freshness_warn: timedelta
     freshness_fail: timedelta
@@ -32,6 +34,7 @@ FIVE_MINUTE = SnapshotPeriod(
     job_name="ingest_5min_job",
     probe_interval_env="AQI_SENSOR_5MIN_INTERVAL_S",
     default_probe_interval_s=60,  # the file changes about once a minute
+    update_every_s=60,
     freshness_warn=timedelta(minutes=15),
     freshness_fail=timedelta(minutes=30),
 )
@@ -43,6 +46,7 @@ TWENTY_FOUR_HOUR = SnapshotPeriod(
     job_name="ingest_24h_job",
     probe_interval_env="AQI_SENSOR_24H_INTERVAL_S",
     default_probe_interval_s=300,  # changes every few minutes, and is often stale for hours
+    update_every_s=None,
     freshness_warn=timedelta(hours=2),
     freshness_fail=timedelta(hours=26),
 )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -327,3 +328,34 @@ def _probe_http(
             body_ended=len(head) < peek_bytes,
             length_hint=response.headers.get("Content-Length", ""),
         )
+
+
+# Probing when the next snapshot is due. The server rewrites data.json on a fixed cadence, so the moment of the
+# next file is the last one's Last-Modified plus whole cadences. A tick that finds nothing new and has that moment
+# within its reach waits for it and probes then: a new snapshot is seen about a second after it appears instead
+# of up to a whole sensor interval later, for at most `DUE_PROBES` extra conditional GETs per cadence.
+DUE_LEAD_S = 1.0  # probe this long after the due moment: the server needs a moment to write the file
+DUE_PROBES = 3  # probes at and after the due moment (one second apart: the cadence jitters)
+DUE_RETRY_S = 1.0
+DUE_STALE_CADENCES = 3  # a last snapshot older than this many cadences: the server is behind, no schedule
+
+
+def due_in(modified_at: str | None, now: datetime, every_s: float | None, horizon_s: float,
+           lead_s: float = DUE_LEAD_S) -> float | None:
+    """Seconds from `now` until the next snapshot is due (plus `lead_s`), when that is within `horizon_s`.
+
+    None without a cadence or a known last snapshot, when the last one is more than `DUE_STALE_CADENCES`
+    cadences old (the server has fallen behind its schedule), or when the next is due later than the horizon.
+    """
+    if not every_s or not modified_at or horizon_s <= 0:
+        return None
+    last = datetime.fromisoformat(modified_at)
+    if last.tzinfo is None:
+        last = last.replace(tzinfo=timezone.utc)
+    age = (now - last).total_seconds()
+    if age < 0 or age > DUE_STALE_CADENCES * every_s:
+        return None
+    wait = (math.floor(age / every_s) + 1) * every_s + lead_s - age
+    if wait > every_s:  # still inside the lead of the cadence that just passed
+        wait -= every_s
+    return wait if wait <= horizon_s else None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 from pathlib import Path
 
 import dagster as dg
@@ -135,6 +137,39 @@ def test_file_snapshot_sensor(tmp_path: Path, sample_body: bytes) -> None:
     assert first.run_requests[0].tags["aqi/period"] == "5min"
     second = evaluate(sensor, first.cursor, snapshots)
     assert not second.run_requests and "[same_snapshot]" in second.skip_message
+
+
+def test_a_tick_waits_for_a_snapshot_due_before_the_next_tick(server: HTTPServer, sample_body: bytes) -> None:
+    """The 5-minute file is rewritten every minute: a tick that finds nothing new probes again when the next
+    one is due (and a second after, for a late one), so it is requested a moment after it appears."""
+    last = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=58)
+    seen = scripted(
+        server,
+        [
+            lambda r: Response(sample_body, headers={"Last-Modified": format_datetime(last, usegmt=True)}),
+            lambda r: Response(b"", status=304),  # the tick's first probe: nothing new yet
+            lambda r: Response(b"", status=304),  # at the due moment: the server is a little late
+            lambda r: Response(sample_body, headers={"Last-Modified": format_datetime(
+                last + timedelta(seconds=60), usegmt=True)}),
+        ],
+    )
+    snapshots = SnapshotSource(url_5min=server.url_for("/data.json"))
+    sensor = build_snapshot_sensor("5min", minimum_interval_seconds=15)
+    first = evaluate(sensor, None, snapshots)
+    started = time.monotonic()
+    second = evaluate(sensor, first.cursor, snapshots)
+    took = time.monotonic() - started
+    assert len(seen) == 4 and len(second.run_requests) == 1, second.skip_message
+    assert second.run_requests[0].run_key != first.run_requests[0].run_key
+    assert 1.5 < took < 12, "waited for the due moment, within the tick's interval"
+
+    # With the next one due beyond this tick's reach, or no cadence at all (24h), a tick probes once.
+    for period, cursor in (("5min", second.cursor), ("24h", first.cursor)):
+        seen = scripted(server, [lambda r: Response(b"", status=304)])
+        started = time.monotonic()
+        skipped = evaluate(build_snapshot_sensor(period, minimum_interval_seconds=15), cursor,
+                           SnapshotSource(**{f"url_{period}": server.url_for("/data.json")}))
+        assert not skipped.run_requests and len(seen) == 1 and time.monotonic() - started < 1.5, period
 
 
 def test_intervals_and_default_status_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

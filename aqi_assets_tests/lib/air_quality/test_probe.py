@@ -16,7 +16,15 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from aqi_assets.lib.air_quality.probe import CursorError, CursorState, ProbeKind, parse_http_date, probe
+from aqi_assets.lib.air_quality.probe import (
+    DUE_LEAD_S,
+    CursorError,
+    CursorState,
+    ProbeKind,
+    due_in,
+    parse_http_date,
+    probe,
+)
 from aqi_assets_tests.support.http import local_http_server
 from aqi_assets_tests.support.samples import fragment_records
 
@@ -250,3 +258,31 @@ def test_parse_http_date() -> None:
     assert parse_http_date("Tuesday, 16-Apr-19 14:22:52 GMT") == datetime(2019, 4, 16, 14, 22, 52, tzinfo=timezone.utc)
     assert parse_http_date("not a date") is None
     assert parse_http_date(None) is None
+
+
+NOW = datetime(2026, 12, 1, 12, 0, 30, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(
+    ("age_s", "expected"),
+    [
+        (58.5, 60 - 58.5 + DUE_LEAD_S),  # due in 1.5 s, probe a lead later
+        (60.5, DUE_LEAD_S - 0.5),  # just due: still inside the lead
+        (61.5, None),  # the lead has passed: the next is due a whole cadence later, beyond the horizon
+        (119.0, 1.0 + DUE_LEAD_S),  # a snapshot missed: the schedule goes on from the last one seen
+        (181.0, None),  # more than three cadences behind: the server is late, its schedule says nothing
+        (-5.0, None),  # a clock ahead of ours
+    ],
+)
+def test_the_next_snapshot_is_due_a_whole_number_of_cadences_after_the_last(age_s: float, expected) -> None:
+    last = NOW.timestamp() - age_s
+    stamp = datetime.fromtimestamp(last, timezone.utc).isoformat().replace("+00:00", "Z")
+    wait = due_in(stamp, NOW, 60, horizon_s=12)
+    assert wait == (None if expected is None else pytest.approx(expected))
+
+
+def test_nothing_is_due_without_a_cadence_a_last_snapshot_or_a_horizon() -> None:
+    assert due_in("2026-12-01T12:00:00Z", NOW, None, horizon_s=12) is None
+    assert due_in(None, NOW, 60, horizon_s=12) is None
+    assert due_in("2026-12-01T11:59:31Z", NOW, 60, horizon_s=0) is None
+    assert due_in("2026-12-01T11:59:31Z", NOW, 60, horizon_s=12) == pytest.approx(1.0 + DUE_LEAD_S)
