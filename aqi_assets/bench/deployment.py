@@ -1,4 +1,4 @@
-"""Benchmark: the production topology, from a new snapshot appearing to its rows in DuckDB.
+"""Benchmark: the production topology (or `dagster dev`), from a new snapshot appearing to its rows in DuckDB.
 
 `python -m aqi_assets.bench deployment --snapshots 20 --interval 15` starts a throwaway PostgreSQL cluster and
 the code server, daemon and webserver with deploy/dagster.yaml (as `make prod` does), points the 5-minute
@@ -9,7 +9,8 @@ it (recorded after the merge commits), through sensor tick, queue, launch and ru
 `--cadence` seconds (60: data.json is rewritten once a minute), the first at a random phase of the sensor
 interval, as real ones do; `--cadence 0` publishes each at a random phase after the previous one landed.
 Reports p50/p95/max latency and the idle memory of every process (PostgreSQL included) before the first
-snapshot. Every snapshot's rows are checked in DuckDB at the end.
+snapshot. Every snapshot's rows are checked in DuckDB at the end. `--topology dev` measures the same with one
+`dagster dev` on the SQLite instance of `make dev`, for the side-by-side comparison.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interval", type=int, default=15, help="sensor probe interval in seconds (≥ 10)")
     parser.add_argument("--cadence", type=float, default=60.0,
                         help="seconds between snapshots, as the server rewrites the file (0: random phases)")
+    parser.add_argument("--topology", choices=("production", "dev"), default="production",
+                        help="production: PostgreSQL + code server, daemon, webserver; dev: one `dagster dev`")
     parser.add_argument("--seed", type=int, default=1)
 
 
@@ -109,17 +112,17 @@ def _ingested_at(
 def run(args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(args.seed)
     password = secrets.token_urlsafe(16)
-    with (
-        tempfile.TemporaryDirectory(prefix="aqi-bench-deploy-") as scratch,
-        throwaway_cluster(free_port(), "dagster", password, "dagster") as cluster,
-    ):
+    dev = args.topology == "dev"
+    with tempfile.TemporaryDirectory(prefix="aqi-bench-deploy-") as scratch, contextlib.ExitStack() as stack:
+        # `dagster dev` keeps its instance in SQLite files under DAGSTER_HOME: no PostgreSQL.
+        cluster = None if dev else stack.enter_context(throwaway_cluster(free_port(), "dagster", password, "dagster"))
         root = Path(scratch)
         feed = root / "feed"
         feed.mkdir()
         snapshot = feed / "data.json"
         snapshot.write_bytes(b"[]")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AQI_", "DAGSTER_"))}
-        pg_env = pg_env_from_cluster(cluster.port, "dagster", password, "dagster")
+        pg_env = {} if cluster is None else pg_env_from_cluster(cluster.port, "dagster", password, "dagster")
         env.update(
             pg_env,
             AQI_DATA_DIR=str(root / "data"),
@@ -129,7 +132,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             AQI_ALLOWED_FILE_ROOTS=str(feed),
             AQI_SENSOR_5MIN_INTERVAL_S=str(args.interval),
         )
-        deployment = Deployment(state_dir=root / "prod", env=env, code_port=free_port(), web_port=free_port())
+        deployment = Deployment(
+            state_dir=root / "prod", env=env, code_port=free_port(), web_port=free_port(), dev=dev
+        )
         deployment.prepare()
         started = time.monotonic()
         deployment.start(timeout_s=300)
@@ -137,7 +142,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             time.sleep(5)  # let start-up work settle before measuring idle memory
             memory = {name: round(rss / 2**20) for name, rss in deployment.rss_bytes().items()}
-            memory["postgres"] = round(_postgres_rss(cluster.postmaster_pid()) / 2**20)
+            if cluster is not None:
+                memory["postgres"] = round(_postgres_rss(cluster.postmaster_pid()) / 2**20)
             saved = {name: os.environ.get(name) for name in (*pg_env, "DAGSTER_COMPUTE_LOG_DIR")}
             os.environ.update({name: deployment.env[name] for name in saved})
             try:
@@ -187,6 +193,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     complete = all(count == args.records for _, count in per_snapshot) and len(per_snapshot) == args.snapshots
     return {
         "benchmark": "deployment",
+        "topology": "dagster dev (SQLite instance)" if dev else "production (PostgreSQL, separate processes)",
         "snapshots": args.snapshots,
         "records_per_snapshot": args.records,
         "sensor_interval_s": args.interval,

@@ -36,6 +36,7 @@ import urllib3
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 PRODUCTION_INSTANCE = PROJECT_ROOT / "deploy" / "dagster.yaml"
+DEV_INSTANCE = PROJECT_ROOT / ".dagster" / "dagster.yaml"  # what `make dev` runs with
 CODE_MODULE = "aqi_assets.definitions"
 LOCATION_NAME = "aqi_assets"
 PG_ENV = ("DAGSTER_PG_USERNAME", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_DB")
@@ -111,7 +112,8 @@ def stop_group(group: int, grace_s: float = 15.0) -> None:
 
 @dataclass
 class Deployment:
-    """Code server, daemon and webserver of one instance directory (`home`)."""
+    """Code server, daemon and webserver of one instance directory (`home`); with `dev=True` the newcomer's
+    topology instead: one `dagster dev` (which runs all three itself) on the local instance of `make dev`."""
 
     state_dir: Path
     env: dict[str, str]
@@ -119,6 +121,11 @@ class Deployment:
     web_port: int
     host: str = "127.0.0.1"
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    dev: bool = False
+
+    def _process_for(self, name: str) -> str:
+        """The process that serves `name` ("webserver", "daemon"): under `dagster dev`, that one process."""
+        return "dev" if self.dev else name
 
     @property
     def home(self) -> Path:
@@ -135,19 +142,30 @@ class Deployment:
     def log_path(self, name: str) -> Path:
         return self.state_dir / "logs" / f"{name}.log"
 
-    def prepare(self, instance_yaml: Path = PRODUCTION_INSTANCE) -> None:
-        """DAGSTER_HOME with the production instance, and a workspace pointing at the gRPC code server."""
+    def prepare(self, instance_yaml: Path | None = None) -> None:
+        """DAGSTER_HOME with the production instance and a workspace pointing at the gRPC code server (with
+        `dev`: the local instance and the module itself, as `make dev`)."""
         self.home.mkdir(parents=True, exist_ok=True)
         (self.state_dir / "logs").mkdir(exist_ok=True)
         (self.state_dir / "compute_logs").mkdir(exist_ok=True)
-        shutil.copyfile(instance_yaml, self.home / "dagster.yaml")
-        self.workspace.write_text(
-            "load_from:\n"
-            "  - grpc_server:\n"
-            f"      host: {self.host}\n"
-            f"      port: {self.code_port}\n"
-            f"      location_name: {LOCATION_NAME}\n"
-        )
+        default = DEV_INSTANCE if self.dev else PRODUCTION_INSTANCE
+        shutil.copyfile(instance_yaml or default, self.home / "dagster.yaml")
+        if self.dev:
+            self.workspace.write_text(
+                "load_from:\n"
+                "  - python_module:\n"
+                f"      module_name: {CODE_MODULE}\n"
+                f"      location_name: {LOCATION_NAME}\n"
+                f"      working_directory: {PROJECT_ROOT}\n"
+            )
+        else:
+            self.workspace.write_text(
+                "load_from:\n"
+                "  - grpc_server:\n"
+                f"      host: {self.host}\n"
+                f"      port: {self.code_port}\n"
+                f"      location_name: {LOCATION_NAME}\n"
+            )
         self.env.setdefault("DAGSTER_COMPUTE_LOG_DIR", str(self.state_dir / "compute_logs"))
 
     def _env(self) -> dict[str, str]:
@@ -175,6 +193,8 @@ class Deployment:
             return [_cli("dagster-daemon"), "run", "-w", str(self.workspace)]
         if name == "webserver":
             return [_cli("dagster-webserver"), "-w", str(self.workspace), "-h", self.host, "-p", str(self.web_port)]
+        if name == "dev":
+            return [_cli("dagster"), "dev", "-w", str(self.workspace), "-h", self.host, "-p", str(self.web_port)]
         raise ValueError(f"unknown process {name!r}")
 
     def start_process(self, name: str) -> subprocess.Popen:
@@ -252,7 +272,7 @@ class Deployment:
     def wait_webserver(self, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s
         while True:
-            self._check_alive("webserver")
+            self._check_alive(self._process_for("webserver"))
             try:
                 with urllib.request.urlopen(f"{self.url}/server_info", timeout=2) as response:
                     if response.status == 200:
@@ -262,11 +282,11 @@ class Deployment:
                         if loaded and kinds == {"RepositoryLocation"}:
                             return
                         if "PythonError" in kinds:
-                            raise self._fail("webserver", f"code location failed to load: {entries}")
+                            raise self._fail(self._process_for("webserver"), f"code location failed to load: {entries}")
             except (urllib.error.URLError, OSError):
                 pass
             if time.monotonic() > deadline:
-                raise self._fail("webserver", f"webserver not ready within {timeout_s:.0f} s")
+                raise self._fail(self._process_for("webserver"), f"webserver not ready within {timeout_s:.0f} s")
             time.sleep(0.5)
 
     def daemon_statuses(self) -> dict[str, bool]:
@@ -276,21 +296,25 @@ class Deployment:
     def wait_daemon(self, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s
         while True:
-            self._check_alive("daemon")
+            self._check_alive(self._process_for("daemon"))
             statuses = self.daemon_statuses()
             if statuses and all(statuses.values()):
                 return
             if time.monotonic() > deadline:
-                raise self._fail("daemon", f"daemon not healthy within {timeout_s:.0f} s: {statuses}")
+                message = f"daemon not healthy within {timeout_s:.0f} s: {statuses}"
+                raise self._fail(self._process_for("daemon"), message)
             time.sleep(1.0)
 
     def start(self, timeout_s: float = 180.0) -> None:
         """Code server first (the others connect to it), then daemon and webserver; wait until all are ready."""
         try:
-            self.start_process("code_server")
-            self.wait_code_server(timeout_s)
-            self.start_process("daemon")
-            self.start_process("webserver")
+            if self.dev:
+                self.start_process("dev")
+            else:
+                self.start_process("code_server")
+                self.wait_code_server(timeout_s)
+                self.start_process("daemon")
+                self.start_process("webserver")
             self.wait_webserver(timeout_s)
             self.wait_daemon(timeout_s)
         except BaseException:
@@ -299,7 +323,7 @@ class Deployment:
 
     def stop(self) -> None:
         """Webserver and daemon first (nothing new is launched), then the code server and its run workers."""
-        for name in ("webserver", "daemon", "code_server"):
+        for name in ("dev", "webserver", "daemon", "code_server"):
             self.stop_process(name)
 
     def start_sensor(self, sensor_name: str) -> str:
