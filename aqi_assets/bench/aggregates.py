@@ -27,8 +27,14 @@ from typing import Any
 import duckdb
 
 from aqi_assets.bench.memory import in_fresh_process, process_peak_rss_mb
-from aqi_assets.lib.air_quality.aggregates import DAY, HOUR, bounded_memory, daily_indices, hourly_indices
-from aqi_assets.lib.common.duckdb_conn import duckdb_connection
+from aqi_assets.lib.air_quality.aggregates import (
+    COMPUTE_MEMORY_LIMIT,
+    DAY,
+    HOUR,
+    daily_indices,
+    hourly_indices,
+)
+from aqi_assets.lib.common.duckdb_conn import bounded_memory, duckdb_connection
 from aqi_assets.lib.common.duckdb_tables import replace_partition
 
 HISTORY_START = datetime(2025, 3, 1)
@@ -109,7 +115,7 @@ def _timed(path: str, compute_name: str, table: str, column: str, bounds: tuple[
     with duckdb_connection(path) as connection:
         connection.execute("SET enable_progress_bar = false")
         started, cpu_started = time.perf_counter(), time.process_time()
-        with bounded_memory(connection):  # as the assets compute
+        with bounded_memory(connection, COMPUTE_MEMORY_LIMIT):  # as the assets compute
             frame = compute(connection, *bounds)
         computed = time.perf_counter()
         rows = replace_partition(connection, "aggregates", table, frame, column, bounds)

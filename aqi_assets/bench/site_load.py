@@ -36,10 +36,10 @@ import duckdb
 import numpy as np
 
 from aqi_assets.bench.memory import in_fresh_process, peak_rss_mb, process_peak_rss_mb
-from aqi_assets.lib.air_quality.aggregates import DAY, bounded_memory, hourly_indices
+from aqi_assets.lib.air_quality.aggregates import COMPUTE_MEMORY_LIMIT, DAY, hourly_indices
 from aqi_assets.lib.air_quality.generator import generate_snapshot
 from aqi_assets.lib.air_quality.normalise import merge_snapshot
-from aqi_assets.lib.common.duckdb_conn import duckdb_connection
+from aqi_assets.lib.common.duckdb_conn import bounded_memory, duckdb_connection
 from aqi_assets.lib.common.duckdb_tables import replace_partition
 from aqi_assets.lib.public_site.build import SiteConfig, build_site, read_pointer
 from aqi_assets.lib.public_site.nginx import serving
@@ -108,7 +108,7 @@ def _hourly_aggregates(connection: duckdb.DuckDBPyConnection, at: datetime, hour
     start = end - timedelta(hours=hours)
     while start < end:
         stop = min(start + DAY, end)
-        with bounded_memory(connection):
+        with bounded_memory(connection, COMPUTE_MEMORY_LIMIT):
             frame = hourly_indices(connection, start, stop)
         replace_partition(connection, "aggregates", "aqi_hourly", frame, "hour", (start, stop))
         start = stop

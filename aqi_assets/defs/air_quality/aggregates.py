@@ -32,16 +32,17 @@ from aqi_assets.defs.common.env import setting
 from aqi_assets.defs.common.storage import AqiStorage
 from aqi_assets.lib.air_quality import aggregate_checks, aggregate_report
 from aqi_assets.lib.air_quality.aggregates import (
+    COMPUTE_MEMORY_LIMIT,
     DAILY_DESCRIPTIONS,
     DAY,
     HOUR,
     HOURLY_DESCRIPTIONS,
     affected_hours,
-    bounded_memory,
     daily_indices,
     hourly_indices,
     utc_naive,
 )
+from aqi_assets.lib.common.duckdb_conn import bounded_memory
 from aqi_assets.lib.common.duckdb_tables import identifier, replace_partition, table_columns
 from aqi_assets.lib.common.markdown import figure_markdown, frame_markdown
 
@@ -184,7 +185,7 @@ def _aggregate_asset(
     )
     def aggregate(context: dg.AssetExecutionContext, storage: AqiStorage) -> dg.Output[pa.Table]:
         window = context.partition_time_window
-        with storage.connect() as connection, bounded_memory(connection):
+        with storage.connect() as connection, bounded_memory(connection, COMPUTE_MEMORY_LIMIT):
             table = compute(connection, window.start, window.end)
         label = f"{name} {_window_label(window, unit)}"
         context.log.info(f"{label}: {table.num_rows} {unit_label}")

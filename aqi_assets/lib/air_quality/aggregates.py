@@ -22,7 +22,6 @@ hour + 1 h (the partition's own time window).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -442,33 +441,6 @@ def _with_location(connection: duckdb.DuckDBPyConnection, columns: dict[str, obj
     for name, _ in LOCATION_FIELDS:
         columns[name] = location.column(name)
     return _table(columns, schema).filter(location.column("mass_pm"))
-
-
-def _step_middle(shown: str) -> str:
-    """'2.7 GiB' → '2.75 GiB': the middle of the range DuckDB shows as '2.7 GiB'."""
-    number, _, unit = shown.partition(" ")
-    decimals = len(number.partition(".")[2])
-    return f"{float(number) + 0.5 * 10**-decimals:.{decimals + 1}f} {unit}"
-
-
-@contextlib.contextmanager
-def bounded_memory(connection: duckdb.DuckDBPyConnection, limit: str = COMPUTE_MEMORY_LIMIT) -> Iterator[None]:
-    """DuckDB's `memory_limit` set to `limit` for the block (its buffer cache is evicted down to it; work that
-    needs more spills to disk), then restored: reset when it was DuckDB's default, else set back to the middle
-    of the value DuckDB reported (it shows the limit cut to one decimal, so the middle of that step is a fixed
-    point: using this again and again does not wear the limit down)."""
-
-    def current() -> str:
-        return connection.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
-
-    previous = current()
-    connection.execute("RESET memory_limit")
-    was_default = current() == previous
-    connection.execute(f"SET memory_limit = '{limit}'")
-    try:
-        yield
-    finally:
-        connection.execute("RESET memory_limit" if was_default else f"SET memory_limit = '{_step_middle(previous)}'")
 
 
 def hourly_indices(connection: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pa.Table:

@@ -51,6 +51,7 @@ from aqi_assets.lib.archive.schema import (
     COLUMN_VALUE_TYPES,
     EXPECTED_COLUMNS,
 )
+from aqi_assets.lib.common.duckdb_conn import bounded_memory
 
 ARCHIVE_FILES_DDL = """
 CREATE TABLE IF NOT EXISTS archive_files (
@@ -69,6 +70,9 @@ DUPLICATE_ROW_REASON = "duplicate record: the same sensor and timestamp earlier 
 NO_HEADER_REASON = "no header line before this row"
 MALFORMED_ROW_REASON = "malformed row: more fields than the header"
 HASH_CHUNK = 1 << 20
+# DuckDB's memory limit while a day merges: one day of 1,000 sensors peaked at 0.87 GiB without it and 0.69 GiB
+# with it, in the same time; a day five times larger still completes (spilling).
+ARCHIVE_MEMORY_LIMIT = "500MB"
 
 
 @dataclass(frozen=True)
@@ -508,8 +512,21 @@ def merge_archive_day(
 ) -> ArchiveMergeStats:
     """Merge the day's archive files (in the lake) into the history; files merged before are skipped.
 
-    Everything of one call commits in one transaction with its `archive_files` and `archive_log` rows.
+    Everything of one call commits in one transaction with its `archive_files` and `archive_log` rows. DuckDB
+    works within `ARCHIVE_MEMORY_LIMIT` meanwhile (it spills beyond it), then gets its limit back.
     """
+    with bounded_memory(connection, ARCHIVE_MEMORY_LIMIT):
+        return _merge_day(connection, day, paths, now=now, run_id=run_id)
+
+
+def _merge_day(
+    connection: duckdb.DuckDBPyConnection,
+    day: date,
+    paths: Sequence[Path],
+    *,
+    now: datetime | None,
+    run_id: str | None,
+) -> ArchiveMergeStats:
     now = now or datetime.now(timezone.utc)
     stamp = now.replace(tzinfo=None)
     ensure_archive_schema(connection)

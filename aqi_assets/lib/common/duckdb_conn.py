@@ -74,3 +74,30 @@ def duckdb_connection(
 def ensure_schema(connection: duckdb.DuckDBPyConnection) -> None:
     for ddl in (*ALL_DDL, *MIGRATIONS):
         connection.execute(ddl)
+
+
+def _step_middle(shown: str) -> str:
+    """'2.7 GiB' → '2.75 GiB': the middle of the range DuckDB shows as '2.7 GiB'."""
+    number, _, unit = shown.partition(" ")
+    decimals = len(number.partition(".")[2])
+    return f"{float(number) + 0.5 * 10**-decimals:.{decimals + 1}f} {unit}"
+
+
+@contextlib.contextmanager
+def bounded_memory(connection: duckdb.DuckDBPyConnection, limit: str) -> Iterator[None]:
+    """DuckDB's `memory_limit` set to `limit` for the block (its buffer cache is evicted down to it; work that
+    needs more spills to disk), then restored: reset when it was DuckDB's default, else set back to the middle
+    of the value DuckDB reported (it shows the limit cut to one decimal, so the middle of that step is a fixed
+    point: using this again and again does not wear the limit down)."""
+
+    def current() -> str:
+        return connection.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+
+    previous = current()
+    connection.execute("RESET memory_limit")
+    was_default = current() == previous
+    connection.execute(f"SET memory_limit = '{limit}'")
+    try:
+        yield
+    finally:
+        connection.execute("RESET memory_limit" if was_default else f"SET memory_limit = '{_step_middle(previous)}'")
