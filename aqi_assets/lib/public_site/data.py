@@ -344,7 +344,7 @@ def history_bodies(
     Formatting 13 million numbers one by one in Python takes many seconds. Instead a file is a sequence of
     tokens, each an index into one table of texts: every value in the column's range (with and without its
     leading comma), the JSON between the lists, and one key per sensor. DuckDB turns each value into its token
-    number (on both cores), NumPy lays the tokens out, Arrow gathers and joins the texts in C++. DuckDB is read
+    number (on both cores), NumPy lays the tokens out, Arrow gathers the texts in C++. DuckDB is read
     at once; the files are then assembled lazily, a few shards at a time, so the working memory stays small and
     is reused (fresh memory is what costs most on a small VM: about 4 ms per MB on the benchmark machine).
     """
@@ -365,6 +365,7 @@ def history_bodies(
         bounds = connection.sql(f"SELECT {finite} FROM history_values").fetchall()[0]
         texts: list[str] = []
         codes = []
+        column_texts: list[tuple[int, int]] = []  # per column: where its texts start, and how many words
         for position, name in enumerate(HISTORY_COLUMNS):
             scale = 1 if name in ("us", "uk") else 10
             least, most = bounds[2 * position], bounds[2 * position + 1]
@@ -381,6 +382,7 @@ def history_bodies(
             plain = len(texts)  # texts[plain + k]: value k without a comma (k = 0: null); + size: with a comma
             words = ["null", *(_unit_text(u, scale) for u in numbers)]
             texts += words + ["," + word for word in words]
+            column_texts.append((plain, len(words)))
             following = HISTORY_COLUMNS[position + 1] if position + 1 < len(HISTORY_COLUMNS) else None
             texts.append(f'],"{following}":[' if following else "]}")
             # The token of each cell: plain at the first hour, with a comma after it.
@@ -390,26 +392,25 @@ def history_bodies(
     finally:
         connection.unregister("history_values")
         connection.unregister("history_rows")
-    return _assemble(cells, texts, sensors[layout], np.bincount(sensors % shards, minlength=shards), hours, header)
+    counts = np.bincount(sensors % shards, minlength=shards)
+    return _assemble(cells, texts, column_texts, sensors[layout], counts, hours, header)
 
 
 def _assemble(
-    cells: pa.Table, texts: list[str], sensors: np.ndarray, counts: np.ndarray, hours: int, header: dict[str, Any]
+    cells: pa.Table, texts: list[str], column_texts: list[tuple[int, int]], sensors: np.ndarray, counts: np.ndarray,
+    hours: int, header: dict[str, Any],
 ) -> Iterator[tuple[int, bytes]]:
     """The files of `history_bodies`, a group of shards at a time, from each cell's row, slot and tokens."""
     shards = len(counts)
     width = 1 + len(HISTORY_COLUMNS) * (hours + 1)  # key, pm25 hours, '],"pm10":[', ..., uk hours, ']}'
-    # The tokens of a sensor without data (its key is set per row): null, then ",null" after the first hour.
+    # The tokens of a sensor without data (its key is set per row): null, then ",null" after the first hour,
+    # then the text after the list.
     blank = np.empty(width, np.int32)
-    start = 0
-    for position in range(len(HISTORY_COLUMNS)):
-        size = texts.index("]}" if position + 1 == len(HISTORY_COLUMNS) else
-                           f'],"{HISTORY_COLUMNS[position + 1]}":[', start) - start  # 2 × words
+    for position, (plain, words) in enumerate(column_texts):
         first = 1 + position * (hours + 1)
-        blank[first] = start
-        blank[first + 1:first + hours] = start + size // 2
-        blank[first + hours] = start + size  # the text after the list
-        start += size + 1
+        blank[first] = plain
+        blank[first + 1:first + hours] = plain + words
+        blank[first + hours] = plain + 2 * words
     keys = len(texts)  # every key starts with a comma: the first of each file has it cut off below
     table = pa.array(texts + [f',"{sensor}":{{"{HISTORY_COLUMNS[0]}":[' for sensor in sensors.tolist()], pa.binary())
     prefix = json.dumps({**header, "shards": shards}, separators=(",", ":"))[:-1].encode() + b',"sensors":{'
@@ -442,12 +443,12 @@ def _assemble(
         gathered = table.take(pa.array(flat))
         text_offsets = np.frombuffer(gathered.buffers()[1], np.int32, len(gathered) + 1, gathered.offset * 4)
         text = memoryview(gathered.buffers()[2])
-        row = low
+        shard_row = 0  # the shard's first row within the group
         for shard in group:
             if counts[shard]:
-                begin, finish = text_offsets[(row - low) * width], text_offsets[(row - low + counts[shard]) * width]
+                begin, finish = text_offsets[shard_row * width], text_offsets[(shard_row + counts[shard]) * width]
                 yield shard, b"".join((prefix, text[begin + 1:finish], b"}}"))
-                row += counts[shard]
+                shard_row += counts[shard]
 
 
 def build_histories(
