@@ -34,8 +34,9 @@ from aqi_assets.lib.air_quality.aggregates import (
     daily_indices,
     hourly_indices,
 )
-from aqi_assets.lib.common.duckdb_conn import bounded_memory, duckdb_connection
+from aqi_assets.lib.common.duckdb_conn import bounded_memory
 from aqi_assets.lib.common.duckdb_tables import replace_partition
+from aqi_assets.lib.readings.schema import readings_connection
 
 HISTORY_START = datetime(2025, 3, 1)
 SENSOR_TYPES = ("SDS011", "SPS30", "PMS7003")
@@ -87,7 +88,7 @@ def _generate_day(connection: duckdb.DuckDBPyConnection, day: int, sensors: int,
 
 
 def generate_history(path: str, sensors: int, days: int, seed: int) -> None:
-    with duckdb_connection(path) as connection:
+    with readings_connection(path) as connection:
         # The real table minus its primary-key index (see the module docstring).
         connection.execute("DROP TABLE aqi_readings")
         connection.execute(_unkeyed_readings_ddl())
@@ -99,7 +100,7 @@ def generate_history(path: str, sensors: int, days: int, seed: int) -> None:
 
 
 def _unkeyed_readings_ddl() -> str:
-    from aqi_assets.lib.air_quality.schema import AQI_READINGS_DDL
+    from aqi_assets.lib.readings.schema import AQI_READINGS_DDL
 
     keyed = ',\n    PRIMARY KEY (period, sensor_id, "timestamp")'
     if keyed not in AQI_READINGS_DDL:
@@ -112,7 +113,7 @@ def _timed(path: str, compute_name: str, table: str, column: str, bounds: tuple[
     """One partition (or backfill run) computed and written, in a process of its own as Dagster runs a step:
     its time, CPU time and the process's peak RSS (so one step's DuckDB cache does not count in the next)."""
     compute = {"hourly_indices": hourly_indices, "daily_indices": daily_indices}[compute_name]
-    with duckdb_connection(path) as connection:
+    with readings_connection(path) as connection:
         connection.execute("SET enable_progress_bar = false")
         started, cpu_started = time.perf_counter(), time.process_time()
         with bounded_memory(connection, COMPUTE_MEMORY_LIMIT):  # as the assets compute
@@ -150,7 +151,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         generate_seconds = time.perf_counter() - started
         end = HISTORY_START + timedelta(days=args.days)
         backfill_days = min(args.backfill_days, args.days)
-        with duckdb_connection(path) as connection:
+        with readings_connection(path) as connection:
             connection.execute("SET enable_progress_bar = false")
             readings_in_hour = connection.execute(
                 'SELECT count(*) FROM aqi_readings WHERE "timestamp" >= ? AND "timestamp" < ?', [end - HOUR, end]

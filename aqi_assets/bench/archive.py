@@ -22,7 +22,7 @@ import numpy as np
 
 from aqi_assets.bench.memory import peak_rss_mb
 from aqi_assets.lib.archive.merge import merge_archive_day
-from aqi_assets.lib.common.duckdb_conn import duckdb_connection
+from aqi_assets.lib.readings.schema import readings_connection
 
 FIRST_DAY = date(2025, 10, 15)
 HEADER = "sensor_id;sensor_type;location;lat;lon;timestamp;P1;durP1;ratioP1;P2;durP2;ratioP2"
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         raw_bytes = sum(p.stat().st_size for p in files[days[0]])
         with duckdb.connect() as warm:
             warm.execute("SELECT 1")
-        with duckdb_connection(workdir / "bench.duckdb") as connection:
+        with readings_connection(workdir / "bench.duckdb") as connection:
             started, cpu_started = time.perf_counter(), _cpu_seconds()
             first = merge_archive_day(connection, days[0], files[days[0]])
             seconds, cpu_seconds = time.perf_counter() - started, _cpu_seconds() - cpu_started

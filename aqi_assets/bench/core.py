@@ -21,7 +21,7 @@ from aqi_assets.bench.memory import peak_rss_mb
 from aqi_assets.lib.air_quality.generator import generate_snapshot
 from aqi_assets.lib.air_quality.indices import compute_indices
 from aqi_assets.lib.air_quality.normalise import merge_snapshot
-from aqi_assets.lib.common.duckdb_conn import duckdb_connection
+from aqi_assets.lib.readings.schema import readings_connection
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         timings = []
         stats = None
         for attempt in range(max(1, args.repeat)):
-            with duckdb_connection(workdir / f"bench-{attempt}.duckdb") as connection:
+            with readings_connection(workdir / f"bench-{attempt}.duckdb") as connection:
                 started = time.perf_counter()
                 stats = merge_snapshot(connection, snapshot, "5min")
                 timings.append(time.perf_counter() - started)

@@ -36,7 +36,7 @@ from aqi_assets.lib.air_quality import checks
 from aqi_assets.lib.air_quality.generator import generate_snapshot
 from aqi_assets.lib.air_quality.normalise import merge_snapshot
 from aqi_assets.lib.air_quality.summary import readings_summary
-from aqi_assets.lib.common.duckdb_conn import duckdb_connection
+from aqi_assets.lib.readings.schema import readings_connection
 from aqi_assets.lib.sinks.sync_state import (
     PROGRESS_TABLE,
     SYNC_TABLES,
@@ -110,7 +110,7 @@ def build_history(path: Path, rows: int, sensors: int) -> None:
     """`rows` readings, one merge per minute, newest 5 minutes before the snapshot; synced for both targets."""
     minutes = -(-rows // sensors)  # ceil
     newest = (SNAPSHOT_AT - timedelta(minutes=5)).replace(tzinfo=None)
-    with duckdb_connection(path) as connection:
+    with readings_connection(path) as connection:
         connection.execute("SET preserve_insertion_order = true")
         # In batches of whole minutes, each committed: one INSERT of 150 M rows held ~17 GB before its commit.
         connection.execute("SET memory_limit = '4GB'")
@@ -208,7 +208,7 @@ def _step(name: str, database: Path, snapshot: Path, run_id: str) -> dict[str, A
     """One step in a process of its own (as Dagster runs each step), timed, with that process's peak RSS."""
     with duckdb.connect() as warm:  # loads the JSON extension once, as a long-lived process would have
         warm.execute("SELECT 1")
-    with duckdb_connection(database) as connection:
+    with readings_connection(database) as connection:
         if name == "merge":
             stats, figures = _timed(
                 lambda: merge_snapshot(connection, snapshot, "5min", now=SNAPSHOT_AT, run_id=run_id)

@@ -39,10 +39,11 @@ from aqi_assets.bench.memory import in_fresh_process, peak_rss_mb, process_peak_
 from aqi_assets.lib.air_quality.aggregates import COMPUTE_MEMORY_LIMIT, DAY, hourly_indices
 from aqi_assets.lib.air_quality.generator import generate_snapshot
 from aqi_assets.lib.air_quality.normalise import merge_snapshot
-from aqi_assets.lib.common.duckdb_conn import bounded_memory, duckdb_connection
+from aqi_assets.lib.common.duckdb_conn import bounded_memory
 from aqi_assets.lib.common.duckdb_tables import replace_partition
 from aqi_assets.lib.public_site.build import SiteConfig, build_site, read_pointer
 from aqi_assets.lib.public_site.nginx import serving
+from aqi_assets.lib.readings.schema import readings_connection
 
 TARGET_P95_MS = 75.0
 TARGET_P99_MS = 100.0
@@ -79,7 +80,7 @@ def _prepare_history(database: Path, args: argparse.Namespace, at: datetime) -> 
     records = max(2, round(args.sensors * RECORDS_PER_SHOWN_SENSOR))
     snapshot = database.parent / "latest.json.gz"
     snapshot.write_bytes(gzip.compress(generate_snapshot(records, seed=args.seed, at=at), compresslevel=1))
-    with duckdb_connection(database) as connection:
+    with readings_connection(database) as connection:
         merge_snapshot(connection, snapshot, "5min", now=at)
         if args.history_hours > 0:
             # One reading per sensor and earlier hour, its PM scaled by a deterministic pseudo-random factor.
@@ -115,7 +116,7 @@ def _hourly_aggregates(connection: duckdb.DuckDBPyConnection, at: datetime, hour
 
 
 def _build_in_child(database: str, site: str, results: Any) -> None:
-    with duckdb_connection(database, read_only=True) as connection:
+    with readings_connection(database, read_only=True) as connection:
         cpu = time.process_time()
         built = build_site(connection, Path(site), SiteConfig(tile_url=""))
     results.put({"seconds": built.seconds, "cpu_seconds": time.process_time() - cpu,
@@ -252,7 +253,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             shutil.rmtree(site, ignore_errors=True)  # every history file written again
             hourly.append(_timed_build(database, site))
         cold = hourly[-1]
-        with duckdb_connection(database) as connection:
+        with readings_connection(database) as connection:
             # A new 5-minute reading (in the hour not yet complete): the map changes, the week's files do not.
             connection.execute(
                 """UPDATE aqi_readings SET pm25 = pm25 + 0.1

@@ -18,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from aqi_assets.lib.common.duckdb_conn import duckdb_connection
+from aqi_assets.lib.readings.schema import readings_connection
 from aqi_assets.lib.sinks.sync_state import READING_COLUMNS, ConnectionFactory, SyncSummary
 
 COUNTRIES = ("DE", "NL", "BE", "FR", "PL", "BG", "IT", "AT")
@@ -142,11 +142,11 @@ def add_sync_arguments(parser: argparse.ArgumentParser, concurrency: int, concur
 def bench_database(workdir: Path, records: int, seed: int) -> ConnectionFactory:
     """A DuckDB file in `workdir` holding `records` synthetic readings; returns how the sync opens it."""
     db_path = workdir / "bench.duckdb"
-    with duckdb_connection(db_path) as connection:
+    with readings_connection(db_path) as connection:
         insert_readings(connection, synthetic_readings(records, seed=seed))
 
     def connect() -> Any:
-        return duckdb_connection(db_path)
+        return readings_connection(db_path)
 
     return connect
 

@@ -76,10 +76,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _generate(db: str, days: list[date], rows_per_day: int) -> float:
-    from aqi_assets.lib.common.duckdb_conn import duckdb_connection
+    from aqi_assets.lib.readings.schema import readings_connection
 
     started = time.perf_counter()
-    with duckdb_connection(db) as connection:
+    with readings_connection(db) as connection:
         connection.execute("SET enable_progress_bar = false")
         for day in days:
             connection.execute(
@@ -91,12 +91,12 @@ def _generate(db: str, days: list[date], rows_per_day: int) -> float:
 
 
 def _export(db: str, parquet: str, day: date) -> dict[str, Any]:
-    from aqi_assets.lib.common.duckdb_conn import duckdb_connection
-    from aqi_assets.lib.tiers.location import open_location
+    from aqi_assets.lib.common.location import open_location
+    from aqi_assets.lib.readings.schema import readings_connection
     from aqi_assets.lib.tiers.parquet_tier import export_day, verify_day
 
     location = open_location(parquet)
-    with duckdb_connection(db) as connection:
+    with readings_connection(db) as connection:
         connection.execute("SET enable_progress_bar = false")
         export = export_day(connection, location, day)
         started = time.perf_counter()
@@ -134,14 +134,14 @@ def _time_queries(connection: Any, table: str, repeat: int = 3) -> dict[str, Any
 def _retention(db: str, parquet: str, today: date, hot_days: int) -> dict[str, Any]:
     import duckdb
 
-    from aqi_assets.lib.common.duckdb_conn import duckdb_connection
-    from aqi_assets.lib.tiers.location import open_location
+    from aqi_assets.lib.common.location import open_location
+    from aqi_assets.lib.readings.schema import readings_connection
     from aqi_assets.lib.tiers.retention import create_all_readings_view, prune_hot_tier
 
     location = open_location(parquet)
     with duckdb.connect(db, read_only=True) as connection:
         hot_queries = _time_queries(connection, "aqi_readings")
-    with duckdb_connection(db) as connection:
+    with readings_connection(db) as connection:
         started = time.perf_counter()
         report = prune_hot_tier(connection, location, today=today, hot_days=hot_days)
         seconds = time.perf_counter() - started

@@ -14,7 +14,7 @@ from typing import Any
 
 from aqi_assets.lib.air_quality.generator import Quirks, generate_records
 from aqi_assets.lib.air_quality.normalise import merge_snapshot
-from aqi_assets.lib.common.duckdb_conn import duckdb_connection
+from aqi_assets.lib.readings.schema import readings_connection
 
 XSS_TYPE = '<img src=x onerror="window.__xss=1">'
 
@@ -41,7 +41,7 @@ def ingest_hours(
     work_dir = Path(work_dir or tempfile.mkdtemp(prefix="site-snapshots-"))
     work_dir.mkdir(parents=True, exist_ok=True)
     last: list[dict[str, Any]] = []
-    with duckdb_connection(database) as connection:
+    with readings_connection(database) as connection:
         for hours_ago in range(hours - 1, -1, -1):
             at = end - timedelta(hours=hours_ago)
             records = scaled_records(n_records, at, hour_factor(hours_ago), seed)

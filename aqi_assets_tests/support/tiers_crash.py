@@ -13,9 +13,9 @@ import signal
 import sys
 from datetime import date
 
-from aqi_assets.lib.common.duckdb_conn import duckdb_connection
+from aqi_assets.lib.common.location import TierLocation, open_location
+from aqi_assets.lib.readings.schema import readings_connection
 from aqi_assets.lib.tiers import parquet_tier, retention
-from aqi_assets.lib.tiers.location import TierLocation, open_location
 
 
 def _die() -> None:
@@ -53,7 +53,7 @@ def main(db: str, parquet_dir: str, today: str, hot_days: str, point: str) -> No
         retention.verify_day = verify_then_die
     elif point == "mid_delete":
         retention.utc_now = _die  # called inside the transaction, after the DELETE
-    with duckdb_connection(db) as connection:
+    with readings_connection(db) as connection:
         days = [row[0] for row in connection.execute(
             'SELECT DISTINCT CAST("timestamp" AS DATE) AS d FROM aqi_readings ORDER BY d').fetchall()]
         for day in days:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from aqi_assets.lib.common.duckdb_conn import duckdb_connection
+from aqi_assets.lib.readings.schema import readings_connection
 from aqi_assets_tests.support.archive_server import ALL_GOOD_IDS, local_archive
 from aqi_assets_tests.support.browser import UiSession
 from aqi_assets_tests.support.samples import PROJECT_ROOT
@@ -78,7 +78,7 @@ def _materialized(ui: UiSession, asset: str) -> int:
 
 
 def _rows(database: Path, sql: str) -> list[tuple]:
-    with duckdb_connection(database, read_only=True, lock_timeout_s=30) as connection:
+    with readings_connection(database, read_only=True, lock_timeout_s=30) as connection:
         return connection.execute(sql).fetchall()
 
 

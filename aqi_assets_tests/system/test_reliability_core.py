@@ -21,7 +21,8 @@ from aqi_assets.defs.air_quality.assets import ingest_assets
 from aqi_assets.defs.common.storage import AqiStorage
 from aqi_assets.lib.air_quality.generator import generate_records, generate_snapshot
 from aqi_assets.lib.air_quality.normalise import merge_snapshot
-from aqi_assets.lib.common.duckdb_conn import DuckDBLockTimeout, duckdb_connection, open_duckdb
+from aqi_assets.lib.common.duckdb_conn import DuckDBLockTimeout, open_duckdb
+from aqi_assets.lib.readings.schema import readings_connection
 from aqi_assets_tests.support.http import snapshot_source
 
 NOW = datetime(2026, 11, 27, 12, 5, tzinfo=timezone.utc)
@@ -33,7 +34,7 @@ KILL_DURING_MERGE = textwrap.dedent(
     from pathlib import Path
     import duckdb
     from aqi_assets.lib.air_quality import normalise
-    from aqi_assets.lib.common.duckdb_conn import duckdb_connection
+    from aqi_assets.lib.readings.schema import readings_connection
 
     class DieBeforeCommit:
         # Forwards to the real connection, but is killed after the readings are inserted, before COMMIT.
@@ -47,7 +48,7 @@ KILL_DURING_MERGE = textwrap.dedent(
             return getattr(self._connection, name)
 
     database, snapshot = sys.argv[1], Path(sys.argv[2])
-    with duckdb_connection(database) as connection:
+    with readings_connection(database) as connection:
         normalise.merge_snapshot(DieBeforeCommit(connection), snapshot, "5min",
                                  now=datetime(2026, 11, 27, 12, 5, tzinfo=timezone.utc))
     """
@@ -58,12 +59,12 @@ def test_sigkill_in_the_middle_of_the_merge_loses_nothing_and_duplicates_nothing
     snapshot = tmp_path / "s.json.gz"
     snapshot.write_bytes(gzip.compress(generate_snapshot(5000, seed=8)))
     database = tmp_path / "h.duckdb"
-    with duckdb_connection(database) as connection:  # a history that already holds another snapshot
+    with readings_connection(database) as connection:  # a history that already holds another snapshot
         merge_snapshot(connection, _write(tmp_path / "old.json.gz", generate_snapshot(300, seed=1)), "5min", now=NOW)
         before = connection.execute("SELECT count(*) FROM aqi_readings").fetchone()[0]
     child = subprocess.run([sys.executable, "-c", KILL_DURING_MERGE, str(database), str(snapshot)], check=False)
     assert child.returncode == -9  # really killed, mid-transaction
-    with duckdb_connection(database) as connection:
+    with readings_connection(database) as connection:
         assert connection.execute("SELECT count(*) FROM aqi_readings").fetchone()[0] == before
         assert connection.execute("SELECT count(*) FROM snapshot_log").fetchone()[0] == 1
         stats = merge_snapshot(connection, snapshot, "5min", now=NOW)  # the re-run
@@ -218,7 +219,7 @@ def test_soak_many_overlapping_snapshots(tmp_path: Path, record_property) -> Non
             records = generate_records(20_000, seed=block, at=base + timedelta(minutes=5 * block))
             expected_readings += len({(r["sensor"]["id"], r["timestamp"]) for r in records})
             blocks = {block: _write(tmp_path / f"block-{block}.json.gz", _json(records))}
-        with duckdb_connection(database) as connection:
+        with readings_connection(database) as connection:
             stats = merge_snapshot(connection, blocks[block], "5min", snapshot=f"snapshot-{index:04d}")
         if index % 2 == 0:  # a record without a valid value is no reading (counted by the merge instead)
             expected_readings -= stats.records_without_values

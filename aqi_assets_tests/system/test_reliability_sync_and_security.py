@@ -32,8 +32,8 @@ from aqi_assets.defs.sinks.resources import InfluxDBResource, TimestreamResource
 from aqi_assets.lib.air_quality import lake
 from aqi_assets.lib.air_quality.generator import generate_snapshot
 from aqi_assets.lib.air_quality.normalise import merge_snapshot, record_unreadable
-from aqi_assets.lib.common.duckdb_conn import duckdb_connection
 from aqi_assets.lib.common.fetch import FetchError, build_session, download
+from aqi_assets.lib.readings.schema import readings_connection
 from aqi_assets.lib.sinks import sync_state
 from aqi_assets.lib.sinks.influx_writer import InfluxWriteError, InfluxWriter, V1Sender, sync_to_influxdb
 from aqi_assets.lib.sinks.sync_state import count_pending
@@ -80,12 +80,12 @@ def fast_fetch_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def fill(db_path: Path, rows: list[dict[str, Any]]) -> None:
-    with duckdb_connection(db_path) as connection:
+    with readings_connection(db_path) as connection:
         insert_readings(connection, rows)
 
 
 def pending(db_path: Path, target: str) -> int:
-    with duckdb_connection(db_path) as connection:
+    with readings_connection(db_path) as connection:
         sync_state.ensure_sync_tables(connection, target)
         return count_pending(connection, target)
 
@@ -438,7 +438,7 @@ def table_names(connection: duckdb.DuckDBPyConnection) -> set[str]:
 
 
 def test_sync_functions_refuse_a_target_name_carrying_sql(tmp_path: Path) -> None:
-    with duckdb_connection(tmp_path / "aqi.duckdb") as connection:
+    with readings_connection(tmp_path / "aqi.duckdb") as connection:
         insert_readings(connection, synthetic_readings(5, now=NOW))
         sync_state.ensure_sync_tables(connection, "influxdb")
         before = table_names(connection)
@@ -468,7 +468,7 @@ def test_hostile_strings_in_names_and_data_are_stored_verbatim(tmp_path: Path) -
     }  # fmt: skip
     path = tmp_path / f"{HOSTILE}.json.gz"
     path.write_bytes(gzip.compress(json.dumps([record]).encode()))
-    with duckdb_connection(tmp_path / "aqi.duckdb") as connection:
+    with readings_connection(tmp_path / "aqi.duckdb") as connection:
         before = table_names(connection)
         merge_snapshot(connection, path, "5min", now=datetime(2026, 11, 27, 12, 5, tzinfo=timezone.utc))
         record_unreadable(connection, f"{HOSTILE}.bad", "24h", HOSTILE)
@@ -513,12 +513,12 @@ def test_a_tag_value_cannot_inject_extra_influxdb_points(influxd: LocalInfluxd, 
     fill(db_path, readings)
     database = f"aqi_inject_{uuid.uuid4().hex[:6]}"
     influxd.create_database(database)
-    summary = sync_to_influxdb(lambda: duckdb_connection(db_path), InfluxWriter(V1Sender(influxd.url, database)))
+    summary = sync_to_influxdb(lambda: readings_connection(db_path), InfluxWriter(V1Sender(influxd.url, database)))
     assert (summary.skipped, summary.accepted, summary.failed) == (1, 3, 0)
     assert sorted(p["sensor_id"] for p in influx_rows(influxd, database)) == sorted(
         str(r["sensor_id"]) for r in readings[1:]
     )
-    with duckdb_connection(db_path) as connection:
+    with readings_connection(db_path) as connection:
         assert connection.execute("SELECT sensor_id, kind FROM influxdb_rejected").fetchall() == [
             (readings[0]["sensor_id"], "skipped")
         ]
@@ -532,7 +532,7 @@ def lake_files(storage: AqiStorage) -> list[Path]:
 
 
 def merged_snapshots(storage: AqiStorage) -> int:
-    with duckdb_connection(storage.duckdb_path) as connection:
+    with readings_connection(storage.duckdb_path) as connection:
         return connection.execute("SELECT count(*) FROM snapshot_log").fetchone()[0]
 
 

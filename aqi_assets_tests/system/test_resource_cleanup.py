@@ -20,7 +20,7 @@ from aqi_assets.defs.common.storage import AqiStorage
 from aqi_assets.defs.sinks.assets import influxdb_readings, timestream_readings
 from aqi_assets.defs.sinks.resources import InfluxDBResource, SyncConfigError, TimestreamResource
 from aqi_assets.lib.air_quality.probe import CursorState, probe
-from aqi_assets.lib.common.duckdb_conn import duckdb_connection
+from aqi_assets.lib.readings.schema import readings_connection
 from aqi_assets.lib.sinks.influx_writer import V1Sender
 from aqi_assets_tests.support.moto_server import threaded_moto_server
 
@@ -47,7 +47,7 @@ class ClosingSpy:
 
 
 def fill(db_path: Path, count: int) -> None:
-    with duckdb_connection(db_path) as connection:
+    with readings_connection(db_path) as connection:
         insert_readings(connection, synthetic_readings(count, per_sensor=2, seed=3))
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from aqi_assets.lib.common.duckdb_conn import duckdb_connection
 from aqi_assets.lib.public_site.build import SiteConfig, build_site, read_pointer
 from aqi_assets.lib.public_site.data import newest_reading
 from aqi_assets.lib.public_site.nginx import NginxServer, serving
+from aqi_assets.lib.readings.schema import readings_connection
 from aqi_assets_tests.support.http import free_port
 from aqi_assets_tests.support.samples import PROJECT_ROOT
 from aqi_assets_tests.support.site_data import XSS_TYPE, ingest_hours, outdoor_pm_sensors, world_readable_dir
@@ -71,7 +71,7 @@ def sites() -> Iterator[tuple[Site, NginxServer]]:
     now = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
     fresh_db = root / "fresh.duckdb"
     records = ingest_hours(fresh_db, n_records=600, end=now - timedelta(minutes=2), hours=5, work_dir=root / "s1")
-    with duckdb_connection(fresh_db) as connection:
+    with readings_connection(fresh_db) as connection:
         xss_sensor = connection.execute(
             "SELECT max(sensor_id) FROM aqi_readings WHERE sensor_type = 'SDS011' AND indoor = false "
             "AND latitude IS NOT NULL AND aqi_us IS NOT NULL"
@@ -80,7 +80,7 @@ def sites() -> Iterator[tuple[Site, NginxServer]]:
         build_site(connection, root / "www" / "fresh", SiteConfig(tile_url=""))
     stale_db = root / "stale.duckdb"
     ingest_hours(stale_db, n_records=100, end=now - timedelta(hours=3), hours=1, work_dir=root / "s2")
-    with duckdb_connection(stale_db, read_only=True) as connection:
+    with readings_connection(stale_db, read_only=True) as connection:
         build_site(connection, root / "www" / "stale", SiteConfig(tile_url=""))
     try:
         with serving(root / "www", free_port(), require_index=False) as server:
@@ -137,7 +137,7 @@ def _pixel(page, sensor_id: int) -> tuple[int, int, int]:
 
 
 def _latest(database: Path, sensor_id: int) -> tuple:
-    with duckdb_connection(database, read_only=True) as connection:
+    with readings_connection(database, read_only=True) as connection:
         return connection.execute(
             """SELECT "timestamp", pm25, pm10, aqi_us, aqi_us_category, daqi, daqi_band FROM aqi_readings
                WHERE sensor_id = ? ORDER BY "timestamp" DESC LIMIT 1""",
@@ -146,7 +146,7 @@ def _latest(database: Path, sensor_id: int) -> tuple:
 
 
 def _last_complete_hour(database: Path, sensor_id: int, before: datetime) -> tuple:
-    with duckdb_connection(database, read_only=True) as connection:
+    with readings_connection(database, read_only=True) as connection:
         return connection.execute(
             """SELECT date_trunc('hour', "timestamp") AS hour, avg(pm25), avg(pm10) FROM aqi_readings
                WHERE sensor_id = ? AND "timestamp" < ? GROUP BY 1 ORDER BY 1 DESC LIMIT 1""",
@@ -190,7 +190,7 @@ def test_map_markers_colours_popup_toggle_and_search(page, sites) -> None:
     popup.locator("svg path.pm25-line").wait_for()
     # The chart ends with the last complete hour before the hour of the newest reading of the whole history
     # (the site's anchor), which may be a later hour than this sensor's own latest reading.
-    with duckdb_connection(site.database, read_only=True) as connection:
+    with readings_connection(site.database, read_only=True) as connection:
         anchor = newest_reading(connection, datetime.now(timezone.utc))
     _, hour_pm25, hour_pm10 = _last_complete_hour(site.database, sensor, anchor.replace(minute=0, second=0))
     caption = popup.locator("figcaption").inner_text()

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from aqi_assets.lib.common.duckdb_conn import duckdb_connection
-from aqi_assets.lib.tiers.location import open_location
+from aqi_assets.lib.common.location import open_location
+from aqi_assets.lib.readings.schema import readings_connection
 from aqi_assets.lib.tiers.parquet_tier import export_day, tier_dataset
 from aqi_assets_tests.support.tier_history import insert_history
 
@@ -48,7 +48,7 @@ def spark() -> Iterator[object]:
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
     base = tmp_path_factory.mktemp("spark")
     location = open_location(str(base / "parquet"))
-    with duckdb_connection(base / "aqi.duckdb") as connection:
+    with readings_connection(base / "aqi.duckdb") as connection:
         insert_history(connection, DAYS, sensors=30, per_sensor=8)
         for day in DAYS:
             export_day(connection, location, day, row_group_rows=100)

@@ -94,7 +94,7 @@ class AggregatesDuckDBIOManager(dg.ConfigurableIOManager):
         column = self._partition_column(context.definition_metadata, table)
         window = context.asset_partitions_time_window
         bounds = (utc_naive(window.start), utc_naive(window.end))
-        with self.storage.connect() as connection:
+        with self.storage.readings() as connection:
             rows = replace_partition(connection, self.db_schema, table, obj, column, bounds)
             columns = table_columns(connection, self.db_schema, table)
         context.add_output_metadata(
@@ -112,7 +112,7 @@ class AggregatesDuckDBIOManager(dg.ConfigurableIOManager):
         upstream = context.upstream_output
         table = upstream.asset_key.path[-1]
         qualified = f"{identifier(self.db_schema)}.{identifier(table)}"
-        with self.storage.connect(read_only=True) as connection:
+        with self.storage.readings(read_only=True) as connection:
             if not context.has_asset_partitions:
                 return connection.execute(f"SELECT * FROM {qualified}").df()
             column = identifier(self._partition_column(upstream.definition_metadata, table))
@@ -185,7 +185,7 @@ def _aggregate_asset(
     )
     def aggregate(context: dg.AssetExecutionContext, storage: AqiStorage) -> dg.Output[pa.Table]:
         window = context.partition_time_window
-        with storage.connect() as connection, bounded_memory(connection, COMPUTE_MEMORY_LIMIT):
+        with storage.readings() as connection, bounded_memory(connection, COMPUTE_MEMORY_LIMIT):
             table = compute(connection, window.start, window.end)
         label = f"{name} {_window_label(window, unit)}"
         context.log.info(f"{label}: {table.num_rows} {unit_label}")
@@ -283,7 +283,7 @@ def build_aggregate_checks(
     )
     def aqi_hourly_checks(context: dg.AssetCheckExecutionContext, storage: AqiStorage):
         window = context.partition_time_window
-        with storage.connect() as connection:
+        with storage.readings() as connection:
             outcomes = aggregate_checks.check_hourly_partition(connection, window.start, window.end)
         yield from _check_results(outcomes, aqi_hourly)
 
@@ -296,7 +296,7 @@ def build_aggregate_checks(
     )
     def aqi_daily_checks(context: dg.AssetCheckExecutionContext, storage: AqiStorage):
         window = context.partition_time_window
-        with storage.connect() as connection:
+        with storage.readings() as connection:
             outcomes = aggregate_checks.check_daily_partition(connection, window.start, window.end)
         yield from _check_results(outcomes, aqi_daily)
 

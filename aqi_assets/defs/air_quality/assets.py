@@ -10,10 +10,10 @@ from aqi_assets.defs.common.storage import AqiStorage
 from aqi_assets.lib.air_quality.aggregates import latest_ingest_seq, touched_hour_ranges
 from aqi_assets.lib.air_quality.lake import mark_invalid, pending_snapshots
 from aqi_assets.lib.air_quality.normalise import SnapshotFormatError, count_records, merge_snapshot, record_unreadable
-from aqi_assets.lib.air_quality.periods import FIVE_MINUTE, SNAPSHOT_PERIODS, SnapshotPeriod, snapshot_period
-from aqi_assets.lib.air_quality.schema import COLUMN_DESCRIPTIONS, PERIODS
 from aqi_assets.lib.air_quality.summary import readings_summary
 from aqi_assets.lib.common.fetch import FetchError
+from aqi_assets.lib.readings.periods import FIVE_MINUTE, SnapshotPeriod, snapshot_period, snapshot_periods
+from aqi_assets.lib.readings.schema import COLUMN_DESCRIPTIONS
 
 OWNERS = ["team:air-quality"]
 FETCH_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
@@ -100,9 +100,9 @@ class AqiReadingsConfig(dg.Config):
 )
 def aqi_readings(context: dg.AssetExecutionContext, config: AqiReadingsConfig, storage: AqiStorage):
     merged, unreadable = [], []
-    with storage.connect() as connection:
+    with storage.readings() as connection:
         seq_before = latest_ingest_seq(connection)
-        for period in PERIODS:
+        for period in snapshot_periods():
             for path in pending_snapshots(connection, storage.raw_dir, period, full_rescan=config.full_rescan):
                 try:
                     stats = merge_snapshot(connection, path, period, run_id=context.run_id)
@@ -174,5 +174,5 @@ ingest_jobs = [
         "checks).",
         executor_def=dg.in_process_executor,
     )
-    for period in SNAPSHOT_PERIODS.values()
+    for period in snapshot_periods().values()
 ]

@@ -51,7 +51,7 @@ def _check(name: str, description: str, evaluate: Evaluate, *, blocking: bool) -
     def _asset_check(
         context: dg.AssetCheckExecutionContext, config: ReadingsCheckConfig, storage: AqiStorage
     ) -> dg.AssetCheckResult:
-        with storage.connect() as connection:
+        with storage.readings() as connection:
             scope = None if config.full_history else checks.scope_snapshots(connection, context.run.run_id)
             return _result(evaluate(connection, scope), severity)
 

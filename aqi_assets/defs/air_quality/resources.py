@@ -8,7 +8,6 @@ import dagster as dg
 from pydantic import Field
 
 from aqi_assets.lib.air_quality.lake import day_directory, snapshot_name
-from aqi_assets.lib.air_quality.periods import FIVE_MINUTE, TWENTY_FOUR_HOUR, snapshot_period
 from aqi_assets.lib.common.fetch import (
     DEFAULT_USER_AGENT,
     FetchResult,
@@ -17,6 +16,7 @@ from aqi_assets.lib.common.fetch import (
     file_roots_for,
     utc_now,
 )
+from aqi_assets.lib.readings.periods import FIVE_MINUTE, TWENTY_FOUR_HOUR, snapshot_period
 
 # Resource field → environment variable, read when the code location loads (`from_env`).
 SNAPSHOT_SOURCE_ENV = {

@@ -17,7 +17,6 @@ import dagster as dg
 
 from aqi_assets.defs.air_quality.resources import SnapshotSource
 from aqi_assets.defs.common.env import setting
-from aqi_assets.lib.air_quality.periods import SNAPSHOT_PERIODS, snapshot_period
 from aqi_assets.lib.air_quality.probe import (
     DUE_PROBES,
     DUE_RETRY_S,
@@ -30,6 +29,7 @@ from aqi_assets.lib.air_quality.probe import (
     due_in,
     probe,
 )
+from aqi_assets.lib.readings.periods import snapshot_period, snapshot_periods
 
 DEFAULT_RUNNING_ENV = "AQI_SENSORS_DEFAULT_RUNNING"
 MIN_INTERVAL_S = 10  # anything faster would hammer a server whose data changes once a minute
@@ -140,5 +140,5 @@ def build_snapshot_sensors() -> list[dg.SensorDefinition]:
     status = dg.DefaultSensorStatus.RUNNING if default_running_setting() else dg.DefaultSensorStatus.STOPPED
     return [
         build_snapshot_sensor(period, minimum_interval_seconds=interval_setting(period), default_status=status)
-        for period in SNAPSHOT_PERIODS
+        for period in snapshot_periods()
     ]

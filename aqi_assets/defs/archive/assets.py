@@ -41,7 +41,7 @@ def _resolve(storage: AqiStorage, text: str):
         return selection, None
     needs_history = bool(selection.countries or selection.boxes)
     if needs_history and Path(storage.duckdb_path).exists():
-        with storage.connect(read_only=True) as connection:
+        with storage.readings(read_only=True) as connection:
             return selection, resolve_selection(connection, selection)
     return selection, resolve_selection(None, selection)
 
@@ -137,7 +137,7 @@ def build_archive_assets(start_date: str) -> list[dg.AssetsDefinition]:
                 metadata={"status": "no files", "files": dg.MetadataValue.int(0),
                           "reason": "no archive file of this day in the lake (nothing selected or fetched)"}
             )
-        with storage.connect() as connection:
+        with storage.readings() as connection:
             stats = merge_archive_day(connection, day, paths, run_id=context.run_id)
         context.log.info(
             f"{day}: {stats.files} files merged ({stats.files_already_merged} before), {stats.rows_inserted} new "

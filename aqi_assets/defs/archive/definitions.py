@@ -7,11 +7,11 @@ import dagster as dg
 from aqi_assets.defs.archive.assets import build_archive_assets
 from aqi_assets.defs.archive.resources import ARCHIVE_SOURCE_ENV, ArchiveSource
 from aqi_assets.defs.common.env import from_env, setting
-from aqi_assets.lib.archive.schema import ARCHIVE_START_ENV, DEFAULT_ARCHIVE_START
+from aqi_assets.lib.readings.periods import DEFAULT_HISTORY_START, HISTORY_START_ENV
 
 
 def defs() -> dg.Definitions:
     return dg.Definitions(
-        assets=build_archive_assets(setting(ARCHIVE_START_ENV, DEFAULT_ARCHIVE_START)),
+        assets=build_archive_assets(setting(HISTORY_START_ENV, DEFAULT_HISTORY_START)),
         resources={"archive": from_env(ArchiveSource, ARCHIVE_SOURCE_ENV)},
     )

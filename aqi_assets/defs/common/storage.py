@@ -1,4 +1,4 @@
-"""Where the platform keeps its data: the raw snapshot lake and the DuckDB history."""
+"""Where the platform keeps its data: the raw snapshot lake and the DuckDB file (history, sync state, COVID)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import duckdb
 from pydantic import Field
 
 from aqi_assets.lib.common.duckdb_conn import duckdb_connection
+from aqi_assets.lib.readings.schema import readings_connection
 
 
 class AqiStorage(dg.ConfigurableResource):
@@ -28,7 +29,16 @@ class AqiStorage(dg.ConfigurableResource):
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The DuckDB file as it is (domains with tables of their own, e.g. COVID, create them themselves)."""
         with duckdb_connection(
+            self.duckdb_path, read_only=read_only, lock_timeout_s=self.lock_timeout_s
+        ) as connection:
+            yield connection
+
+    @contextlib.contextmanager
+    def readings(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The DuckDB file with the air-quality history's tables created or migrated (when writable)."""
+        with readings_connection(
             self.duckdb_path, read_only=read_only, lock_timeout_s=self.lock_timeout_s
         ) as connection:
             yield connection

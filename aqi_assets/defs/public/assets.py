@@ -33,7 +33,7 @@ from aqi_assets.lib.public_site.publish import publish_site
 )
 def public_site(context: dg.AssetExecutionContext, storage: AqiStorage, public_site: PublicSiteResource):
     started = time.perf_counter()
-    with storage.connect() as connection:
+    with storage.readings() as connection:
         content = site_data(connection, have_fingerprint=has_history_dir(public_site.site_path()))
     read_s = time.perf_counter() - started  # the DuckDB file is released before any file is written
     build = write_site(

@@ -7,7 +7,7 @@ import dagster as dg
 from aqi_assets.defs.common.storage import AqiStorage
 from aqi_assets.defs.sinks.resources import InfluxDBResource, TimestreamResource
 from aqi_assets.defs.tiers.resources import TierStorage
-from aqi_assets.lib.air_quality.schema import PERIODS
+from aqi_assets.lib.readings.periods import PERIODS
 from aqi_assets.lib.tiers import glue_catalog
 from aqi_assets.lib.tiers.parquet_tier import DayPrunedError, export_day, verify_day
 from aqi_assets.lib.tiers.retention import create_all_readings_view, prune_hot_tier, prune_raw_lake
@@ -35,7 +35,7 @@ DAILY = dg.DailyPartitionsDefinition(start_date="2025-01-01", timezone="UTC")
 def aqi_readings_parquet(context: dg.AssetExecutionContext, storage: AqiStorage, tiers: TierStorage):
     day = date.fromisoformat(context.partition_key)
     location = tiers.location()
-    with storage.connect() as connection:
+    with storage.readings() as connection:
         try:
             export = export_day(connection, location, day, row_group_rows=tiers.row_group_rows)
         except DayPrunedError as error:
@@ -97,7 +97,7 @@ def aqi_tiers_retention(
     today = datetime.now(timezone.utc).date()
     location = tiers.location()
     enabled = [name for name, sink in (("timestream", timestream), ("influxdb", influxdb)) if sink.enabled]
-    with storage.connect() as connection:
+    with storage.readings() as connection:
         hot = prune_hot_tier(connection, location, today=today, hot_days=tiers.hot_days, enabled_sinks=enabled)
         raw = prune_raw_lake(
             connection,

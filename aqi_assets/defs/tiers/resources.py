@@ -8,8 +8,8 @@ import boto3
 import dagster as dg
 from pydantic import Field
 
+from aqi_assets.lib.common.location import TierLocation, open_location
 from aqi_assets.lib.tiers.glue_catalog import GlueTable
-from aqi_assets.lib.tiers.location import TierLocation, open_location
 
 
 class TierStorage(dg.ConfigurableResource):

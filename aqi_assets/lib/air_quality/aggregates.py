@@ -41,7 +41,7 @@ from aqi_assets.lib.air_quality.indices import (
     truncate_decimal,
 )
 from aqi_assets.lib.air_quality.sensor_types import is_mass_concentration_sql
-from aqi_assets.lib.archive.schema import ARCHIVE_PERIOD
+from aqi_assets.lib.readings.periods import ARCHIVE as ARCHIVE_PERIOD
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)

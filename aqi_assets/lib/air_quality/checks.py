@@ -18,16 +18,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from aqi_assets.lib.air_quality.indices import DAQI_BANDS, compute_indices
-from aqi_assets.lib.air_quality.periods import SNAPSHOT_PERIODS
 from aqi_assets.lib.air_quality.sensor_types import MASS_CONCENTRATION_PM_TYPES
 from aqi_assets.lib.common.markdown import markdown_table
 from aqi_assets.lib.common.utc import naive_utc
+from aqi_assets.lib.readings.periods import snapshot_periods
 
 SAMPLE_ROWS = 10
 INDEX_NAMES = ("daqi_pm25", "daqi_pm10", "daqi", "aqi_us_pm25", "aqi_us_pm10", "aqi_us")
 LABEL_NAMES = ("daqi_band", "aqi_us_category", "aqi_us_beyond")
 KEY = ("period", "sensor_id", "timestamp")
-FRESHNESS_LIMITS = {name: period.freshness_fail for name, period in SNAPSHOT_PERIODS.items()}
+FRESHNESS_LIMITS = {name: period.freshness_fail for name, period in snapshot_periods().items()}
 STATION_WINDOW = timedelta(minutes=5)  # a PM and a climate reading of one station this close are "the same time"
 # PM2.5 is part of PM10; optical sensors estimate both, so PM2.5 may exceed PM10 by rounding, no more.
 PM_ORDER_TOLERANCE_UGM3 = 1.0

@@ -13,16 +13,16 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from aqi_assets.lib.air_quality.schema import PERIODS
+from aqi_assets.lib.readings.periods import snapshot_periods
 
-SNAPSHOT_NAME = re.compile(r"^(?P<period>5min|24h)_(?P<stamp>\d{8}T\d{6}\d{0,6}Z)_(?P<sha>[0-9a-f]{12})\.json\.gz$")
+SNAPSHOT_NAME = re.compile(r"^(?P<period>[0-9a-z]+)_(?P<stamp>\d{8}T\d{6}\d{0,6}Z)_(?P<sha>[0-9a-f]{12})\.json\.gz$")
 INVALID_SUFFIX = ".invalid"
 
 
 def _check_period(period: str) -> None:
     # The period becomes part of a path: only the known ones (no "..", no separators).
-    if period not in PERIODS:
-        raise ValueError(f"unknown period {period!r}; expected one of {PERIODS}")
+    if period not in snapshot_periods():
+        raise ValueError(f"unknown snapshot period {period!r}; expected one of {tuple(snapshot_periods())}")
 
 
 def day_directory(raw_dir: Path, period: str, day: date) -> Path:

@@ -36,7 +36,6 @@ import numpy as np
 import pyarrow as pa
 
 from aqi_assets.lib.air_quality.indices import compute_indices
-from aqi_assets.lib.air_quality.schema import INDEX_COLUMNS, MEASUREMENT_COLUMNS, PERIODS, VALUE_TYPE_COLUMNS
 from aqi_assets.lib.air_quality.sensor_types import (
     AT_MEASURING_LIMIT_REASON,
     BEYOND_MEASURING_LIMIT_REASON,
@@ -46,6 +45,8 @@ from aqi_assets.lib.air_quality.sensor_types import (
     mass_concentration_sql_list,
 )
 from aqi_assets.lib.common.utc import naive_utc
+from aqi_assets.lib.readings.periods import period_names
+from aqi_assets.lib.readings.schema import INDEX_COLUMNS, MEASUREMENT_COLUMNS, VALUE_TYPE_COLUMNS
 
 # The part of a v2 record the platform reads; every leaf is text, cast with TRY_CAST later. Fields not named
 # here are ignored (the raw file keeps them).
@@ -116,8 +117,8 @@ class MergeStats:
 
 
 def _check_period(period: str) -> None:
-    if period not in PERIODS:
-        raise ValueError(f"unknown period {period!r}; expected one of {PERIODS}")
+    if period not in period_names():
+        raise ValueError(f"unknown period {period!r}; expected one of {period_names()}")
 
 
 def count_records(connection: duckdb.DuckDBPyConnection, path: Path) -> int:

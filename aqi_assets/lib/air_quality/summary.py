@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 import duckdb
 
 from aqi_assets.lib.air_quality.indices import DAQI_BANDS, EPA_CATEGORIES
-from aqi_assets.lib.air_quality.periods import SNAPSHOT_PERIODS
 from aqi_assets.lib.common.markdown import markdown_table
+from aqi_assets.lib.readings.periods import snapshot_periods
 
 NO_INDEX = "no index"  # a PM sensor whose latest reading has no index (e.g. a particle counter)
 
@@ -70,9 +70,9 @@ def current_label_counts(
     newest_merges = _newest_merges(connection)
     bands = [name for _, _, name in DAQI_BANDS] + [NO_INDEX]
     categories = [name for _, _, name in EPA_CATEGORIES] + [NO_INDEX]
-    daqi = {period: dict.fromkeys(bands, 0) for period in SNAPSHOT_PERIODS}
-    aqi = {period: dict.fromkeys(categories, 0) for period in SNAPSHOT_PERIODS}
-    for period, spec in SNAPSHOT_PERIODS.items():
+    daqi = {period: dict.fromkeys(bands, 0) for period in snapshot_periods()}
+    aqi = {period: dict.fromkeys(categories, 0) for period in snapshot_periods()}
+    for period, spec in snapshot_periods().items():
         if period not in newest_merges:
             continue
         for band, category, count in connection.execute(
@@ -89,7 +89,7 @@ def worst_sensors_markdown(connection: duckdb.DuckDBPyConnection, limit: int = 1
     at), as a markdown table."""
     newest_merges = _newest_merges(connection)
     rows: list[tuple] = []
-    for period, spec in SNAPSHOT_PERIODS.items():
+    for period, spec in snapshot_periods().items():
         if period not in newest_merges:
             continue
         rows += connection.execute(

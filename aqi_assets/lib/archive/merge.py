@@ -38,7 +38,6 @@ from aqi_assets.lib.air_quality.normalise import (
     TIMESTAMP_FORMATS,
     index_table,
 )
-from aqi_assets.lib.air_quality.schema import INDEX_COLUMNS, VALUE_TYPE_COLUMNS
 from aqi_assets.lib.air_quality.sensor_types import (
     NOT_MASS_CONCENTRATION_REASON,
     PM_VALUE_TYPES,
@@ -46,12 +45,13 @@ from aqi_assets.lib.air_quality.sensor_types import (
 )
 from aqi_assets.lib.archive.schema import (
     ARCHIVE_LOG_DDL,
-    ARCHIVE_PERIOD,
     BASE_COLUMNS,
     COLUMN_VALUE_TYPES,
     EXPECTED_COLUMNS,
 )
 from aqi_assets.lib.common.duckdb_conn import bounded_memory
+from aqi_assets.lib.readings.periods import ARCHIVE
+from aqi_assets.lib.readings.schema import INDEX_COLUMNS, VALUE_TYPE_COLUMNS
 
 ARCHIVE_FILES_DDL = """
 CREATE TABLE IF NOT EXISTS archive_files (
@@ -425,7 +425,7 @@ def _stage_known_keys(connection: duckdb.DuckDBPyConnection) -> None:
           AND a."timestamp" BETWEEN (SELECT min("timestamp") FROM arc_readings)
                                 AND (SELECT max("timestamp") FROM arc_readings)
         """,
-        {"period": ARCHIVE_PERIOD},
+        {"period": ARCHIVE},
     )
 
 
@@ -596,13 +596,13 @@ def _merge_day(
               AND ({" OR ".join(f"r.{c} IS NOT NULL" for c in measure_columns)} OR r.other_values IS NOT NULL)
             """,
             {
-                "period": ARCHIVE_PERIOD,
+                "period": ARCHIVE,
                 "now": stamp,
                 "seq": connection.execute("SELECT nextval('aqi_ingest_seq')").fetchone()[0],
             },
         ).fetchone()[0]
         value_sql, record_sql = _rejected_rows_sql(value_types)
-        parameters = {"period": ARCHIVE_PERIOD, "now": stamp}
+        parameters = {"period": ARCHIVE, "now": stamp}
         values_rejected = connection.execute(f"INSERT INTO rejected_values {value_sql}", parameters).fetchone()[0]
         connection.execute(f"INSERT INTO rejected_values {record_sql}", parameters)
         # One INSERT from an Arrow table: executemany runs a statement per file (1.5 s for 1,000 files).

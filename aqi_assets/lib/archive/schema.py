@@ -1,13 +1,12 @@
-"""Archive facts written once: the `period` of archive rows, the CSV columns, and the merge log table.
+"""Archive facts written once: the CSV columns and the merge log table.
 
-Archive measurements go into `aqi_readings` with ``period = 'archive'``: the key (period, sensor_id, timestamp)
-keeps exactly-once merges per source, a 5-minute average and an archived measurement of the same sensor never
-collide, and every row says where it came from. The archive has no country column and only outdoor sensors.
+Archive measurements go into `aqi_readings` with the period `lib.readings.periods.ARCHIVE`: the key (period,
+sensor_id, timestamp) keeps exactly-once merges per source, a 5-minute average and an archived measurement of the
+same sensor never collide, and every row says where it came from. The archive has no country column and only
+outdoor sensors. The archive's first day is the history's (`lib.readings.periods.DEFAULT_HISTORY_START`).
 """
 
 from __future__ import annotations
-
-ARCHIVE_PERIOD = "archive"
 
 # The columns every archive CSV starts with (the per-type measurement columns follow).
 BASE_COLUMNS: tuple[str, ...] = ("sensor_id", "sensor_type", "location", "lat", "lon", "timestamp")
@@ -66,5 +65,3 @@ CREATE TABLE IF NOT EXISTS archive_log (
 """
 
 DEFAULT_ARCHIVE_URL = "https://archive.sensor.community"
-DEFAULT_ARCHIVE_START = "2015-10-01"  # AQI_ARCHIVE_START: the first daily partition
-ARCHIVE_START_ENV = "AQI_ARCHIVE_START"

@@ -16,8 +16,6 @@ from pathlib import Path
 
 import duckdb
 
-from aqi_assets.lib.air_quality.schema import ALL_DDL, MIGRATIONS
-
 _LOCK_PATTERN = re.compile(r"lock", re.IGNORECASE)
 
 
@@ -64,16 +62,25 @@ def duckdb_connection(
     """A connection that is closed on exit, so no step holds the file longer than it needs."""
     connection = open_duckdb(path, read_only=read_only, lock_timeout_s=lock_timeout_s)
     try:
-        if not read_only:
-            ensure_schema(connection)
         yield connection
     finally:
         connection.close()
 
 
-def ensure_schema(connection: duckdb.DuckDBPyConnection) -> None:
-    for ddl in (*ALL_DDL, *MIGRATIONS):
-        connection.execute(ddl)
+@contextlib.contextmanager
+def transaction(connection: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """BEGIN … COMMIT around the block; on any exception (KeyboardInterrupt included) ROLLBACK and re-raise.
+
+    The one transaction helper: a failed ROLLBACK (the connection already broken) never hides the first error.
+    """
+    connection.execute("BEGIN TRANSACTION")
+    try:
+        yield connection
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
 
 
 def _step_middle(shown: str) -> str:

@@ -35,7 +35,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from aqi_assets.lib.air_quality.schema import MEASUREMENT_COLUMNS
+from aqi_assets.lib.readings.schema import MEASUREMENT_COLUMNS
 
 # Sync target -> (watermark table, refusal log). Only these names ever reach SQL text.
 SYNC_TABLES: dict[str, tuple[str, str]] = {

@@ -16,7 +16,7 @@ from typing import Any
 
 import duckdb
 
-from aqi_assets.lib.tiers.location import TierLocation
+from aqi_assets.lib.common.location import TierLocation
 
 _PARQUET_FORMAT = {
     "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",

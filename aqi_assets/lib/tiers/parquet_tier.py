@@ -28,8 +28,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from aqi_assets.lib.air_quality.schema import PERIODS
-from aqi_assets.lib.tiers.location import TierLocation
+from aqi_assets.lib.common.location import TierLocation
+from aqi_assets.lib.readings.periods import PERIODS
 
 # Partition columns with explicit types: with a bare "hive" partitioning `date` would be text and a DATE
 # filter would not reach the file listing (every file fetched).

@@ -24,9 +24,9 @@ from typing import Any
 import duckdb
 
 from aqi_assets.lib.air_quality.lake import list_snapshots, snapshot_day
-from aqi_assets.lib.air_quality.schema import PERIODS
+from aqi_assets.lib.common.location import TierLocation
+from aqi_assets.lib.readings.periods import PERIODS
 from aqi_assets.lib.sinks.sync_state import SYNC_TABLES
-from aqi_assets.lib.tiers.location import TierLocation
 from aqi_assets.lib.tiers.parquet_tier import (
     day_bounds,
     ensure_tier_tables,

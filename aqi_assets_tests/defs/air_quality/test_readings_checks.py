@@ -17,7 +17,7 @@ from aqi_assets.defs.ops.audit import aqi_history_audit_job
 from aqi_assets.defs.sinks.assets import sync_assets
 from aqi_assets.defs.sinks.resources import InfluxDBResource, TimestreamResource
 from aqi_assets.lib.air_quality import checks
-from aqi_assets.lib.common.duckdb_conn import duckdb_connection
+from aqi_assets.lib.readings.schema import readings_connection
 from aqi_assets_tests.support.http import snapshot_source
 from aqi_assets_tests.support.samples import fragment_records
 
@@ -94,7 +94,7 @@ def test_a_corrupted_index_fails_the_blocking_check_and_stops_the_sync(ingested:
     ],
 )
 def test_each_blocking_check_catches_its_fault(ingested: AqiStorage, sql: str, check) -> None:
-    with duckdb_connection(ingested.duckdb_path) as connection:
+    with readings_connection(ingested.duckdb_path) as connection:
         assert check(connection).passed
         connection.execute(sql)
         outcome = check(connection)
@@ -130,7 +130,7 @@ def add_humid_climate_sensors(connection: duckdb.DuckDBPyConnection, stations: i
 
 
 def test_warning_checks(ingested: AqiStorage) -> None:
-    with duckdb_connection(ingested.duckdb_path) as connection:
+    with readings_connection(ingested.duckdb_path) as connection:
         clean = checks.quarantine_share(connection, 0.05)
         assert clean.passed and clean.figures["quarantined_share/5min"] == 0.0
         # A snapshot in which 50 of 488 values broke a rule (as snapshot_log records it at merge time).

@@ -18,7 +18,7 @@ from aqi_assets.defs.air_quality.aggregates import (
 from aqi_assets.defs.archive.assets import build_archive_assets
 from aqi_assets.defs.archive.resources import ArchiveSource
 from aqi_assets.defs.common.storage import AqiStorage
-from aqi_assets.lib.common.duckdb_conn import duckdb_connection
+from aqi_assets.lib.readings.schema import readings_connection
 from aqi_assets_tests.support.archive_server import ALL_GOOD_IDS, SDS011_ID, local_archive
 
 DAYS = [date(2025, 10, 14), date(2025, 10, 15), date(2025, 10, 16)]
@@ -78,7 +78,7 @@ def test_an_archive_backfill_fills_the_daily_indices_and_wins_over_5_minute_read
 
     # A 5-minute reading inside an archived hour is ignored; one in an hour the archive does not cover is used.
     covered, uncovered = datetime(2025, 10, 15, 12, 30), datetime(2025, 10, 17, 0, 30)
-    with duckdb_connection(storage.duckdb_path) as connection:
+    with readings_connection(storage.duckdb_path) as connection:
         for moment in (covered, uncovered):
             connection.execute(
                 """INSERT INTO aqi_readings (period, sensor_id, "timestamp", sensor_type, pm25, pm10, snapshot,

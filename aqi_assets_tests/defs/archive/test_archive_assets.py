@@ -12,7 +12,7 @@ from aqi_assets.defs.archive.assets import build_archive_assets
 from aqi_assets.defs.archive.definitions import defs as archive_defs
 from aqi_assets.defs.archive.resources import ArchiveSource
 from aqi_assets.defs.common.storage import AqiStorage
-from aqi_assets.lib.common.duckdb_conn import duckdb_connection
+from aqi_assets.lib.readings.schema import readings_connection
 from aqi_assets_tests.support.archive_server import ALL_GOOD_IDS, HTML_ERROR_ID, SDS011_ID, local_archive
 
 DAYS = [date(2025, 10, 14), date(2025, 10, 15), date(2025, 10, 16)]
@@ -41,7 +41,7 @@ def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, object
 
 
 def _dump(database: Path) -> dict[str, list]:
-    with duckdb_connection(database, read_only=True) as connection:
+    with readings_connection(database, read_only=True) as connection:
         return {
             table: connection.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()
             for table in ("aqi_readings", "rejected_values", "archive_files", "archive_log")
@@ -59,7 +59,7 @@ def test_a_three_day_backfill_fills_the_history_and_running_it_again_changes_not
             assert merged["status"] == "merged" and merged["files"] == 6 and merged["sensors"] == 6
             assert merged["measurements"] == merged["rows_inserted"] > 1300
         database = tmp_path / "data" / "aqi.duckdb"
-        with duckdb_connection(database, read_only=True) as connection:
+        with readings_connection(database, read_only=True) as connection:
             per_day = connection.execute(
                 """SELECT "timestamp"::DATE, count(DISTINCT sensor_id), count(*) FROM aqi_readings
                    WHERE period = 'archive' GROUP BY 1 ORDER BY 1"""

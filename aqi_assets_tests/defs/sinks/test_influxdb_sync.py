@@ -19,7 +19,7 @@ from aqi_assets.bench.sync_common import insert_readings, synthetic_readings
 from aqi_assets.defs.common.storage import AqiStorage
 from aqi_assets.defs.sinks.assets import influxdb_readings
 from aqi_assets.defs.sinks.resources import InfluxDBResource
-from aqi_assets.lib.common.duckdb_conn import duckdb_connection
+from aqi_assets.lib.readings.schema import readings_connection
 from aqi_assets.lib.sinks.influx_writer import (
     FIELD_TYPES,
     TAG_COLUMNS,
@@ -50,7 +50,7 @@ def influxd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalInfluxd]:
 
 
 def fill(db_path: Path, rows: list[dict[str, Any]]) -> None:
-    with duckdb_connection(db_path) as connection:
+    with readings_connection(db_path) as connection:
         insert_readings(connection, rows)
 
 
@@ -153,7 +153,7 @@ def test_a_line_the_server_refuses_is_isolated_and_recorded(influxd: LocalInflux
     assert meta["records_failed"] == 0
     points = read_back(influxd, "aqi_conflict")
     assert len([k for k in points if k[1] != "1"]) == len(readings) - 1
-    with duckdb_connection(db_path) as connection:
+    with readings_connection(db_path) as connection:
         rows = connection.execute("SELECT sensor_id, kind, reason FROM influxdb_rejected").fetchall()
         assert len(rows) == 1
         sensor_id, kind, reason = rows[0]
@@ -169,9 +169,9 @@ def test_unreachable_server_keeps_everything_pending(tmp_path: Path) -> None:
     fill(db_path, synthetic_readings(10, now=now))
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     # Short retries: the point is the outcome, not the backoff.
-    summary = sync_to_influxdb(lambda: duckdb_connection(db_path), InfluxWriter(V1Sender(url, "x", retries=1)))
+    summary = sync_to_influxdb(lambda: readings_connection(db_path), InfluxWriter(V1Sender(url, "x", retries=1)))
     assert summary.failed == 10 and summary.accepted == 0
-    with duckdb_connection(db_path) as connection:
+    with readings_connection(db_path) as connection:
         assert count_pending(connection, "influxdb") == 10
 
     result = dg.materialize(
@@ -185,7 +185,7 @@ def test_unreachable_server_keeps_everything_pending(tmp_path: Path) -> None:
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "10 readings were not written" in failure.event_specific_data.error.message
-    with duckdb_connection(db_path) as connection:
+    with readings_connection(db_path) as connection:
         assert count_pending(connection, "influxdb") == 10
 
 
@@ -236,7 +236,7 @@ def test_a_late_reading_merged_after_a_sync_is_sent_by_the_next_one(influxd: Loc
     points = read_back(influxd, "aqi_late")
     assert len(points) == len(readings) + 1
     assert points[("5min", str(sensor), to_epoch(late["timestamp"], "ms"))]["pm25"] == 33.25
-    with duckdb_connection(db_path) as connection:
+    with readings_connection(db_path) as connection:
         assert count_pending(connection, "influxdb") == 0
     assert materialize(db_path, resource)["records_sent"] == 0
 
@@ -267,7 +267,7 @@ def test_records_without_values_are_never_written_and_not_left_pending(httpserve
     assert meta["records_without_values"] == 2 and meta["records_skipped"] == 0
     written = [line for request, _ in httpserver.log for line in request.get_data().decode().split("\n")]
     assert sorted(written) == sorted(reading_to_line(r) for i, r in enumerate(readings) if i not in (0, 4))
-    with duckdb_connection(db_path) as connection:
+    with readings_connection(db_path) as connection:
         assert count_pending(connection, "influxdb") == 0
         # The watermark passed the record without values, although nothing was sent for it.
         mark = connection.execute(
@@ -290,7 +290,7 @@ def test_max_records_per_run_caps_each_run_and_the_next_run_continues(httpserver
         meta = materialize(db_path, resource)
         sent.append(meta["records_sent"])
         assert meta["requests"] == -(-meta["records_sent"] // 4)  # chunks of ≤ 4 readings (one request each)
-        with duckdb_connection(db_path) as connection:
+        with readings_connection(db_path) as connection:
             assert count_pending(connection, "influxdb") == expected_pending
     assert sent == [10, 10, 5]
     assert materialize(db_path, resource)["records_sent"] == 0
@@ -343,14 +343,14 @@ def test_v2_a_refused_body_is_split_until_the_refused_line_is_isolated(httpserve
     httpserver.expect_request("/api/v2/write", method="POST").respond_with_handler(server)
     sender = V2Sender(httpserver.url_for("/").rstrip("/"), "t0ken", "org", "air", retries=0)
     try:
-        summary = sync_to_influxdb(lambda: duckdb_connection(db_path), InfluxWriter(sender, batch_lines=12))
+        summary = sync_to_influxdb(lambda: readings_connection(db_path), InfluxWriter(sender, batch_lines=12))
     finally:
         sender.close()
     assert summary.accepted == 11 and summary.rejected == 1 and summary.failed == 0
     assert sorted(written) == sorted(reading_to_line(r) for i, r in enumerate(readings) if i != 5)
     # 12 → 413; 6+6 → 413; 3+3+3+3 → one 422; the refused 3 → 1+2 → the line of reading 5 alone → 422.
     assert [response.status_code for _, response in httpserver.log].count(413) == 3
-    with duckdb_connection(db_path) as connection:
+    with readings_connection(db_path) as connection:
         rows = connection.execute("SELECT sensor_id, kind, reason FROM influxdb_rejected").fetchall()
         assert count_pending(connection, "influxdb") == 0
     assert len(rows) == 1

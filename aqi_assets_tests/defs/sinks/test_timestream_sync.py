@@ -24,7 +24,7 @@ from aqi_assets.bench.sync_common import insert_readings, synthetic_readings
 from aqi_assets.defs.common.storage import AqiStorage
 from aqi_assets.defs.sinks.assets import influxdb_readings, timestream_readings
 from aqi_assets.defs.sinks.resources import InfluxDBResource, SyncConfigError, TimestreamResource
-from aqi_assets.lib.common.duckdb_conn import duckdb_connection
+from aqi_assets.lib.readings.schema import readings_connection
 from aqi_assets.lib.sinks.sync_state import advance_watermarks, count_pending, load_pending
 from aqi_assets.lib.sinks.timestream_records import (
     MEASURE_TYPES,
@@ -82,12 +82,12 @@ def db_path(tmp_path: Path) -> Path:
 
 
 def fill(db_path: Path, rows: list[dict[str, Any]]) -> None:
-    with duckdb_connection(db_path) as connection:
+    with readings_connection(db_path) as connection:
         insert_readings(connection, rows)
 
 
 def connector(db_path: Path):
-    return lambda: duckdb_connection(db_path)
+    return lambda: readings_connection(db_path)
 
 
 class CallRecorder:
@@ -353,7 +353,7 @@ def test_throttling_and_5xx_are_retried_and_nothing_is_lost(db_path: Path, resou
     assert summary.failed == 0 and summary.accepted == len(readings)
     assert summary.retries == 3 and len(http_attempts) == summary.requests + 3
     assert len(stored_timestream_records(resource.database, resource.table)) == len(readings)
-    with duckdb_connection(db_path) as connection:
+    with readings_connection(db_path) as connection:
         assert count_pending(connection, "timestream") == 0
 
 
@@ -403,7 +403,7 @@ def test_rejected_records_are_recorded_and_the_rest_written(db_path: Path, resou
     assert summary.accepted == len(readings) - n_rejected
     stored = stored_timestream_records(resource.database, resource.table)
     assert len(stored) == len(readings) - n_rejected
-    with duckdb_connection(db_path) as connection:
+    with readings_connection(db_path) as connection:
         rows = connection.execute(
             "SELECT sensor_id, kind, reason, existing_version, version FROM timestream_rejected"
         ).fetchall()
@@ -442,7 +442,7 @@ def test_window_and_future_readings_are_skipped_and_recorded(db_path: Path, reso
     summary = sync_to_timestream(connector(db_path), resource.writer(client), window)
     assert summary.skipped == 2 and summary.sent == 18
     assert len(stored_timestream_records(resource.database, resource.table)) == 18
-    with duckdb_connection(db_path) as connection:
+    with readings_connection(db_path) as connection:
         reasons = dict(
             connection.execute("SELECT sensor_id, reason FROM timestream_rejected WHERE kind='skipped'").fetchall()
         )
@@ -474,7 +474,7 @@ def test_failed_batches_keep_the_watermark_and_are_resent(db_path: Path, resourc
         connector(db_path), TimestreamWriter(FlakyClient(), resource.database, resource.table, 1, batch_size=10), window
     )
     assert first.failed >= 4
-    with duckdb_connection(db_path) as connection:
+    with readings_connection(db_path) as connection:
         assert count_pending(connection, "timestream") == first.failed
         state = connection.execute(
             "SELECT count(*) FROM timestream_sync_state WHERE sensor_id = ?", [int(broken_sensor)]
@@ -506,7 +506,7 @@ def test_crash_between_write_and_watermark_save_is_idempotent(
         sync_to_timestream(connector(db_path), resource.writer(client), window)
     first_copy = stored_timestream_records(resource.database, resource.table)
     assert len(first_copy) == len(readings)
-    with duckdb_connection(db_path) as connection:
+    with readings_connection(db_path) as connection:
         assert count_pending(connection, "timestream") == len(readings)
 
     monkeypatch.setattr(sync_state_module, "save_sync_outcome", real_save)
@@ -540,14 +540,14 @@ def test_a_late_reading_merged_after_a_sync_is_sent_by_the_next_one(
     oldest = min(r["timestamp"] for r in readings if r["sensor_id"] == sensor)
     late = {**readings[0], "timestamp": oldest - timedelta(minutes=30), "measurement_id": 424242, "ingest_seq": 2}
     fill(db_path, [late])
-    with duckdb_connection(db_path) as connection:
+    with readings_connection(db_path) as connection:
         assert count_pending(connection, "timestream") == 1
 
     second = metadata_of(materialize(db_path, resource), "timestream_readings")
     assert second["records_sent"] == second["records_accepted"] == 1
     keys = {stored_key(r) for r in stored_timestream_records(resource.database, resource.table)}
     assert (str(epoch_ms(late["timestamp"])), "424242") in keys
-    with duckdb_connection(db_path) as connection:
+    with readings_connection(db_path) as connection:
         assert count_pending(connection, "timestream") == 0
         mark = connection.execute(
             "SELECT synced_seq, synced_through FROM timestream_sync_state WHERE sensor_id = ?", [sensor]
@@ -563,7 +563,7 @@ def test_a_state_table_from_before_ingest_order_keeps_its_watermarks(db_path: Pa
     readings = synthetic_readings(8, now=now, per_sensor=4, seed=5)
     fill(db_path, readings)
     newest = max(r["timestamp"] for r in readings)
-    with duckdb_connection(db_path) as connection:
+    with readings_connection(db_path) as connection:
         connection.execute(
             """CREATE TABLE timestream_sync_state (period VARCHAR NOT NULL, sensor_id BIGINT NOT NULL,
                synced_through TIMESTAMP NOT NULL, updated_at TIMESTAMP NOT NULL, PRIMARY KEY (period, sensor_id))"""
@@ -577,7 +577,7 @@ def test_a_state_table_from_before_ingest_order_keeps_its_watermarks(db_path: Pa
     assert [(r["sensor_id"], r["timestamp"], r["ingest_seq"]) for r in pending] == [
         (late["sensor_id"], late["timestamp"], 1)
     ]
-    with duckdb_connection(db_path) as connection:
+    with readings_connection(db_path) as connection:
         assert count_pending(connection, "timestream") == 1
         columns = [row[0] for row in connection.execute("DESCRIBE timestream_sync_state").fetchall()]
     assert "synced_seq" in columns
@@ -602,7 +602,7 @@ def test_records_without_values_are_never_written_and_not_left_pending(
     assert stored == {
         (str(epoch_ms(r["timestamp"])), str(r["measurement_id"])) for i, r in enumerate(readings) if i not in (0, 4)
     }
-    with duckdb_connection(db_path) as connection:
+    with readings_connection(db_path) as connection:
         assert count_pending(connection, "timestream") == 0
         mark = connection.execute(
             "SELECT synced_through FROM timestream_sync_state WHERE sensor_id = ?", [readings[0]["sensor_id"]]

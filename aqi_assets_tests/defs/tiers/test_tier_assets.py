@@ -15,7 +15,7 @@ from aqi_assets.defs.sinks.resources import InfluxDBResource, TimestreamResource
 from aqi_assets.defs.tiers.assets import aqi_readings_parquet, aqi_tiers_retention
 from aqi_assets.defs.tiers.definitions import defs as tier_defs
 from aqi_assets.defs.tiers.resources import TIERS_ENV, TierStorage
-from aqi_assets.lib.common.duckdb_conn import duckdb_connection
+from aqi_assets.lib.readings.schema import readings_connection
 from aqi_assets_tests.support.tier_history import insert_history, per_day_counts
 
 TODAY = datetime.now(timezone.utc).date()
@@ -70,7 +70,7 @@ def test_a_pruned_day_is_not_re_exported(storage: AqiStorage, tmp_path: Path) ->
 
 
 def test_enabled_sink_with_pending_readings_blocks_retention(storage: AqiStorage, tmp_path: Path) -> None:
-    with duckdb_connection(storage.duckdb_path) as connection:
+    with readings_connection(storage.duckdb_path) as connection:
         insert_history(connection, DAYS[:1], sensors=4, per_sensor=2)
     resources = _resources(storage, tmp_path / "parquet")
     resources["influxdb"] = InfluxDBResource(url="http://127.0.0.1:9", database="aqi", api="v1")

@@ -20,7 +20,7 @@ from aqi_assets.lib.air_quality.lake import (
     snapshot_name,
 )
 from aqi_assets.lib.air_quality.normalise import merge_snapshot, record_unreadable
-from aqi_assets.lib.common.duckdb_conn import duckdb_connection
+from aqi_assets.lib.readings.schema import readings_connection
 
 SHA = "0123456789abcdef" * 4
 
@@ -41,7 +41,7 @@ def put(raw_dir: Path, period: str, at: datetime, *, directory_day: date | None 
 
 @pytest.fixture
 def db(tmp_path: Path):
-    with duckdb_connection(tmp_path / "aqi.duckdb") as connection:
+    with readings_connection(tmp_path / "aqi.duckdb") as connection:
         yield connection
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from aqi_assets.lib.air_quality.generator import Quirks, generate_records, generate_snapshot
 from aqi_assets.lib.air_quality.normalise import SnapshotFormatError, merge_snapshot
-from aqi_assets.lib.common.duckdb_conn import duckdb_connection
+from aqi_assets.lib.readings.schema import readings_connection
 
 NOW = datetime(2026, 11, 27, 12, 5, tzinfo=timezone.utc)
 
@@ -43,7 +43,7 @@ def record(sensor_id: int, timestamp: str, values: list[tuple[str, object]], **e
 
 @pytest.fixture
 def db(tmp_path: Path):
-    with duckdb_connection(tmp_path / "aqi.duckdb") as connection:
+    with readings_connection(tmp_path / "aqi.duckdb") as connection:
         yield connection
 
 

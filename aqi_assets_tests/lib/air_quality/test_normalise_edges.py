@@ -14,7 +14,6 @@ from aqi_assets.lib.air_quality import checks
 from aqi_assets.lib.air_quality.generator import Quirks, generate_records
 from aqi_assets.lib.air_quality.indices import compute_indices
 from aqi_assets.lib.air_quality.normalise import LATER_COPY_REASON, merge_snapshot
-from aqi_assets.lib.air_quality.schema import MEASUREMENT_COLUMNS
 from aqi_assets.lib.air_quality.sensor_types import (
     AT_MEASURING_LIMIT_REASON,
     BEYOND_MEASURING_LIMIT_REASON,
@@ -23,7 +22,7 @@ from aqi_assets.lib.air_quality.sensor_types import (
     NOT_MASS_CONCENTRATION_REASON,
     is_mass_concentration_pm,
 )
-from aqi_assets.lib.common.duckdb_conn import duckdb_connection
+from aqi_assets.lib.readings.schema import MEASUREMENT_COLUMNS, readings_connection
 from aqi_assets_tests.lib.air_quality.test_normalise import record, rows, write_snapshot
 
 NOW = datetime(2026, 11, 27, 12, 5, tzinfo=timezone.utc)
@@ -32,7 +31,7 @@ AT = "2026-11-27 12:00:00"
 
 @pytest.fixture
 def history(tmp_path: Path):
-    with duckdb_connection(tmp_path / "aqi.duckdb") as connection:
+    with readings_connection(tmp_path / "aqi.duckdb") as connection:
         yield connection
 
 

@@ -13,8 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aqi_assets.lib.air_quality.normalise import merge_snapshot
-from aqi_assets.lib.air_quality.schema import MEASUREMENT_COLUMNS
-from aqi_assets.lib.common.duckdb_conn import duckdb_connection
+from aqi_assets.lib.readings.schema import MEASUREMENT_COLUMNS, readings_connection
 
 NOW = datetime(2026, 11, 27, 12, 5, tzinfo=timezone.utc)
 
@@ -82,7 +81,7 @@ def test_every_value_lands_in_a_reading_or_in_quarantine(snapshot: list) -> None
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "s.json.gz"
         path.write_bytes(gzip.compress(json.dumps(snapshot).encode()))
-        with duckdb_connection(Path(tmp) / "h.duckdb") as connection:
+        with readings_connection(Path(tmp) / "h.duckdb") as connection:
             stats = merge_snapshot(connection, path, "5min", now=NOW)
             assert stats.records == len(snapshot)
             measures = " + ".join(f"({c} IS NOT NULL)::INT" for c in MEASUREMENT_COLUMNS)

@@ -9,7 +9,7 @@ import pytest
 
 from aqi_assets.lib.air_quality.normalise import merge_snapshot
 from aqi_assets.lib.air_quality.summary import NO_INDEX, readings_summary
-from aqi_assets.lib.common.duckdb_conn import duckdb_connection
+from aqi_assets.lib.readings.schema import readings_connection
 from aqi_assets_tests.lib.air_quality.test_normalise import record, write_snapshot
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
@@ -25,7 +25,7 @@ def reading(sensor_id: int, at: datetime, values: list[tuple[str, object]], sens
 
 @pytest.fixture
 def history(tmp_path: Path):
-    with duckdb_connection(tmp_path / "aqi.duckdb") as connection:
+    with readings_connection(tmp_path / "aqi.duckdb") as connection:
         yield connection
 
 

@@ -13,7 +13,7 @@ import pytest
 from aqi_assets.lib.air_quality.normalise import merge_snapshot
 from aqi_assets.lib.archive import merge as archive_merge
 from aqi_assets.lib.archive.merge import DUPLICATE_ROW_REASON, MALFORMED_ROW_REASON, merge_archive_day
-from aqi_assets.lib.common.duckdb_conn import duckdb_connection
+from aqi_assets.lib.readings.schema import readings_connection
 from aqi_assets_tests.support.archive_server import REAL_BME280, REAL_SDS011, day_files
 from aqi_assets_tests.support.samples import sample_bytes
 
@@ -44,7 +44,7 @@ def test_the_real_archive_files_become_readings_with_indices(tmp_path: Path) -> 
         "2025-10-15_sds011_sensor_82312.csv": sample_bytes(REAL_SDS011),
         "2025-10-15_bme280_sensor_82313.csv": sample_bytes(REAL_BME280),
     })
-    with duckdb_connection(tmp_path / "h.duckdb") as connection:
+    with readings_connection(tmp_path / "h.duckdb") as connection:
         stats = merge_archive_day(connection, DAY, paths, now=NOW, run_id="r1")
         # 582 and 583 lines, one header each; every row of these real files is valid.
         assert (stats.files, stats.measurements, stats.rows_inserted, stats.sensors) == (2, 581 + 582, 1163, 2)
@@ -93,7 +93,7 @@ def test_every_kind_of_bad_csv_is_handled_and_counted_without_aborting_the_day(t
         "2025-10-15_sds011_sensor_8.csv.gz": gzip.compress(SDS_HEADER.encode() + b"\n8;SDS011;1;1;1;x")[:-12],
     }
     paths = _write(tmp_path / "lake", files)
-    with duckdb_connection(tmp_path / "h.duckdb") as connection:
+    with readings_connection(tmp_path / "h.duckdb") as connection:
         stats = merge_archive_day(connection, DAY, paths, now=NOW)
         problems = stats.details
         assert problems["malformed_rows"] == 1
@@ -147,7 +147,7 @@ def test_every_kind_of_bad_csv_is_handled_and_counted_without_aborting_the_day(t
 
 def test_a_day_is_merged_once_and_a_crash_leaves_nothing_half_merged(tmp_path: Path, monkeypatch) -> None:
     paths = _write(tmp_path / "lake", day_files(DAY))
-    with duckdb_connection(tmp_path / "h.duckdb") as connection:
+    with readings_connection(tmp_path / "h.duckdb") as connection:
         real_insert = archive_merge._rejected_rows_sql
 
         def crash(*args, **kwargs):
@@ -189,7 +189,7 @@ def test_values_get_the_same_verdicts_as_in_a_snapshot(tmp_path: Path) -> None:
     ]
     snapshot = tmp_path / "5min_20251015T000000Z_000000000000.json.gz"
     snapshot.write_bytes(gzip.compress(json.dumps(records).encode()))
-    with duckdb_connection(tmp_path / "h.duckdb") as connection:
+    with readings_connection(tmp_path / "h.duckdb") as connection:
         merge_archive_day(connection, DAY, paths, now=NOW)
         merge_snapshot(connection, snapshot, "5min", now=NOW)
         verdicts = connection.execute(
@@ -217,7 +217,7 @@ def test_particle_counters_in_the_archive_get_no_index(tmp_path: Path) -> None:
             "2025-10-15_sds011_sensor_12.csv": f"{SDS_HEADER}\n12;SDS011;1;1;1;{row}\n",
         },
     )
-    with duckdb_connection(tmp_path / "h.duckdb") as connection:
+    with readings_connection(tmp_path / "h.duckdb") as connection:
         merge_archive_day(connection, DAY, paths, now=NOW)
         rows = dict(
             (sensor, rest)

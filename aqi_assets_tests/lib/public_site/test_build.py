@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from aqi_assets.lib.air_quality.indices import compute_indices
-from aqi_assets.lib.common.duckdb_conn import duckdb_connection
 from aqi_assets.lib.public_site.build import INDEX, POINTER, SiteConfig, build_site, read_pointer
 from aqi_assets.lib.public_site.data import HISTORY_DAYS
 from aqi_assets.lib.public_site.files import cache_control, content_type, is_immutable
+from aqi_assets.lib.readings.schema import readings_connection
 from aqi_assets_tests.support.site_data import ingest_hours, outdoor_pm_sensors, sensor_history
 
 END = datetime(2026, 11, 27, 12, 30, 0)  # naive UTC, like the table
@@ -50,7 +50,7 @@ def _load(site: Path, relative: str):
 def test_fallback_build_shows_every_outdoor_pm_sensor_with_indicative_indices(history, tmp_path: Path) -> None:
     database, records = history
     site = tmp_path / "site"
-    with duckdb_connection(database, read_only=True) as connection:
+    with readings_connection(database, read_only=True) as connection:
         result = build_site(connection, site, SiteConfig(tile_url=""), now=NOW)
         latest_rows = {
             row[0]: row[1:]
@@ -85,7 +85,7 @@ def test_fallback_build_shows_every_outdoor_pm_sensor_with_indicative_indices(hi
 def test_sensor_history_holds_hourly_means_of_complete_hours(history, tmp_path: Path) -> None:
     database, _ = history
     site = tmp_path / "site"
-    with duckdb_connection(database, read_only=True) as connection:
+    with readings_connection(database, read_only=True) as connection:
         build_site(connection, site, SiteConfig(tile_url=""), now=NOW)
         sensor_id, sensor_type = connection.execute(
             "SELECT sensor_id, sensor_type FROM aqi_readings WHERE pm25 IS NOT NULL AND sensor_type = 'SDS011' "
@@ -117,7 +117,7 @@ def test_sensor_history_holds_hourly_means_of_complete_hours(history, tmp_path: 
 
 def test_official_indices_from_aggregates_aqi_hourly_when_present(history, tmp_path: Path) -> None:
     database = _copy(history[0], tmp_path / "aqi.duckdb")
-    with duckdb_connection(database) as connection:
+    with readings_connection(database) as connection:
         sensors = [r[0] for r in connection.execute(
             "SELECT DISTINCT sensor_id FROM aqi_readings WHERE pm25 IS NOT NULL AND indoor = false "
             "AND latitude IS NOT NULL AND sensor_type = 'SDS011' ORDER BY 1 LIMIT 3"
@@ -165,7 +165,7 @@ def test_official_indices_from_aggregates_aqi_hourly_when_present(history, tmp_p
 
 def test_aqi_hourly_without_its_key_columns_falls_back_cleanly(history, tmp_path: Path) -> None:
     database = _copy(history[0], tmp_path / "aqi.duckdb")
-    with duckdb_connection(database) as connection:
+    with readings_connection(database) as connection:
         connection.execute("CREATE SCHEMA aggregates")
         connection.execute("CREATE TABLE aggregates.aqi_hourly (sensor BIGINT, ts TIMESTAMP)")
         result = build_site(connection, tmp_path / "site", SiteConfig(tile_url=""), now=NOW)
@@ -175,7 +175,7 @@ def test_aqi_hourly_without_its_key_columns_falls_back_cleanly(history, tmp_path
 
 def test_files_are_complete_gzip_copies_world_readable_and_named_by_content(history, tmp_path: Path) -> None:
     site = tmp_path / "site"
-    with duckdb_connection(history[0], read_only=True) as connection:
+    with readings_connection(history[0], read_only=True) as connection:
         result = build_site(connection, site, SiteConfig(tile_url=""), now=NOW)
     histories = read_pointer(site)["history"]
     assert any(relative.startswith(histories) for relative in result.files)
@@ -203,7 +203,7 @@ def test_files_are_complete_gzip_copies_world_readable_and_named_by_content(hist
 def test_rebuild_replaces_the_pointer_and_keeps_older_files_for_loaded_pages(history, tmp_path: Path) -> None:
     database = _copy(history[0], tmp_path / "aqi.duckdb")
     site = tmp_path / "site"
-    with duckdb_connection(database) as connection:
+    with readings_connection(database) as connection:
         first = build_site(connection, site, SiteConfig(tile_url=""), now=NOW)
         again = build_site(connection, site, SiteConfig(tile_url=""), now=NOW)
         assert again.latest_path == first.latest_path and again.history_files_written == 0, "nothing changed"
@@ -234,7 +234,7 @@ def test_rebuild_replaces_the_pointer_and_keeps_older_files_for_loaded_pages(his
 
 
 def test_empty_history_builds_a_valid_empty_map(tmp_path: Path) -> None:
-    with duckdb_connection(tmp_path / "empty.duckdb") as connection:
+    with readings_connection(tmp_path / "empty.duckdb") as connection:
         result = build_site(connection, tmp_path / "site", SiteConfig(tile_url=""))
     pointer = read_pointer(tmp_path / "site")
     assert result.features == 0 and pointer["data_time"] is None
@@ -243,7 +243,7 @@ def test_empty_history_builds_a_valid_empty_map(tmp_path: Path) -> None:
 
 def test_nan_in_the_table_becomes_null(history, tmp_path: Path) -> None:
     database = _copy(history[0], tmp_path / "aqi.duckdb")
-    with duckdb_connection(database) as connection:
+    with readings_connection(database) as connection:
         sensor = connection.execute(
             "SELECT sensor_id FROM aqi_readings WHERE sensor_type = 'SDS011' AND indoor = false "
             "AND latitude IS NOT NULL ORDER BY sensor_id LIMIT 1"

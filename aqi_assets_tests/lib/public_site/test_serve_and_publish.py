@@ -14,12 +14,12 @@ import pytest
 import requests
 from botocore.config import Config
 
-from aqi_assets.lib.common.duckdb_conn import duckdb_connection
 from aqi_assets.lib.public_site.build import INDEX, POINTER, SiteConfig, build_site, read_pointer
 from aqi_assets.lib.public_site.files import CACHE_IMMUTABLE, CACHE_POINTER
 from aqi_assets.lib.public_site.nginx import serving
 from aqi_assets.lib.public_site.publish import publish_site
 from aqi_assets.lib.public_site.vendor import check_vendored
+from aqi_assets.lib.readings.schema import readings_connection
 from aqi_assets_tests.support.http import free_port
 from aqi_assets_tests.support.moto_server import threaded_moto_server
 from aqi_assets_tests.support.site_data import ingest_hours, world_readable_dir
@@ -33,7 +33,7 @@ def built_site() -> Iterator[tuple[Path, object]]:
     try:
         database = root / "aqi.duckdb"
         ingest_hours(database, n_records=120, end=END, hours=3, work_dir=root / "snapshots")
-        with duckdb_connection(database, read_only=True) as connection:
+        with readings_connection(database, read_only=True) as connection:
             result = build_site(connection, root / "site", SiteConfig(tile_url=""), now=END + timedelta(minutes=3))
         yield root / "site", result
     finally:

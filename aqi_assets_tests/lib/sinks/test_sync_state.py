@@ -16,8 +16,8 @@ import duckdb
 import pytest
 
 from aqi_assets.bench.sync_common import insert_readings
-from aqi_assets.lib.air_quality.schema import MEASUREMENT_COLUMNS
-from aqi_assets.lib.common.duckdb_conn import duckdb_connection, ensure_schema
+from aqi_assets.lib.common.duckdb_conn import ensure_schema
+from aqi_assets.lib.readings.schema import MEASUREMENT_COLUMNS, readings_connection
 from aqi_assets.lib.sinks.influx_writer import InfluxWriteError, InfluxWriter, sync_to_influxdb
 from aqi_assets.lib.sinks.sync_state import (
     READING_COLUMNS,
@@ -257,11 +257,11 @@ def test_sync_in_chunks_caps_a_run_at_max_rows_and_ends_when_nothing_is_left() -
 def test_the_pending_count_works_on_a_read_only_connection(tmp_path: Path) -> None:
     """Reading the scan start writes nothing, so a read-only look at the backlog (a shell, the UI) works."""
     db_path = tmp_path / "aqi.duckdb"
-    with duckdb_connection(db_path) as connection:
+    with readings_connection(db_path) as connection:
         connection.execute(history_sql(first_seq=1, merges=2))
     # The first merge and one reading of the second.
-    sync_to_influxdb(lambda: duckdb_connection(db_path), InfluxWriter(accept_all), limit=SENSORS_PER_MERGE + 1)
-    with duckdb_connection(db_path, read_only=True) as connection:
+    sync_to_influxdb(lambda: readings_connection(db_path), InfluxWriter(accept_all), limit=SENSORS_PER_MERGE + 1)
+    with readings_connection(db_path, read_only=True) as connection:
         assert finished_below_seq(connection, "influxdb") == 2  # the first merge is finished
         assert count_pending(connection, "influxdb") == SENSORS_PER_MERGE - 1
         assert len(pending_readings(connection, "influxdb")) == SENSORS_PER_MERGE - 1

@@ -10,8 +10,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from aqi_assets.lib.common.duckdb_conn import duckdb_connection
-from aqi_assets.lib.tiers.location import open_location
+from aqi_assets.lib.common.location import open_location
+from aqi_assets.lib.readings.schema import readings_connection
 from aqi_assets.lib.tiers.parquet_tier import export_day
 from aqi_assets.lib.tiers.retention import create_all_readings_view, prune_hot_tier
 from aqi_assets_tests.support.tier_history import insert_history, per_day_counts
@@ -22,7 +22,7 @@ HOT_DAYS = 1
 
 
 def _readings_across_tiers(db: Path, parquet: Path) -> dict[date, int]:
-    with duckdb_connection(db) as connection:
+    with readings_connection(db) as connection:
         create_all_readings_view(connection, open_location(str(parquet)), temporary=True)
         return dict(
             connection.execute(
@@ -34,7 +34,7 @@ def _readings_across_tiers(db: Path, parquet: Path) -> dict[date, int]:
 @pytest.mark.parametrize("point", ["mid_export", "after_swap", "before_delete", "mid_delete"])
 def test_sigkill_between_export_and_delete_loses_nothing(tmp_path: Path, point: str) -> None:
     db, parquet = tmp_path / "aqi.duckdb", tmp_path / "parquet"
-    with duckdb_connection(db) as connection:
+    with readings_connection(db) as connection:
         rows = insert_history(connection, DAYS, sensors=10, per_sensor=3)
         if point == "after_swap":  # a re-export: the day already has files to replace
             for day in DAYS:
@@ -57,7 +57,7 @@ def test_sigkill_between_export_and_delete_loses_nothing(tmp_path: Path, point: 
 
     # A normal re-run completes the job from whatever state the crash left.
     location = open_location(str(parquet))
-    with duckdb_connection(db) as connection:
+    with readings_connection(db) as connection:
         for day in DAYS:
             export_day(connection, location, day)
         report = prune_hot_tier(connection, location, today=TODAY, hot_days=HOT_DAYS)
@@ -68,7 +68,7 @@ def test_sigkill_between_export_and_delete_loses_nothing(tmp_path: Path, point: 
 
 def test_a_run_to_the_end_prunes_every_old_day(tmp_path: Path) -> None:
     db, parquet = tmp_path / "aqi.duckdb", tmp_path / "parquet"
-    with duckdb_connection(db) as connection:
+    with readings_connection(db) as connection:
         rows = insert_history(connection, DAYS, sensors=10, per_sensor=3)
     child = subprocess.run(
         [sys.executable, "-m", "aqi_assets_tests.support.tiers_crash", str(db), str(parquet), TODAY.isoformat(),

@@ -12,10 +12,10 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from aqi_assets.lib.common.duckdb_conn import duckdb_connection
+from aqi_assets.lib.common.location import TierLocation, open_location
+from aqi_assets.lib.readings.schema import readings_connection
 from aqi_assets.lib.sinks import sync_state
 from aqi_assets.lib.tiers import glue_catalog
-from aqi_assets.lib.tiers.location import TierLocation, open_location
 from aqi_assets.lib.tiers.parquet_tier import (
     DayPrunedError,
     day_path,
@@ -35,7 +35,7 @@ TODAY = DAYS[-1] + timedelta(days=1)  # every generated day is complete
 @pytest.fixture
 def history(tmp_path: Path) -> tuple[Path, list[dict]]:
     db = tmp_path / "aqi.duckdb"
-    with duckdb_connection(db) as connection:
+    with readings_connection(db) as connection:
         rows = insert_history(connection, DAYS)
     return db, rows
 
@@ -69,7 +69,7 @@ def _all_view_figures(connection: duckdb.DuckDBPyConnection) -> tuple[dict[date,
 
 
 def _round_trip(db: Path, rows: list[dict], location: TierLocation, temporary_view: bool) -> None:
-    with duckdb_connection(db) as connection:
+    with readings_connection(db) as connection:
         for day in DAYS:
             export = export_day(connection, location, day, row_group_rows=50)
             assert export.total_rows == per_day_counts(rows)[day]
@@ -139,7 +139,7 @@ def test_s3_tier_round_trip_and_glue(history: tuple[Path, list[dict]], s3_locati
 
     glue = boto3.client("glue", endpoint_url=endpoint, region_name="us-east-1")
     target = glue_catalog.GlueTable("aqi", "readings")
-    with duckdb_connection(db) as connection:
+    with readings_connection(db) as connection:
         columns = glue_catalog.hive_columns(connection)
     glue_catalog.ensure_table(glue, target, location, columns)
     glue_catalog.ensure_table(glue, target, location, columns)  # idempotent
@@ -171,7 +171,7 @@ def test_corrupted_parquet_fails_verification_and_nothing_is_deleted(
 ) -> None:
     db, rows = history
     location = open_location(str(tmp_path / "parquet"))
-    with duckdb_connection(db) as connection:
+    with readings_connection(db) as connection:
         for day in DAYS:
             export_day(connection, location, day)
         damaged = Path(location.files_under(day_path(location, "5min", DAYS[1]))[0].path)
@@ -201,7 +201,7 @@ def test_corrupted_parquet_fails_verification_and_nothing_is_deleted(
 def test_readings_pending_for_an_enabled_sink_stay_hot(history: tuple[Path, list[dict]], tmp_path: Path) -> None:
     db, rows = history
     location = open_location(str(tmp_path / "parquet"))
-    with duckdb_connection(db) as connection:
+    with readings_connection(db) as connection:
         for day in DAYS:
             export_day(connection, location, day)
         # Per-day pending counts follow the sync module's own rule: they add up to its total.
@@ -243,7 +243,7 @@ def test_a_day_sorted_in_sensor_ranges_is_one_sorted_file(
     db, rows = history
     monkeypatch.setattr(parquet_tier, "SORT_CHUNK_ROWS", 37)  # 240 five-minute rows → 7 sensor ranges
     location = open_location(str(tmp_path / "parquet"))
-    with duckdb_connection(db) as connection:
+    with readings_connection(db) as connection:
         export = export_day(connection, location, DAYS[2], row_group_rows=64)
         assert verify_day(connection, location, DAYS[2]).ok
     assert export.total_rows == per_day_counts(rows)[DAYS[2]]
@@ -256,7 +256,7 @@ def test_a_day_sorted_in_sensor_ranges_is_one_sorted_file(
 def test_the_all_readings_view_skips_a_day_that_stayed_hot(history: tuple[Path, list[dict]], tmp_path: Path) -> None:
     db, rows = history
     location = open_location(str(tmp_path / "parquet"))
-    with duckdb_connection(db) as connection:
+    with readings_connection(db) as connection:
         for day in DAYS:
             export_day(connection, location, day)
         damaged = Path(location.files_under(day_path(location, "24h", DAYS[1]))[0].path)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from aqi_assets.lib.air_quality.lake import day_directory, snapshot_name
-from aqi_assets.lib.common.duckdb_conn import duckdb_connection
-from aqi_assets.lib.tiers.location import open_location
+from aqi_assets.lib.common.location import open_location
+from aqi_assets.lib.readings.schema import readings_connection
 from aqi_assets.lib.tiers.parquet_tier import export_day, verify_day
 from aqi_assets.lib.tiers.retention import prune_raw_lake
 from aqi_assets_tests.support.tier_history import insert_history
@@ -40,7 +40,7 @@ def test_only_merged_snapshots_of_verified_days_leave_the_lake(tmp_path: Path, a
     raw = tmp_path / "raw"
     location = open_location(str(tmp_path / "parquet"))
     archive_location = open_location(str(tmp_path / "archive")) if archive else None
-    with duckdb_connection(tmp_path / "aqi.duckdb") as connection:
+    with readings_connection(tmp_path / "aqi.duckdb") as connection:
         insert_history(connection, DAYS, sensors=5, per_sensor=2)
         removable, kept = [], []
         for index, day in enumerate(DAYS):
