@@ -36,6 +36,7 @@ from aqi_assets.lib.air_quality.aggregates import (
 )
 from aqi_assets.lib.common.duckdb_conn import bounded_memory
 from aqi_assets.lib.common.duckdb_tables import replace_partition
+from aqi_assets.lib.readings.history import attach_history
 from aqi_assets.lib.readings.schema import readings_connection
 
 HISTORY_START = datetime(2025, 3, 1)
@@ -89,23 +90,16 @@ def _generate_day(connection: duckdb.DuckDBPyConnection, day: int, sensors: int,
 
 def generate_history(path: str, sensors: int, days: int, seed: int) -> None:
     with readings_connection(path) as connection:
-        # The real table minus its primary-key index (see the module docstring).
-        connection.execute("DROP TABLE aqi_readings")
-        connection.execute(_unkeyed_readings_ddl())
+        # The real table's columns (as the contract made them) without its primary-key index (see the module
+        # docstring): DuckDB cannot drop a key, and CREATE TABLE AS copies the columns only.
+        connection.execute("ALTER TABLE aqi_readings RENAME TO aqi_readings_keyed")
+        connection.execute("CREATE TABLE aqi_readings AS SELECT * FROM aqi_readings_keyed LIMIT 0")
+        connection.execute("DROP TABLE aqi_readings_keyed")
         connection.execute("SET memory_limit = '2GB'")
         connection.execute("SET enable_progress_bar = false")
         for day in range(days):
             _generate_day(connection, day, sensors, seed)
         connection.execute("CHECKPOINT")
-
-
-def _unkeyed_readings_ddl() -> str:
-    from aqi_assets.lib.readings.schema import AQI_READINGS_DDL
-
-    keyed = ',\n    PRIMARY KEY (period, sensor_id, "timestamp")'
-    if keyed not in AQI_READINGS_DDL:
-        raise RuntimeError("aqi_readings DDL changed: update the benchmark's unkeyed copy")
-    return AQI_READINGS_DDL.replace(keyed, "")
 
 
 def _timed(path: str, compute_name: str, table: str, column: str, bounds: tuple[datetime, datetime],
@@ -115,6 +109,7 @@ def _timed(path: str, compute_name: str, table: str, column: str, bounds: tuple[
     compute = {"hourly_indices": hourly_indices, "daily_indices": daily_indices}[compute_name]
     with readings_connection(path) as connection:
         connection.execute("SET enable_progress_bar = false")
+        attach_history(connection, None)  # as the assets read it (nothing is pruned here: no tier needed)
         started, cpu_started = time.perf_counter(), time.process_time()
         with bounded_memory(connection, COMPUTE_MEMORY_LIMIT):  # as the assets compute
             frame = compute(connection, *bounds)

@@ -2,9 +2,8 @@
 
 1. A generated snapshot (seeded generator) with about N outdoor PM sensors is merged by the real ingest; the
    hours before it (7 days by default) are added as one reading per sensor and hour, so every sensor's history
-   holds a full week; `aggregates.aqi_hourly` is computed for those hours by the real aggregates code, as the
-   pipeline does before the hourly build (`--indicative` leaves it out: the site then falls back to indicative
-   indices from hourly means).
+   holds a full week; `aggregates.aqi_hourly` (the site's other input: it fails without it) is computed for
+   those hours by the real aggregates code, as the pipeline does before the hourly build.
 2. `build_site` is timed, each time in a fresh process as a Dagster run step is: the hourly build (`--builds`
    times, every history file written into an empty site) and a rebuild after a new reading (what every
    5-minute update costs: the week's history files unchanged).
@@ -36,15 +35,21 @@ import duckdb
 import numpy as np
 
 from aqi_assets.bench.memory import in_fresh_process, peak_rss_mb, process_peak_rss_mb
-from aqi_assets.lib.air_quality.aggregates import COMPUTE_MEMORY_LIMIT, DAY, hourly_indices
+from aqi_assets.lib.air_quality.aggregates import COMPUTE_MEMORY_LIMIT, DAY, HOURLY_SCHEMA, hourly_indices
 from aqi_assets.lib.air_quality.generator import generate_snapshot
 from aqi_assets.lib.air_quality.normalise import merge_snapshot
 from aqi_assets.lib.common.duckdb_conn import bounded_memory
 from aqi_assets.lib.common.duckdb_tables import replace_partition
 from aqi_assets.lib.public_site.build import SiteConfig, build_site, read_pointer
 from aqi_assets.lib.public_site.nginx import serving
+from aqi_assets.lib.readings.history import attach_history
+from aqi_assets.lib.readings.periods import FIVE_MINUTE
 from aqi_assets.lib.readings.schema import readings_connection
 
+# The aggregates IO manager's default schema (defs.air_quality.aggregates_io; not imported: the timed build
+# processes stay free of Dagster).
+AGGREGATES_SCHEMA = "aggregates"
+HOURLY_TABLE = f"{AGGREGATES_SCHEMA}.aqi_hourly"
 TARGET_P95_MS = 75.0
 TARGET_P99_MS = 100.0
 MAP_DRAW_GOAL_MS = 2000.0
@@ -65,7 +70,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=0, help="nginx port (0: a free one)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--builds", type=int, default=3, help="hourly builds timed (each in a fresh process)")
-    parser.add_argument("--indicative", action="store_true", help="no aggregates.aqi_hourly (indicative indices)")
 
 
 def _free_port() -> int:
@@ -81,7 +85,7 @@ def _prepare_history(database: Path, args: argparse.Namespace, at: datetime) -> 
     snapshot = database.parent / "latest.json.gz"
     snapshot.write_bytes(gzip.compress(generate_snapshot(records, seed=args.seed, at=at), compresslevel=1))
     with readings_connection(database) as connection:
-        merge_snapshot(connection, snapshot, "5min", now=at)
+        merge_snapshot(connection, snapshot, FIVE_MINUTE.name, now=at)
         if args.history_hours > 0:
             # One reading per sensor and earlier hour, its PM scaled by a deterministic pseudo-random factor.
             connection.execute(
@@ -94,12 +98,11 @@ def _prepare_history(database: Path, args: argparse.Namespace, at: datetime) -> 
                     snapshot || '-h' || h AS snapshot
                 )
                 FROM aqi_readings r, range(1, $hours + 1) AS hours(h)
-                WHERE period = '5min' AND snapshot = $name
+                WHERE period = $period AND snapshot = $name
                 """,
-                {"hours": args.history_hours, "name": snapshot.name},
+                {"hours": args.history_hours, "name": snapshot.name, "period": FIVE_MINUTE.name},
             )
-            if not args.indicative:
-                _hourly_aggregates(connection, at, args.history_hours)
+        _hourly_aggregates(connection, at, args.history_hours)
     return records
 
 
@@ -107,22 +110,25 @@ def _hourly_aggregates(connection: duckdb.DuckDBPyConnection, at: datetime, hour
     """`aggregates.aqi_hourly` over the history, a day at a time, as the `aqi_hourly` partitions compute it."""
     end = at.replace(minute=0, second=0, microsecond=0)
     start = end - timedelta(hours=hours)
+    attach_history(connection, None)  # the aggregate reads aqi_readings_all (nothing is pruned here)
+    if start == end:  # no complete hour: the table exists, empty, as after the first (empty) partition
+        replace_partition(connection, AGGREGATES_SCHEMA, "aqi_hourly", HOURLY_SCHEMA.empty_table(), "hour", (end, end))
     while start < end:
         stop = min(start + DAY, end)
         with bounded_memory(connection, COMPUTE_MEMORY_LIMIT):
             frame = hourly_indices(connection, start, stop)
-        replace_partition(connection, "aggregates", "aqi_hourly", frame, "hour", (start, stop))
+        replace_partition(connection, AGGREGATES_SCHEMA, "aqi_hourly", frame, "hour", (start, stop))
         start = stop
 
 
 def _build_in_child(database: str, site: str, results: Any) -> None:
     with readings_connection(database, read_only=True) as connection:
         cpu = time.process_time()
-        built = build_site(connection, Path(site), SiteConfig(tile_url=""))
+        built = build_site(connection, Path(site), SiteConfig(tile_url=""), hourly_table=HOURLY_TABLE, location=None)
     results.put({"seconds": built.seconds, "cpu_seconds": time.process_time() - cpu,
                  "history_files_written": built.history_files_written, "features": built.features,
                  "latest_bytes": built.latest_bytes, "latest_gzip_bytes": built.latest_gzip_bytes,
-                 "hourly_source": built.hourly_source, "peak_rss_mb": process_peak_rss_mb()})
+                 "indices_source": built.indices_source, "peak_rss_mb": process_peak_rss_mb()})
 
 
 def _timed_build(database: Path, site: Path) -> dict[str, Any]:
@@ -257,8 +263,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             # A new 5-minute reading (in the hour not yet complete): the map changes, the week's files do not.
             connection.execute(
                 """UPDATE aqi_readings SET pm25 = pm25 + 0.1
-                   WHERE period = '5min' AND "timestamp" >= date_trunc('hour', $at::TIMESTAMP)""",
-                {"at": at},
+                   WHERE period = $period AND "timestamp" >= date_trunc('hour', $at::TIMESTAMP)""",
+                {"at": at, "period": FIVE_MINUTE.name},
             )
         rebuild = _timed_build(database, site)
         seconds = [b["seconds"] for b in hourly]
@@ -267,7 +273,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             "records_generated": records,
             "sensors_on_map": cold["features"],
             "history_hours": args.history_hours,
-            "indices": "aggregates.aqi_hourly" if cold["hourly_source"] else "indicative (no aggregates.aqi_hourly)",
+            "indices": cold["indices_source"],
             "prepare_seconds": round(prepare_s, 1),
             "build": {
                 "hourly_seconds": [round(s, 3) for s in seconds],

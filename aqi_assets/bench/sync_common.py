@@ -12,14 +12,17 @@ import random
 import socket
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
+from aqi_assets.lib.common.utc import naive_utc
+from aqi_assets.lib.readings import schema
 from aqi_assets.lib.readings.schema import readings_connection
-from aqi_assets.lib.sinks.sync_state import READING_COLUMNS, ConnectionFactory, SyncSummary
+from aqi_assets.lib.sinks.columns import sink_columns
+from aqi_assets.lib.sinks.sync_state import ConnectionFactory, SyncSummary
 
 COUNTRIES = ("DE", "NL", "BE", "FR", "PL", "BG", "IT", "AT")
 SENSOR_TYPES = ("SDS011", "SPS30", "BME280", "DHT22")
@@ -31,7 +34,7 @@ def synthetic_readings(
     """`n_readings` rows shaped like `aqi_readings` (naive UTC timestamps, the newest a minute before `now`),
     `per_sensor` consecutive readings per sensor, all inside Timestream's default 6 h memory-store window."""
     rng = random.Random(seed)
-    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(tzinfo=None, microsecond=0)
+    now = naive_utc(now).replace(microsecond=0)
     newest = now - timedelta(minutes=1)
     rows: list[dict[str, Any]] = []
     sensor_id = 1000
@@ -85,37 +88,27 @@ def synthetic_readings(
     return rows
 
 
+# DuckDB type → the Arrow type a column is handed over as (`INSERT … BY NAME` casts to the table's type).
 _ARROW_TYPES: dict[str, pa.DataType] = {
-    "period": pa.string(),
-    "sensor_id": pa.int64(),
-    "timestamp": pa.timestamp("us"),
-    "measurement_id": pa.int64(),
-    "location_id": pa.int64(),
-    "country": pa.string(),
-    "indoor": pa.bool_(),
-    "sensor_type": pa.string(),
-    "daqi_band": pa.string(),
-    "aqi_us_category": pa.string(),
-    "aqi_us_beyond": pa.bool_(),
-    "snapshot": pa.string(),
-    "ingest_seq": pa.int64(),
-    "ingested_at": pa.timestamp("us"),
-    "daqi_pm25": pa.int64(),
-    "daqi_pm10": pa.int64(),
-    "daqi": pa.int64(),
-    "aqi_us_pm25": pa.int64(),
-    "aqi_us_pm10": pa.int64(),
-    "aqi_us": pa.int64(),
+    "VARCHAR": pa.string(),
+    "BOOLEAN": pa.bool_(),
+    "TINYINT": pa.int64(),
+    "SMALLINT": pa.int64(),
+    "INTEGER": pa.int64(),
+    "BIGINT": pa.int64(),
+    "DOUBLE": pa.float64(),
+    "TIMESTAMP": pa.timestamp("us"),
 }
 
 
 def insert_readings(connection: Any, rows: Sequence[dict[str, Any]]) -> None:
-    """Append rows to `aqi_readings` (columns by name; `other_values` stays NULL, and so does `ingest_seq`
-    unless a row gives one)."""
+    """Append rows to `aqi_readings`: the columns the sinks carry, typed as the contract says (`other_values`
+    stays NULL, and so does `ingest_seq` unless a row gives one)."""
+    sql_types = {c.name: c.sql_type for c in schema.READINGS_COLUMNS}  # now: a test may extend the contract
     table = pa.table(
         {
-            c: pa.array([r.get(c) for r in rows], _ARROW_TYPES.get(c, pa.float64()))
-            for c in (*READING_COLUMNS, "ingest_seq")
+            c: pa.array([r.get(c) for r in rows], _ARROW_TYPES[sql_types[c]])
+            for c in (*sink_columns().carried, "ingest_seq")
         }
     )
     connection.register("new_readings", table)

@@ -1,5 +1,6 @@
 """A DuckDB history for the public-site tests: generated snapshots (the seeded generator) merged by the real
-ingest, one per hour, the same sensors each time with PM values that change from hour to hour."""
+ingest, one per hour, the same sensors each time with PM values that change from hour to hour; and the
+`aggregates.aqi_hourly` table the site reads, computed over that history by the real aggregate."""
 
 from __future__ import annotations
 
@@ -12,11 +13,21 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
+import pyarrow as pa
+
+from aqi_assets.lib.air_quality.aggregates import HOURLY_SCHEMA, hourly_indices
 from aqi_assets.lib.air_quality.generator import Quirks, generate_records
 from aqi_assets.lib.air_quality.normalise import merge_snapshot
+from aqi_assets.lib.common.duckdb_tables import replace_partition
+from aqi_assets.lib.readings.history import attach_history
+from aqi_assets.lib.readings.periods import FIVE_MINUTE
 from aqi_assets.lib.readings.schema import readings_connection
 
 XSS_TYPE = '<img src=x onerror="window.__xss=1">'
+# Where the aggregates IO manager (its default db_schema "aggregates") keeps the aqi_hourly asset.
+HOURLY_SCHEMA_NAME = "aggregates"
+HOURLY_TABLE = f"{HOURLY_SCHEMA_NAME}.aqi_hourly"
 
 
 def hour_factor(hours_ago: int) -> float:
@@ -34,10 +45,18 @@ def scaled_records(n_records: int, at: datetime, factor: float, seed: int) -> li
 
 
 def ingest_hours(
-    database: Path, *, n_records: int, end: datetime, hours: int, seed: int = 7, work_dir: Path | None = None
+    database: Path,
+    *,
+    n_records: int,
+    end: datetime,
+    hours: int,
+    seed: int = 7,
+    work_dir: Path | None = None,
+    hourly_end: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """Merge `hours` hourly snapshots ending at `end` (naive UTC) into `database`; returns the last snapshot's
-    records (the ones the map shows)."""
+    """Merge `hours` hourly snapshots ending at `end` (naive UTC) into `database`, then write `aqi_hourly` for
+    their hours up to `hourly_end` (default: the hour of `end`, not complete yet, excluded — as the pipeline's
+    partitions); returns the last snapshot's records (the ones the map shows)."""
     work_dir = Path(work_dir or tempfile.mkdtemp(prefix="site-snapshots-"))
     work_dir.mkdir(parents=True, exist_ok=True)
     last: list[dict[str, Any]] = []
@@ -47,9 +66,20 @@ def ingest_hours(
             records = scaled_records(n_records, at, hour_factor(hours_ago), seed)
             path = work_dir / f"snapshot-{hours_ago}.json.gz"
             path.write_bytes(gzip.compress(json.dumps(records).encode(), compresslevel=1))
-            merge_snapshot(connection, path, "5min", now=at)
+            merge_snapshot(connection, path, FIVE_MINUTE.name, now=at)
             last = records
+        first_hour = (end - timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
+        write_hourly(connection, first_hour, hourly_end or end.replace(minute=0, second=0, microsecond=0))
     return last
+
+
+def write_hourly(connection: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pa.Table:
+    """`aggregates.aqi_hourly` for the hours [start, end): computed over the history by the real aggregate and
+    stored as the aggregates IO manager stores a partition range (no complete hour yet: the empty table)."""
+    attach_history(connection, None)
+    frame = hourly_indices(connection, start, end) if end > start else HOURLY_SCHEMA.empty_table()
+    replace_partition(connection, HOURLY_SCHEMA_NAME, "aqi_hourly", frame, "hour", (start, max(start, end)))
+    return frame
 
 
 def outdoor_pm_sensors(records: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:

@@ -1,12 +1,17 @@
-"""A generated multi-day history in `aqi_readings` (both periods), for the tiers tests."""
+"""A generated multi-day history in `aqi_readings` for the tiers tests: 5-minute and 24-hour rows inserted
+directly, archive days merged from generated CSV files through the real archive merge."""
 
 from __future__ import annotations
 
 from collections import Counter
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+from aqi_assets.bench.archive import write_day
 from aqi_assets.bench.sync_common import insert_readings, synthetic_readings
+from aqi_assets.lib.archive.merge import merge_archive_day
+from aqi_assets.lib.readings.schema import column_names
 
 
 def history_rows(days: list[date], sensors: int = 40, per_sensor: int = 6) -> list[dict[str, Any]]:
@@ -46,3 +51,29 @@ def per_country_mean_pm25(rows: list[dict[str, Any]]) -> dict[str, float]:
             sums[row["country"]] += row["pm25"]
             counts[row["country"]] += 1
     return {country: sums[country] / counts[country] for country in counts}
+
+
+def merge_archive(
+    connection: Any, directory: Path, day: date, *, sensors: int = 6, rows: int = 40, seed: int = 0
+) -> int:
+    """`sensors` generated SDS011 archive files of `day` (`rows` measurements each) merged as 'archive' rows;
+    returns the rows inserted. Another `seed` gives the same files with other measurement times (a re-published
+    day: new files to the merge, new keys)."""
+    paths = write_day(directory / f"{day.isoformat()}-{seed}", day, sensors, rows, seed)
+    return merge_archive_day(connection, day, paths).rows_inserted
+
+
+def readings(connection: Any, table: str = "aqi_readings", where: str = "TRUE") -> list[tuple]:
+    """Every column of every row of `table` (the history's columns, in contract order), sorted by key."""
+    columns = ", ".join(f'"{c}"' for c in column_names())
+    return connection.execute(
+        f'SELECT {columns} FROM {table} WHERE {where} ORDER BY period, sensor_id, "timestamp"'
+    ).fetchall()
+
+
+def per_period_counts(connection: Any, day: date, table: str = "aqi_readings") -> dict[str, int]:
+    return dict(
+        connection.execute(
+            f'SELECT period, count(*) FROM {table} WHERE CAST("timestamp" AS DATE) = ? GROUP BY ALL', [day]
+        ).fetchall()
+    )

@@ -1,7 +1,7 @@
 """Export every day, then retention, in this process; SIGKILL itself at a chosen point (for the crash test).
 
 `python -m aqi_assets_tests.support.tiers_crash DB PARQUET_DIR TODAY HOT_DAYS POINT`, POINT one of
-`mid_export` (one period of a day staged), `after_swap` (a day's new file moved in, old one not yet gone),
+`mid_export` (the second day's first period staged), `after_swap` (a day's new file moved in, old one not yet gone),
 `before_delete` (every day exported and verified), `mid_delete` (inside the DELETE's transaction),
 `never` (runs to the end).
 """
@@ -14,6 +14,7 @@ import sys
 from datetime import date
 
 from aqi_assets.lib.common.location import TierLocation, open_location
+from aqi_assets.lib.readings.periods import Feed, period_names
 from aqi_assets.lib.readings.schema import readings_connection
 from aqi_assets.lib.tiers import parquet_tier, retention
 
@@ -31,7 +32,7 @@ def main(db: str, parquet_dir: str, today: str, hot_days: str, point: str) -> No
         def write_then_die(*args, **kwargs):
             result = real_write(*args, **kwargs)
             calls.append(result)
-            if len(calls) == 3:  # the second day's first period is staged
+            if len(calls) == len(period_names(Feed.TIER)) + 1:  # the second day's first period is staged
                 _die()
             return result
 
@@ -52,10 +53,14 @@ def main(db: str, parquet_dir: str, today: str, hot_days: str, point: str) -> No
 
         retention.verify_day = verify_then_die
     elif point == "mid_delete":
-        retention.utc_now = _die  # called inside the transaction, after the DELETE
+        retention.naive_utc = _die  # called inside the transaction, after the first period's DELETE
     with readings_connection(db) as connection:
-        days = [row[0] for row in connection.execute(
-            'SELECT DISTINCT CAST("timestamp" AS DATE) AS d FROM aqi_readings ORDER BY d').fetchall()]
+        days = [
+            row[0]
+            for row in connection.execute(
+                'SELECT DISTINCT CAST("timestamp" AS DATE) AS d FROM aqi_readings ORDER BY d'
+            ).fetchall()
+        ]
         for day in days:
             parquet_tier.export_day(connection, location, day)
         retention.prune_hot_tier(connection, location, today=date.fromisoformat(today), hot_days=int(hot_days))

@@ -1,6 +1,8 @@
 """The public map in a real browser: Debian's Chromium (Playwright) on the site served by a real nginx, built
-from generated snapshots merged by the real ingest. No network: tiles are off and every request that is not
-for the local nginx is refused (and counted). Screenshots land in `test-output/site/`.
+from generated snapshots merged by the real ingest and `aggregates.aqi_hourly` computed over them by the real
+aggregate (the official US NowCast; the 24-hour DAQI needs 18 hours, so the readings' own, labelled). No
+network: tiles are off and every request that is not for the local nginx is refused (and counted). Screenshots
+land in `test-output/site/`.
 """
 
 from __future__ import annotations
@@ -12,19 +14,24 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import playwright.sync_api as playwright_api
 import pytest
 from PIL import Image
 
 from aqi_assets.lib.public_site.build import SiteConfig, build_site, read_pointer
 from aqi_assets.lib.public_site.data import newest_reading
 from aqi_assets.lib.public_site.nginx import NginxServer, serving
+from aqi_assets.lib.readings.history import attach_history
 from aqi_assets.lib.readings.schema import readings_connection
 from aqi_assets_tests.support.http import free_port
 from aqi_assets_tests.support.samples import PROJECT_ROOT
-from aqi_assets_tests.support.site_data import XSS_TYPE, ingest_hours, outdoor_pm_sensors, world_readable_dir
-
-playwright_api = pytest.importorskip("playwright.sync_api")
-
+from aqi_assets_tests.support.site_data import (
+    HOURLY_TABLE,
+    XSS_TYPE,
+    ingest_hours,
+    outdoor_pm_sensors,
+    world_readable_dir,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -77,11 +84,13 @@ def sites() -> Iterator[tuple[Site, NginxServer]]:
             "AND latitude IS NOT NULL AND aqi_us IS NOT NULL"
         ).fetchone()[0]
         connection.execute("UPDATE aqi_readings SET sensor_type = ? WHERE sensor_id = ?", [XSS_TYPE, xss_sensor])
-        build_site(connection, root / "www" / "fresh", SiteConfig(tile_url=""))
+        build_site(connection, root / "www" / "fresh", SiteConfig(tile_url=""), hourly_table=HOURLY_TABLE,
+                   location=None)
     stale_db = root / "stale.duckdb"
     ingest_hours(stale_db, n_records=100, end=now - timedelta(hours=3), hours=1, work_dir=root / "s2")
     with readings_connection(stale_db, read_only=True) as connection:
-        build_site(connection, root / "www" / "stale", SiteConfig(tile_url=""))
+        build_site(connection, root / "www" / "stale", SiteConfig(tile_url=""), hourly_table=HOURLY_TABLE,
+                   location=None)
     try:
         with serving(root / "www", free_port(), require_index=False) as server:
             yield Site(root, fresh_db, records, xss_sensor), server
@@ -145,6 +154,18 @@ def _latest(database: Path, sensor_id: int) -> tuple:
         ).fetchone()
 
 
+def _official(database: Path, sensor_id: int, before: datetime) -> tuple:
+    """The sensor's NowCast and 24-hour DAQI (with category and band) of its newest hour in the 2 hours before
+    `before`, from the aggregate's table (None each where not valid, or no such hour)."""
+    with readings_connection(database, read_only=True) as connection:
+        row = connection.execute(
+            f"""SELECT aqi_us_nowcast, aqi_us_nowcast_category, daqi_24h, daqi_24h_band FROM {HOURLY_TABLE}
+                WHERE sensor_id = ? AND hour > ? AND hour <= ? ORDER BY hour DESC LIMIT 1""",
+            [sensor_id, before - timedelta(hours=2), before],
+        ).fetchone()
+    return row or (None, None, None, None)
+
+
 def _last_complete_hour(database: Path, sensor_id: int, before: datetime) -> tuple:
     with readings_connection(database, read_only=True) as connection:
         return connection.execute(
@@ -173,25 +194,31 @@ def test_map_markers_colours_popup_toggle_and_search(page, sites) -> None:
 
     # A known sensor, found by keyboard: its popup shows the DuckDB values.
     sensor = next(s for s, p in sorted(features.items())
-                  if _hex(US_COLOURS[p["us_cat"]]) != _hex(UK_COLOURS[p["uk"]]) and s != site.xss_sensor)
+                  if _hex(US_COLOURS[p["us_cat"]]) != _hex(UK_COLOURS[p["uk"]]) and s != site.xss_sensor
+                  and p["us_basis"] == "nowcast")
     page.locator("#find-id").focus()
     page.keyboard.type(str(sensor))
     page.keyboard.press("Enter")
     popup = page.locator(f".leaflet-popup .sensor[data-sensor='{sensor}']")
     popup.wait_for()
     assert page.evaluate("() => document.activeElement.classList.contains('sensor')"), "focus moves to the popup"
-    ts, pm25, pm10, aqi_us, us_cat, daqi, band = _latest(site.database, sensor)
+    ts, pm25, pm10, _, _, daqi, band = _latest(site.database, sensor)
+    # The site's anchor: the newest 5-minute reading of the whole history.
+    with readings_connection(site.database, read_only=True) as connection:
+        attach_history(connection, None)
+        anchor = newest_reading(connection, datetime.now(timezone.utc))
+    nowcast, nowcast_cat, daqi_24h, _ = _official(site.database, sensor, anchor)
+    assert nowcast is not None and daqi_24h is None, "4 complete hours: a NowCast, no 24-hour DAQI yet"
     digits = 0 if features[sensor]["type"].startswith("PMS") else 1
     field = lambda name: popup.locator(f"[data-field={name}]").inner_text()  # noqa: E731
     assert field("pm25") == f"{round(pm25, digits):g} µg/m³" and field("pm10") == f"{round(pm10, digits):g} µg/m³"
-    assert field("us") == f"{aqi_us} – {us_cat}" and field("uk") == f"{daqi} – {band}"
+    assert field("us") == f"{nowcast} – {nowcast_cat}" and field("uk") == f"{daqi} – {band}"
     assert field("time") == ts.strftime("%Y-%m-%d %H:%M UTC")
-    assert "indicative" in field("us_basis") and "indicative" in field("uk_basis")
+    assert "NowCast" in field("us_basis") and "official" in field("us_basis")
+    assert "indicative" in field("uk_basis"), "no valid 24-hour DAQI: the reading's, labelled"
     popup.locator("svg path.pm25-line").wait_for()
-    # The chart ends with the last complete hour before the hour of the newest reading of the whole history
-    # (the site's anchor), which may be a later hour than this sensor's own latest reading.
-    with readings_connection(site.database, read_only=True) as connection:
-        anchor = newest_reading(connection, datetime.now(timezone.utc))
+    # The chart ends with the last complete hour before the hour of the anchor, which may be a later hour than
+    # this sensor's own latest reading.
     _, hour_pm25, hour_pm10 = _last_complete_hour(site.database, sensor, anchor.replace(minute=0, second=0))
     caption = popup.locator("figcaption").inner_text()
     assert f"Last hour: PM2.5 {round(hour_pm25, digits):g} µg/m³, PM10 {round(hour_pm10, digits):g} µg/m³" in caption
@@ -200,7 +227,7 @@ def test_map_markers_colours_popup_toggle_and_search(page, sites) -> None:
     page.locator(".leaflet-popup").wait_for(state="detached")
 
     # What the screen shows at the marker: the US colour; after the toggle (by keyboard), the DAQI colour.
-    assert _pixel(page, sensor) == US_COLOURS[us_cat]
+    assert _pixel(page, sensor) == US_COLOURS[nowcast_cat]
     page.locator("input[name=index][value=us]").focus()
     page.keyboard.press("ArrowDown")
     assert page.locator("input[name=index][value=uk]").is_checked()

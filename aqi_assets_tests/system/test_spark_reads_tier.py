@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from aqi_assets.lib.common.location import open_location
+from aqi_assets.lib.readings.history import tier_dataset
 from aqi_assets.lib.readings.schema import readings_connection
-from aqi_assets.lib.tiers.parquet_tier import export_day, tier_dataset
+from aqi_assets.lib.tiers.parquet_tier import export_day
 from aqi_assets_tests.support.tier_history import insert_history
 
 pytestmark = pytest.mark.spark

@@ -2,34 +2,44 @@
 
 - Partitions: hourly and daily (UTC) from `AQI_PARTITIONS_START` (default 2025-01-01); only complete hours
   and days exist as partitions.
-- Storage: `AggregatesDuckDBIOManager` writes each asset's frame into `aggregates.<asset>` of the DuckDB file,
-  replacing exactly the materialised partitions' rows in one transaction, and loads partitions for downstream
-  assets. `aqi_daily` computes from `aqi_readings` itself (not from `aqi_hourly`), so a day never waits for,
-  or depends on, 24 hourly partitions having been materialised.
+- Inputs: the history as one table, `aqi_readings_all` (`lib.readings.history`): the hot rows of DuckDB plus the
+  days retention moved to the Parquet tier (`tiers` resource), so a partition recomputed after its day was
+  pruned gives the same rows. Both merges feed it and are declared upstream: `aqi_readings` (snapshots) and
+  `archive_readings` (archived days, daily partitions from AQI_ARCHIVE_START, default 2015-10-01; Dagster's
+  time-window mapping links an hour or a day to its archive day).
+- Storage: `AggregatesDuckDBIOManager` (`aggregates_io.py`) writes each asset's table into `aggregates.<asset>`,
+  replacing exactly the materialised partitions' rows in one transaction. `aqi_daily` computes from the history
+  itself (not from `aqi_hourly`), so a day never waits for, or depends on, 24 hourly partitions.
 - Automation: `AutomationCondition.on_cron` requests the latest hour 10 minutes after it ends (late 5-minute
-  snapshots land first) and the latest day at 00:20 UTC, once `aqi_readings` has been updated since that
-  tick. Late data: every `aqi_readings` materialisation reports the hours its merges touched
-  (`hours_touched`); `aqi_late_data_sensor` requests the already-materialised (or running) partitions whose
-  indices those hours change (the hours themselves and the next 23, and their days) — one run per contiguous
-  range, since both assets have a single-run backfill policy (so do UI backfills). A partition whose run has
-  not started by the time the late data landed is left to that run, which reads them.
+  snapshots land first) and the latest day at 00:20 UTC, once `aqi_readings` has been updated since that tick
+  (the archive is backfilled on demand, far behind the clock: the cron does not wait for it). Archive days and late
+  snapshots reach already-materialised partitions through `aqi_late_data_sensor` (`late_data.py`).
 - Blocking checks per partition (one step, one scan): indices match concentrations, NowCast / daily means
   within the range of their hourly means, completeness rules.
 """
 
+# No `from __future__ import annotations`: Dagster checks the `context` annotations of decorated functions.
 
-import json
-from collections.abc import Callable
-from datetime import date, datetime, timedelta, timezone
+import contextlib
+from collections.abc import Callable, Iterator
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
+import duckdb
 import pandas as pd
 import pyarrow as pa
-from pydantic import Field
 
+from aqi_assets.defs.air_quality.aggregates_io import IO_MANAGER_KEY, AggregatesDuckDBIOManager
+from aqi_assets.defs.air_quality.late_data import (
+    ARCHIVE_KEY,
+    READINGS_KEY,
+    LateDataTarget,
+    build_late_data_sensor,
+)
 from aqi_assets.defs.common.env import setting
 from aqi_assets.defs.common.storage import AqiStorage
+from aqi_assets.defs.tiers.resources import TierStorage
 from aqi_assets.lib.air_quality import aggregate_checks, aggregate_report
 from aqi_assets.lib.air_quality.aggregates import (
     COMPUTE_MEMORY_LIMIT,
@@ -37,27 +47,20 @@ from aqi_assets.lib.air_quality.aggregates import (
     DAY,
     HOUR,
     HOURLY_DESCRIPTIONS,
-    affected_hours,
+    LOOKBACK,
     daily_indices,
     hourly_indices,
-    utc_naive,
 )
 from aqi_assets.lib.common.duckdb_conn import bounded_memory
-from aqi_assets.lib.common.duckdb_tables import identifier, replace_partition, table_columns
 from aqi_assets.lib.common.markdown import figure_markdown, frame_markdown
+from aqi_assets.lib.common.utc import naive_utc
+from aqi_assets.lib.readings.history import attach_history
 
-AGGREGATES_SCHEMA = "aggregates"
-IO_MANAGER_KEY = "aggregates_io_manager"
 PARTITIONS_START_ENV = "AQI_PARTITIONS_START"
 DEFAULT_PARTITIONS_START = "2025-01-01"
 HOURLY_CRON = "10 * * * *"  # an hour is complete 10 minutes after it ends
 DAILY_CRON = "20 0 * * *"
-HOURS_TOUCHED_KEY = "hours_touched"  # metadata of aqi_readings: [[start, end), ...] ISO hours, UTC
-LATE_DATA_SENSOR_NAME = "aqi_late_data_sensor"
-ARCHIVE_KEY = "archive_readings"  # a merged archive day is late data for the hours it covers
 OWNERS = ["team:air-quality"]
-RANGE_START_TAG = "dagster/asset_partition_range_start"  # Dagster's documented single-run range tags
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def partitions_start_setting() -> datetime:
@@ -68,59 +71,6 @@ def partitions_start_setting() -> datetime:
     except ValueError:
         raise ValueError(f"{PARTITIONS_START_ENV}={text!r} is not a date (YYYY-MM-DD)") from None
     return datetime.combine(day, datetime.min.time())
-
-
-class AggregatesDuckDBIOManager(dg.ConfigurableIOManager):
-    """Partitioned tables `aggregates.<asset>` in the platform's DuckDB file.
-
-    An asset declares its partition column as `partition_expr` metadata (as dagster-duckdb does). Storing a
-    partition (or a range of them, from a single-run backfill) deletes that time window's rows and inserts the
-    frame's in one transaction: a re-run never duplicates, a failed write leaves the old rows. An empty frame
-    is a result here (no sensor reported in that hour): it clears the partition. Opens the file through
-    `storage`, with its bounded lock wait.
-    """
-
-    storage: AqiStorage
-    db_schema: str = Field(default=AGGREGATES_SCHEMA, description="DuckDB schema of the aggregate tables.")
-
-    def _partition_column(self, metadata: dict[str, Any] | None, asset: str) -> str:
-        column = (metadata or {}).get("partition_expr")
-        if not column:
-            raise dg.Failure(f"asset {asset} has no `partition_expr` metadata naming its partition column")
-        return str(column)
-
-    def handle_output(self, context: dg.OutputContext, obj: pa.Table | pd.DataFrame) -> None:
-        table = context.asset_key.path[-1]
-        column = self._partition_column(context.definition_metadata, table)
-        window = context.asset_partitions_time_window
-        bounds = (utc_naive(window.start), utc_naive(window.end))
-        with self.storage.readings() as connection:
-            rows = replace_partition(connection, self.db_schema, table, obj, column, bounds)
-            columns = table_columns(connection, self.db_schema, table)
-        context.add_output_metadata(
-            {
-                "dagster/row_count": rows,
-                "dagster/table_name": f"{self.db_schema}.{table}",
-                "dagster/column_schema": dg.TableSchema(
-                    columns=[dg.TableColumn(name=name, type=column_type) for name, column_type in columns]
-                ),
-                "partition_window": f"{bounds[0].isoformat()} .. {bounds[1].isoformat()}",
-            }
-        )
-
-    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
-        upstream = context.upstream_output
-        table = upstream.asset_key.path[-1]
-        qualified = f"{identifier(self.db_schema)}.{identifier(table)}"
-        with self.storage.readings(read_only=True) as connection:
-            if not context.has_asset_partitions:
-                return connection.execute(f"SELECT * FROM {qualified}").df()
-            column = identifier(self._partition_column(upstream.definition_metadata, table))
-            window = context.asset_partitions_time_window
-            return connection.execute(
-                f"SELECT * FROM {qualified} WHERE {column} >= ? AND {column} < ? ORDER BY {column}, sensor_id",
-                [utc_naive(window.start), utc_naive(window.end)],
-            ).df()
 
 
 def _column_schema(schema: pa.Schema, descriptions: dict[str, str]) -> dg.TableSchema:
@@ -147,8 +97,25 @@ def _partition_metadata(
     return metadata
 
 
+@contextlib.contextmanager
+def history_connection(
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, storage: AqiStorage, tiers: TierStorage
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The DuckDB file with `aqi_readings_all` attached: hot rows plus the tier's pruned days, limited to what the
+    partition reads (its hours and their 23-hour lookback), so a partition costs the same however many days were
+    pruned. A pruned day the tier cannot serve (no or another location) fails the step (HistoryError) instead of
+    reading as empty."""
+    window = context.partition_time_window
+    reads = (naive_utc(window.start) - LOOKBACK, naive_utc(window.end))
+    with storage.readings() as connection:
+        view = attach_history(connection, tiers.location(), window=reads)
+        if view.cold_days:
+            context.log.info(f"history: DuckDB plus {view.cold_days} pruned days from the tier at {view.location}")
+        yield connection
+
+
 def _window_label(window: dg.TimeWindow, unit: timedelta) -> str:
-    start, end = utc_naive(window.start), utc_naive(window.end)
+    start, end = naive_utc(window.start), naive_utc(window.end)
     fmt = "%Y-%m-%d %H:%M" if unit == HOUR else "%Y-%m-%d"
     if end - start == unit:
         return f"{start.strftime(fmt)} UTC"
@@ -171,10 +138,12 @@ def _aggregate_asset(
 
     @dg.asset(
         name=name,
-        deps=["aqi_readings"],
+        deps=[READINGS_KEY, ARCHIVE_KEY],
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        automation_condition=dg.AutomationCondition.on_cron(cron),
+        # Archive days are backfilled on demand, far behind the clock: the tick waits for the snapshot merges only
+        # (merged archive days reach materialised partitions through the late-data sensor).
+        automation_condition=dg.AutomationCondition.on_cron(cron).ignore(dg.AssetSelection.assets(ARCHIVE_KEY)),
         group_name="air_quality",
         kinds={"duckdb", "python"},
         owners=OWNERS,
@@ -183,9 +152,14 @@ def _aggregate_asset(
         metadata={"partition_expr": partition_expr},
         description=description,
     )
-    def aggregate(context: dg.AssetExecutionContext, storage: AqiStorage) -> dg.Output[pa.Table]:
+    def aggregate(
+        context: dg.AssetExecutionContext, storage: AqiStorage, tiers: TierStorage
+    ) -> dg.Output[pa.Table]:
         window = context.partition_time_window
-        with storage.readings() as connection, bounded_memory(connection, COMPUTE_MEMORY_LIMIT):
+        with (
+            history_connection(context, storage, tiers) as connection,
+            bounded_memory(connection, COMPUTE_MEMORY_LIMIT),
+        ):
             table = compute(connection, window.start, window.end)
         label = f"{name} {_window_label(window, unit)}"
         context.log.info(f"{label}: {table.num_rows} {unit_label}")
@@ -204,8 +178,9 @@ def build_aggregate_assets(start: datetime) -> tuple[dg.AssetsDefinition, dg.Ass
         cron=HOURLY_CRON,
         partition_expr="hour",
         description="Per sensor and UTC hour: hourly PM means, the US EPA NowCast (the hourly 'current' AQI, 2024 "
-        "table) and the UK DAQI on trailing 24-hour means — the official indices, computed from the 5-minute "
-        "history. Table `aggregates.aqi_hourly`.",
+        "table) and the UK DAQI on trailing 24-hour means — the official indices, computed from the history "
+        "(archived measurements where they cover the hour, else the 5-minute averages; DuckDB and the Parquet "
+        "tier alike). Table `aggregates.aqi_hourly`.",
         compute=hourly_indices,
         unit=HOUR,
         report_columns=aggregate_report.HOURLY_COLUMNS,
@@ -218,7 +193,8 @@ def build_aggregate_assets(start: datetime) -> tuple[dg.AssetsDefinition, dg.Ass
         partition_expr="day",
         description="Per sensor and UTC day: midnight-to-midnight PM means (>= 18 hours), the US EPA daily AQI "
         "(2024 table) and the UK DAQI of the day (the highest hourly DAQI on 24-hour means). Computed from the "
-        "5-minute history. Table `aggregates.aqi_daily`.",
+        "history (archived measurements where they cover an hour, else the 5-minute averages; DuckDB and the "
+        "Parquet tier alike). Table `aggregates.aqi_daily`.",
         compute=daily_indices,
         unit=DAY,
         report_columns=aggregate_report.DAILY_COLUMNS,
@@ -231,9 +207,9 @@ CHECK_DESCRIPTIONS = {
     "indices_match_concentrations": "US AQI, DAQI, categories and bands recomputed from the stored concentrations "
     "match the stored values.",
     "nowcast_within_hourly_range": "Each NowCast lies within [min, max] of its 12 hourly means (recomputed from "
-    "aqi_readings), allowing for the truncation step.",
+    "the history, aqi_readings_all), allowing for the truncation step.",
     "daily_mean_within_hourly_range": "Each daily mean lies within [min, max] of the day's hourly means "
-    "(recomputed from aqi_readings) and the hour counts match.",
+    "(recomputed from the history, aqi_readings_all) and the hour counts match.",
     "completeness_rules": "An index exists exactly where the data suffice: NowCast with >= 2 of the 3 latest "
     "hours, 24-hour and daily means with >= 18 hours.",
 }
@@ -281,9 +257,9 @@ def build_aggregate_checks(
         specs=specs(aqi_hourly, ["indices_match_concentrations", "nowcast_within_hourly_range", "completeness_rules"]),
         pool="duckdb",
     )
-    def aqi_hourly_checks(context: dg.AssetCheckExecutionContext, storage: AqiStorage):
+    def aqi_hourly_checks(context: dg.AssetCheckExecutionContext, storage: AqiStorage, tiers: TierStorage):
         window = context.partition_time_window
-        with storage.readings() as connection:
+        with history_connection(context, storage, tiers) as connection:
             outcomes = aggregate_checks.check_hourly_partition(connection, window.start, window.end)
         yield from _check_results(outcomes, aqi_hourly)
 
@@ -294,9 +270,9 @@ def build_aggregate_checks(
         ),
         pool="duckdb",
     )
-    def aqi_daily_checks(context: dg.AssetCheckExecutionContext, storage: AqiStorage):
+    def aqi_daily_checks(context: dg.AssetCheckExecutionContext, storage: AqiStorage, tiers: TierStorage):
         window = context.partition_time_window
-        with storage.readings() as connection:
+        with history_connection(context, storage, tiers) as connection:
             outcomes = aggregate_checks.check_daily_partition(connection, window.start, window.end)
         yield from _check_results(outcomes, aqi_daily)
 
@@ -304,131 +280,7 @@ def build_aggregate_checks(
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Late data
-
-
-def hours_touched_metadata(ranges: list[tuple[datetime, datetime]]) -> dg.MetadataValue:
-    """The `hours_touched` metadata of an `aqi_readings` materialisation."""
-    return dg.MetadataValue.json([[start.isoformat(), end.isoformat()] for start, end in ranges])
-
-
-def _parse_touched(value: Any) -> list[tuple[datetime, datetime]]:
-    return [(datetime.fromisoformat(start), datetime.fromisoformat(end)) for start, end in value or []]
-
-
-def _keys_between(
-    partitions_def: dg.TimeWindowPartitionsDefinition, start: datetime, end: datetime, unit: timedelta
-) -> list[str]:
-    keys = []
-    moment = start
-    while moment < end:
-        keys.append(moment.strftime(partitions_def.fmt))
-        moment += unit
-    return keys
-
-
-def _runs(keys: list[str], position: dict[str, int]) -> list[tuple[str, str]]:
-    """Consecutive partition keys → (first, last) ranges."""
-    ranges: list[tuple[str, str]] = []
-    for key in sorted(keys, key=position.__getitem__):
-        if ranges and position[key] == position[ranges[-1][1]] + 1:
-            ranges[-1] = (ranges[-1][0], key)
-        else:
-            ranges.append((key, key))
-    return ranges
-
-
-def late_data_requests(
-    instance: dg.DagsterInstance,
-    touched: list[tuple[datetime, datetime]],
-    assets: list[tuple[dg.AssetsDefinition, timedelta]],
-    now: datetime,
-    event_id: int,
-    event_time: float | None = None,
-) -> list[dg.RunRequest]:
-    """Run requests for the partitions (already materialised or running) whose indices ``touched`` hours
-    change: one request per contiguous range and asset (single-run backfill policy). A partition whose
-    in-progress run had not started by `event_time` (the late data's commit, epoch seconds) is left alone:
-    that run reads the late data itself (a queued backfill would otherwise be done twice)."""
-    requests = []
-    for asset, unit in assets:
-        partitions_def = asset.partitions_def
-        assert isinstance(partitions_def, dg.TimeWindowPartitionsDefinition)
-        first = utc_naive(partitions_def.start)
-        last_end = utc_naive(now.astimezone(timezone.utc)).replace(minute=0, second=0, microsecond=0)
-        if unit == DAY:
-            last_end = last_end.replace(hour=0)
-        candidates: set[str] = set()
-        for touched_range in touched:
-            start, end = affected_hours(touched_range)
-            if unit == DAY:
-                start = start.replace(hour=0)
-                end = (end - HOUR).replace(hour=0) + DAY
-            candidates.update(_keys_between(partitions_def, max(start, first), min(end, last_end), unit))
-        if not candidates:
-            continue
-        ordered = sorted(candidates)
-        status = instance.get_status_by_partition(asset.key, ordered, partitions_def) or {}
-        will_read_late_data = (
-            _keys_of_runs_not_started_before(instance, asset, event_time)
-            if event_time is not None and dg.AssetPartitionStatus.IN_PROGRESS in status.values()
-            else set()
-        )
-        wanted = [
-            key for key in ordered
-            if status.get(key) == dg.AssetPartitionStatus.MATERIALIZED
-            or (status.get(key) == dg.AssetPartitionStatus.IN_PROGRESS and key not in will_read_late_data)
-        ]
-        position = {key: i for i, key in enumerate(_keys_between(
-            partitions_def, datetime.strptime(ordered[0], partitions_def.fmt),
-            datetime.strptime(ordered[-1], partitions_def.fmt) + unit, unit,
-        ))}
-        for range_start, range_end in _runs(wanted, position):
-            tags = {"aqi/late_data_event": str(event_id)}
-            run_key = f"late:{asset.key.to_user_string()}:{range_start}:{range_end}:{event_id}"
-            if range_start == range_end:
-                requests.append(dg.RunRequest(run_key=run_key, job_name=aggregate_job_name(asset),
-                                              asset_selection=[asset.key], partition_key=range_start, tags=tags))
-            else:
-                requests.append(dg.RunRequest(
-                    run_key=run_key, job_name=aggregate_job_name(asset), asset_selection=[asset.key],
-                    tags={**tags, RANGE_START_TAG: range_start, RANGE_END_TAG: range_end},
-                ))
-    return requests
-
-
-_IN_PROGRESS_RUN_STATUSES = [
-    dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
-
-
-def _keys_of_runs_not_started_before(
-    instance: dg.DagsterInstance, asset: dg.AssetsDefinition, event_time: float
-) -> set[str]:
-    """Partitions of `asset` held by in-progress runs that started after `event_time` or not yet: their step
-    reads the history later than the event, so it sees the late data."""
-    partitions_def = asset.partitions_def
-    assert isinstance(partitions_def, dg.TimeWindowPartitionsDefinition)
-    keys: set[str] = set()
-    for record in instance.get_run_records(
-        filters=dg.RunsFilter(statuses=_IN_PROGRESS_RUN_STATUSES),
-    ):
-        run = record.dagster_run
-        # Runs of this asset: a selection naming it (sensor requests, UI backfills) or its own job.
-        if asset.key not in (run.asset_selection or ()) and not (
-            run.asset_selection is None and run.job_name == aggregate_job_name(asset)
-        ):
-            continue
-        if record.start_time is not None and record.start_time <= event_time:
-            continue
-        if run.tags.get("dagster/partition"):
-            keys.add(run.tags["dagster/partition"])
-        elif run.tags.get(RANGE_START_TAG) and run.tags.get(RANGE_END_TAG):
-            keys.update(partitions_def.get_partition_keys_in_range(
-                dg.PartitionKeyRange(run.tags[RANGE_START_TAG], run.tags[RANGE_END_TAG])
-            ))
-    return keys
+# Jobs and Definitions
 
 
 def aggregate_job_name(asset: dg.AssetsDefinition) -> str:
@@ -446,80 +298,19 @@ def aggregate_job(asset: dg.AssetsDefinition) -> Any:
     )
 
 
-def build_late_data_sensor(
-    aqi_hourly: dg.AssetsDefinition, aqi_daily: dg.AssetsDefinition, readings_key: str = "aqi_readings"
-) -> dg.SensorDefinition:
-    """Re-materialise partitions that late readings changed (see the module docstring)."""
-
-    @dg.sensor(
-        name=LATE_DATA_SENSOR_NAME,
-        jobs=[aggregate_job(aqi_hourly), aggregate_job(aqi_daily)],
-        minimum_interval_seconds=60,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description=(
-            "Reads the `hours_touched` metadata of each new aqi_readings materialisation (and the day of each "
-            "merged archive day) and requests the "
-            "already-materialised aqi_hourly / aqi_daily partitions those readings change (one run per "
-            "contiguous range). Reads Dagster's event log only; RUNNING by default."
-        ),
-    )
-    def aqi_late_data_sensor(context: dg.SensorEvaluationContext):
-        state = json.loads(context.cursor) if context.cursor else {}
-        now = datetime.now(timezone.utc)
-        requests: list[dg.RunRequest] = []
-        # Snapshot merges report the hours they touched; a merged archive day touches its own 24 hours.
-        readings = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(readings_key), after_storage_id=state.get("after")),
-            limit=100,
-            ascending=True,
-        ).records
-        archive = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(ARCHIVE_KEY), after_storage_id=state.get("archive_after")),
-            limit=100,
-            ascending=True,
-        ).records
-        if not readings and not archive:
-            return dg.SkipReason(f"no new {readings_key} or {ARCHIVE_KEY} materialisation")
-        for record in readings:
-            metadata = record.asset_materialization.metadata if record.asset_materialization else {}
-            touched_value = metadata.get(HOURS_TOUCHED_KEY)
-            touched = _parse_touched(touched_value.value if touched_value is not None else None)
-            if touched:
-                requests.extend(
-                    late_data_requests(
-                        context.instance, touched, [(aqi_hourly, HOUR), (aqi_daily, DAY)], now, record.storage_id,
-                        record.timestamp,
-                    )
-                )
-        for record in archive:
-            if record.partition_key:
-                day = datetime.strptime(record.partition_key, "%Y-%m-%d")
-                requests.extend(
-                    late_data_requests(
-                        context.instance, [(day, day + DAY)], [(aqi_hourly, HOUR), (aqi_daily, DAY)], now,
-                        record.storage_id, record.timestamp,
-                    )
-                )
-        cursor = json.dumps(
-            {
-                "version": 2,
-                "after": readings[-1].storage_id if readings else state.get("after"),
-                "archive_after": archive[-1].storage_id if archive else state.get("archive_after"),
-            }
-        )
-        if not requests:
-            return dg.SensorResult(skip_reason="no materialised partition changed", cursor=cursor)
-        return dg.SensorResult(run_requests=requests, cursor=cursor)
-
-    return aqi_late_data_sensor
+def late_data_targets(aqi_hourly: dg.AssetsDefinition, aqi_daily: dg.AssetsDefinition) -> list[LateDataTarget]:
+    """What `aqi_late_data_sensor` re-materialises: both aggregates, each through its own job."""
+    return [LateDataTarget(aqi_hourly, HOUR, aggregate_job(aqi_hourly)),
+            LateDataTarget(aqi_daily, DAY, aggregate_job(aqi_daily))]
 
 
 def aggregates_defs(storage: AqiStorage) -> dg.Definitions:
-    """Assets, checks, the late-data sensor and the IO manager (partitions start read from the environment)."""
+    """Assets, checks, the late-data sensor and the IO manager (partitions start read from the environment).
+    The assets also need the code location's `storage` and `tiers` resources."""
     aqi_hourly, aqi_daily = build_aggregate_assets(partitions_start_setting())
     return dg.Definitions(
         assets=[aqi_hourly, aqi_daily],
         asset_checks=build_aggregate_checks(aqi_hourly, aqi_daily),
-        sensors=[build_late_data_sensor(aqi_hourly, aqi_daily)],
+        sensors=[build_late_data_sensor(late_data_targets(aqi_hourly, aqi_daily))],
         resources={IO_MANAGER_KEY: AggregatesDuckDBIOManager(storage=storage)},
     )

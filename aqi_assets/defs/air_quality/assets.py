@@ -4,15 +4,21 @@
 import dagster as dg
 import duckdb
 
-from aqi_assets.defs.air_quality.aggregates import HOURS_TOUCHED_KEY, hours_touched_metadata
+from aqi_assets.defs.air_quality.late_data import HOURS_TOUCHED_KEY, hours_touched_metadata
 from aqi_assets.defs.air_quality.resources import SnapshotSource
 from aqi_assets.defs.common.storage import AqiStorage
-from aqi_assets.lib.air_quality.aggregates import latest_ingest_seq, touched_hour_ranges
 from aqi_assets.lib.air_quality.lake import mark_invalid, pending_snapshots
+from aqi_assets.lib.air_quality.late_data import latest_ingest_seq, touched_hour_ranges
 from aqi_assets.lib.air_quality.normalise import SnapshotFormatError, count_records, merge_snapshot, record_unreadable
 from aqi_assets.lib.air_quality.summary import readings_summary
 from aqi_assets.lib.common.fetch import FetchError
-from aqi_assets.lib.readings.periods import FIVE_MINUTE, SnapshotPeriod, snapshot_period, snapshot_periods
+from aqi_assets.lib.readings.periods import (
+    FIVE_MINUTE,
+    TWENTY_FOUR_HOUR,
+    SnapshotPeriod,
+    snapshot_period,
+    snapshot_periods,
+)
 from aqi_assets.lib.readings.schema import COLUMN_DESCRIPTIONS
 
 OWNERS = ["team:air-quality"]
@@ -75,8 +81,8 @@ def _raw_snapshot_asset(period: str) -> dg.AssetsDefinition:
     return raw_snapshot
 
 
-raw_snapshot_5min = _raw_snapshot_asset("5min")
-raw_snapshot_24h = _raw_snapshot_asset("24h")
+raw_snapshot_5min = _raw_snapshot_asset(FIVE_MINUTE.name)
+raw_snapshot_24h = _raw_snapshot_asset(TWENTY_FOUR_HOUR.name)
 
 
 class AqiReadingsConfig(dg.Config):

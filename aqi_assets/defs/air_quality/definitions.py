@@ -15,7 +15,8 @@ from aqi_assets.defs.common.storage import STORAGE_ENV, AqiStorage
 
 def defs(storage: AqiStorage | None = None) -> dg.Definitions:
     """``storage`` backs the aggregates' IO manager (the code location's shared one; from the environment when
-    not given)."""
+    not given). The aggregates also read the `tiers` resource (the Parquet tier holding pruned days), which the
+    tiers domain's Definitions provide."""
     ingest = dg.Definitions(
         assets=ingest_assets,
         asset_checks=readings_asset_checks,

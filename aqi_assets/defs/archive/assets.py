@@ -13,7 +13,7 @@ import dagster as dg
 from aqi_assets.defs.archive.resources import ArchiveSource
 from aqi_assets.defs.common.storage import AqiStorage
 from aqi_assets.lib.archive.fetch import archive_day_dir, lake_files
-from aqi_assets.lib.archive.merge import merge_archive_day
+from aqi_assets.lib.archive.merge import ArchiveDayPrunedError, merge_archive_day
 from aqi_assets.lib.archive.selection import SelectionError, parse_selection, resolve_selection
 from aqi_assets.lib.common.fetch import FetchError
 from aqi_assets.lib.common.markdown import markdown_table
@@ -126,7 +126,9 @@ def build_archive_assets(start_date: str) -> list[dg.AssetsDefinition]:
         description=(
             "The day's archive files merged into `aqi_readings` with `period = 'archive'` (same quarantine rules "
             "and indices as the snapshots), exactly once per file: a re-run adds nothing, a crash leaves nothing "
-            "half-merged (`archive_files` / `archive_log`)."
+            "half-merged (`archive_files` / `archive_log`). Feeds the official indices (aqi_hourly, aqi_daily) "
+            "and the Parquet tier (aqi_readings_parquet exports the day once it is merged). A day whose archive "
+            "rows were already pruned to the tier is refused."
         ),
     )
     def archive_readings(context: dg.AssetExecutionContext, storage: AqiStorage) -> dg.MaterializeResult:
@@ -138,7 +140,10 @@ def build_archive_assets(start_date: str) -> list[dg.AssetsDefinition]:
                           "reason": "no archive file of this day in the lake (nothing selected or fetched)"}
             )
         with storage.readings() as connection:
-            stats = merge_archive_day(connection, day, paths, run_id=context.run_id)
+            try:
+                stats = merge_archive_day(connection, day, paths, run_id=context.run_id)
+            except ArchiveDayPrunedError as error:
+                raise dg.Failure(description=str(error), allow_retries=False) from None
         context.log.info(
             f"{day}: {stats.files} files merged ({stats.files_already_merged} before), {stats.rows_inserted} new "
             f"readings, {stats.values_quarantined} values and {stats.records_quarantined} rows quarantined"

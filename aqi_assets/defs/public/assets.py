@@ -1,40 +1,77 @@
-"""The public map site: rebuilt after every `aqi_readings` update, then published to S3 when configured.
+"""The public map site: rebuilt after every `aqi_readings` update and every new `aqi_hourly` hour, then published
+to S3 when configured.
 
-It reads `aggregates.aqi_hourly` (official US AQI NowCast, DAQI on the 24-hour mean) whenever that table
-exists, at every rebuild; without it the page shows the indicative per-reading indices, labelled as such.
+Both inputs are declared: the history (read through `aqi_readings_all`, hot rows plus the days pruned to the
+Parquet tier) and the `aqi_hourly` table (the official indices, named by the aggregates IO manager). A missing
+table or column fails the build with what to do; a single sensor without a recent hour shows its latest
+reading's index, labelled `reading`.
 """
-
 
 import time
 
 import dagster as dg
 
+from aqi_assets.defs.air_quality.aggregates_io import AggregatesDuckDBIOManager
 from aqi_assets.defs.common.storage import AqiStorage
 from aqi_assets.defs.public.resources import PublicSiteResource
+from aqi_assets.defs.tiers.resources import TierStorage
 from aqi_assets.lib.public_site.build import has_history_dir, write_site
-from aqi_assets.lib.public_site.data import site_data
+from aqi_assets.lib.public_site.data import HourlyTableError, site_data
 from aqi_assets.lib.public_site.publish import publish_site
+from aqi_assets.lib.readings.history import HistoryError
+
+READINGS_ASSET = "aqi_readings"
+HOURLY_ASSET = "aqi_hourly"  # built by defs.air_quality.aggregates.build_aggregate_assets
+_HOURLY = dg.AssetSelection.assets(HOURLY_ASSET)
+
+# aqi_hourly only triggers rebuilds. Its dep maps to the latest hour (LastPartitionMapping: a new hour triggers
+# one, a recomputed older hour does not); without that eager() would wait for every hourly partition since the
+# start. It never holds a rebuild back either: the latest hour is missing for 10+ minutes each hour (and an
+# hourly backfill may run for hours) while the map must follow aqi_readings every 5 minutes, and Dagster 1.13
+# evaluates a dep's checks over all its partitions whatever the mapping (one failed hour anywhere would stop
+# the site). The build checks the table itself and fails loudly without it. aqi_readings keeps eager()'s rules
+# and its blocking checks must have passed.
+SITE_AUTOMATION = (
+    dg.AutomationCondition.eager()
+    .replace("any_deps_missing", dg.AutomationCondition.any_deps_missing().ignore(_HOURLY))
+    .replace("any_deps_in_progress", dg.AutomationCondition.any_deps_in_progress().ignore(_HOURLY))
+    & dg.AutomationCondition.all_deps_blocking_checks_passed().ignore(_HOURLY)
+).with_label("eager on aqi_readings and the latest aqi_hourly hour")
 
 
 @dg.asset(
-    deps=["aqi_readings"],
+    deps=[READINGS_ASSET, dg.AssetDep(HOURLY_ASSET, partition_mapping=dg.LastPartitionMapping())],
     group_name="public",
     kinds={"html", "s3"},
     pool="duckdb",  # it reads the DuckDB file (the write of the site itself happens after the read)
-    automation_condition=(
-        dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
-    ),
+    automation_condition=SITE_AUTOMATION,
     description=(
-        "Static public map of the latest outdoor PM readings (Leaflet, vendored): latest.geojson, 7-day hourly "
-        "histories (256 files by sensor id), per-country summary and index.html, written atomically to "
-        "AQI_SITE_DIR (default data/site) and uploaded to AQI_SITE_S3_BUCKET when set. Serve it locally with "
-        "`make site`."
+        "Static public map of the latest outdoor PM readings (Leaflet, vendored) with the official indices of "
+        "`aqi_hourly`: latest.geojson, 7-day hourly histories (256 files by sensor id), per-country summary and "
+        "index.html, written atomically to AQI_SITE_DIR (default data/site) and uploaded to AQI_SITE_S3_BUCKET "
+        "when set. Reads the history through aqi_readings_all (DuckDB plus the Parquet tier). Serve it locally "
+        "with `make site`."
     ),
 )
-def public_site(context: dg.AssetExecutionContext, storage: AqiStorage, public_site: PublicSiteResource):
+def public_site(
+    context: dg.AssetExecutionContext,
+    storage: AqiStorage,
+    tiers: TierStorage,
+    public_site: PublicSiteResource,
+    aggregates_io_manager: dg.ResourceParam[AggregatesDuckDBIOManager],
+) -> dg.MaterializeResult:
     started = time.perf_counter()
-    with storage.readings() as connection:
-        content = site_data(connection, have_fingerprint=has_history_dir(public_site.site_path()))
+    hourly_table = aggregates_io_manager.table_name(HOURLY_ASSET)
+    try:
+        with storage.readings() as connection:
+            content = site_data(
+                connection,
+                hourly_table=hourly_table,
+                location=tiers.location(),
+                have_fingerprint=has_history_dir(public_site.site_path()),
+            )
+    except (HourlyTableError, HistoryError) as error:
+        raise dg.Failure(description=str(error), metadata={"hourly_table": hourly_table}) from error
     read_s = time.perf_counter() - started  # the DuckDB file is released before any file is written
     build = write_site(
         content, public_site.site_path(), public_site.site_config(), keep_s=public_site.keep_old_files_s,

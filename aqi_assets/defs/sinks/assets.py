@@ -1,6 +1,7 @@
 """Sync assets: copy new `aqi_readings` rows to Timestream for LiveAnalytics and to InfluxDB.
 
-Thin on top of `aqi_assets.lib.sinks.timestream_writer` / `influx_writer`. Plain downstream assets (not
+Thin on top of `aqi_assets.lib.sinks.timestream_writer` / `influx_writer`; the DuckDB file is opened as the
+history's (`storage.readings`: its tables ensured), briefly, twice per chunk. Plain downstream assets (not
 observations), so a blocking check on `aqi_readings` stops them in the same run; their automation condition
 also waits for those checks, so a later tick of the automation sensor does not publish what a check failed.
 A run that could not write some readings fails after saving the progress it made; the next run re-sends the
@@ -70,7 +71,7 @@ def timestream_readings(
         window = timestream.table_window(client)
         writer = timestream.writer(client)
         summary = sync_in_chunks(
-            lambda limit: sync_to_timestream(storage.connect, writer, window, limit=limit),
+            lambda limit: sync_to_timestream(storage.readings, writer, window, limit=limit),
             timestream.chunk_rows,
             timestream.max_records_per_run,
         )
@@ -95,7 +96,7 @@ def influxdb_readings(
     try:
         writer = influxdb.writer(sender)
         summary = sync_in_chunks(
-            lambda limit: sync_to_influxdb(storage.connect, writer, precision=influxdb.precision, limit=limit),
+            lambda limit: sync_to_influxdb(storage.readings, writer, precision=influxdb.precision, limit=limit),
             influxdb.chunk_rows,
             influxdb.max_records_per_run,
         )

@@ -1,9 +1,10 @@
 """Checks of one partition (a range of hours or days) of `aggregates.aqi_hourly` / `aggregates.aqi_daily`.
 
-The reference is recomputed independently of `aggregates.py`: plain SQL over `aqi_readings` (hourly means by
-GROUP BY, windows by joining each row to the hours 0..23 hours before it), so a bug in the NumPy windows of
-the computation does not hide itself. Each check returns the rows it looked at, the rows that fail it and a
-few failing rows as a sample.
+The reference is recomputed independently of `aggregates.py`: plain SQL over the history view `aqi_readings_all`
+(hourly means by GROUP BY, windows by joining each row to the hours 0..23 hours before it), so a bug in the
+NumPy windows of the computation does not hide itself. Like the computation, the checks read hot and pruned
+days alike, and fail without the view (`attach_history`). Each check returns the rows it looked at, the rows
+that fail it and a few failing rows as a sample.
 """
 
 from __future__ import annotations
@@ -22,16 +23,19 @@ from aqi_assets.lib.air_quality.aggregates import (
     NOWCAST_MIN_RECENT,
     NOWCAST_RECENT_HOURS,
     POLLUTANTS,
-    SOURCE_PERIODS,
     TRUNCATION_DIGITS,
     daqi_columns,
     epa_columns,
+    require_history,
     source_choice_sql,
-    utc_naive,
+    source_periods,
 )
 from aqi_assets.lib.air_quality.indices import daqi_band
 from aqi_assets.lib.air_quality.sensor_types import mass_concentration_sql_list
 from aqi_assets.lib.common.duckdb_tables import identifier
+from aqi_assets.lib.common.utc import naive_utc
+from aqi_assets.lib.readings.history import HISTORY_VIEW
+from aqi_assets.lib.readings.periods import sql_list
 
 SAMPLE_ROWS = 5
 FLOAT_TOLERANCE = 1e-9
@@ -53,6 +57,7 @@ def _outcome(connection: duckdb.DuckDBPyConnection, relation: str, failing: str)
 
 
 def _reference_hourly_means(connection: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> None:
+    require_history(connection)
     connection.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE reference_hourly AS
@@ -60,8 +65,8 @@ def _reference_hourly_means(connection: duckdb.DuckDBPyConnection, start: dateti
             SELECT * FROM (
                 SELECT sensor_id, period, date_trunc('hour', "timestamp") AS hour, avg(pm25) AS pm25,
                        avg(pm10) AS pm10
-                FROM aqi_readings
-                WHERE period IN ({", ".join(repr(p) for p in SOURCE_PERIODS)})
+                FROM {HISTORY_VIEW}
+                WHERE period IN {sql_list(source_periods())}
                   AND "timestamp" >= $lo AND "timestamp" < $end
                   AND upper(sensor_type) IN ({mass_concentration_sql_list()})
                   AND (pm25 IS NOT NULL OR pm10 IS NOT NULL)
@@ -100,7 +105,7 @@ def check_hourly_partition(
     connection: duckdb.DuckDBPyConnection, start: datetime, end: datetime, schema: str = "aggregates"
 ) -> dict[str, PartitionCheck]:
     """The blocking checks of `aqi_hourly` for the hours in [start, end)."""
-    start, end = utc_naive(start), utc_naive(end)
+    start, end = naive_utc(start), naive_utc(end)
     table = f"{identifier(schema)}.{identifier('aqi_hourly')}"
     _reference_hourly_means(connection, start, end)
     aggregates = ", ".join(
@@ -156,7 +161,7 @@ def check_daily_partition(
     connection: duckdb.DuckDBPyConnection, start: datetime, end: datetime, schema: str = "aggregates"
 ) -> dict[str, PartitionCheck]:
     """The blocking checks of `aqi_daily` for the days in [start, end) (midnights)."""
-    start, end = utc_naive(start), utc_naive(end)
+    start, end = naive_utc(start), naive_utc(end)
     table = f"{identifier(schema)}.{identifier('aqi_daily')}"
     _reference_hourly_means(connection, start, end)
     per_day = ", ".join(

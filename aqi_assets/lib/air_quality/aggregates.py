@@ -10,21 +10,27 @@ longer means (facts: docs of the aqi-standards reference):
 - UK DAQI for PM: on the trailing 24-hour mean of hourly means (valid with >= 18 of the 24 hours); the day's
   DAQI is the highest hourly value of that running mean.
 
-Design: one SQL pass over `aqi_readings` (a time-bounded WHERE on "timestamp", so DuckDB's zone maps skip every
+Design: one SQL pass over the history (a time-bounded WHERE on "timestamp", so DuckDB's zone maps skip every
 older row group and the cost of a partition does not grow with the history) computes the hourly means of a
 range of hours *and its 23 hours of lookback*; the windows (NowCast, 24-hour means) then run in NumPy on a dense
 (sensor × hour) matrix, which is far faster than SQL window functions over thousands of tiny partitions, and
 the index lookups reuse the vectorised functions of `indices.py`. Long ranges are cut into chunks of at most
-`CHUNK` so memory stays bounded. Only 5-minute readings of mass-concentration PM sensors count; values
-quarantined upstream are already NULL and never count. An hour holds the readings with hour <= timestamp <
-hour + 1 h (the partition's own time window).
+`CHUNK` so memory stays bounded. Only the periods feeding the indices count (`index_sources()`: the archive's
+measurements where they cover a sensor-hour, else the 5-minute averages), and only mass-concentration PM
+sensors; values quarantined upstream are already NULL and never count. An hour holds the readings with
+hour <= timestamp < hour + 1 h (the partition's own time window).
+
+The history is read through `aqi_readings_all` (`lib.readings.history`): the hot rows in DuckDB plus the days
+retention moved to the Parquet tier, so recomputing a pruned day gives the same rows. The caller attaches it
+(`attach_history`); without it these functions fail rather than read `aqi_readings` alone, which would
+silently drop every pruned day.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 
 import duckdb
 import numpy as np
@@ -41,7 +47,9 @@ from aqi_assets.lib.air_quality.indices import (
     truncate_decimal,
 )
 from aqi_assets.lib.air_quality.sensor_types import is_mass_concentration_sql
-from aqi_assets.lib.readings.periods import ARCHIVE as ARCHIVE_PERIOD
+from aqi_assets.lib.common.utc import naive_utc
+from aqi_assets.lib.readings.history import HISTORY_VIEW
+from aqi_assets.lib.readings.periods import ARCHIVE, index_sources, sql_list
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -120,7 +128,9 @@ DAILY_SCHEMA = pa.schema(
 HOURLY_DESCRIPTIONS: dict[str, str] = {
     "sensor_id": "Sensor.Community sensor id (mass-concentration PM sensors only)",
     "hour": "start of the hour, UTC (readings with hour <= timestamp < hour + 1 h)",
-    "readings": "5-minute readings with a valid PM value in the hour",
+    "readings": "readings of the hour's source with a PM value in the hour",
+    "source": "the period the hour's means come from: 'archive' where archived measurements cover the hour, "
+    "else '5min'",
     "pm25_mean": "mean PM2.5 of the hour, µg/m³",
     "pm10_mean": "mean PM10 of the hour, µg/m³",
     "pm25_nowcast": "EPA NowCast PM2.5 over the 12 hours ending with this one, truncated to 0.1 µg/m³",
@@ -149,11 +159,20 @@ DAILY_DESCRIPTIONS: dict[str, str] = {
 }
 
 
-def utc_naive(moment: datetime) -> datetime:
-    """``moment`` as the naive UTC timestamp the history stores."""
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
-    return moment
+class HistoryNotAttached(RuntimeError):
+    """The connection has no `aqi_readings_all` view: reading `aqi_readings` alone would miss pruned days."""
+
+
+def require_history(connection: duckdb.DuckDBPyConnection) -> None:
+    """Fail unless the history view exists on ``connection`` (TEMP or stored in the file)."""
+    found = connection.execute(
+        "SELECT count(*) FROM duckdb_views() WHERE view_name = ? AND schema_name = 'main'", [HISTORY_VIEW]
+    ).fetchall()[0][0]
+    if not found:
+        raise HistoryNotAttached(
+            f"the official indices read the history through the view {HISTORY_VIEW}, which this connection does "
+            "not have: call aqi_assets.lib.readings.history.attach_history(connection, tier_location) first"
+        )
 
 
 def _hours_between(start: datetime, end: datetime) -> int:
@@ -254,14 +273,24 @@ def _table(columns: dict[str, object], schema: pa.Schema) -> pa.Table:
 # SQL: hourly means of a range of hours (with the lookback the windows need)
 
 
-# The hourly values of a sensor-hour come from ONE source: the archive's measurements when the history holds
-# any for that sensor and hour (every measurement the sensor sent), else the 5-minute snapshot averages. Never
-# both, and never the 24-hour averages. `source` records the choice.
-SOURCE_PERIODS: tuple[str, ...] = (ARCHIVE_PERIOD, "5min")  # in order of preference
-SOURCE_CODES: dict[str, int] = {period: code for code, period in enumerate(SOURCE_PERIODS, start=1)}
-_SOURCE_PM = (
-    f"period IN ({', '.join(repr(p) for p in SOURCE_PERIODS)}) AND (pm25 IS NOT NULL OR pm10 IS NOT NULL)"
-)
+# The hourly values of a sensor-hour come from ONE source: the most preferred period of `index_sources()` the
+# history holds for that sensor and hour (the archive's measurements, every one the sensor sent, before the
+# 5-minute snapshot averages). Never two, and never a period that does not feed the indices (the 24-hour
+# averages). `source` records the choice. Read from the registry at call time: a period may be registered later.
+
+
+def source_periods() -> tuple[str, ...]:
+    """The periods the hourly means come from, most preferred first."""
+    return index_sources()
+
+
+def source_codes() -> dict[str, int]:
+    """period → its code in the (sensor × hour) source matrix (1 = most preferred; 0 = no data)."""
+    return {period: code for code, period in enumerate(source_periods(), start=1)}
+
+
+def _source_pm_sql() -> str:
+    return f"period IN {sql_list(source_periods())} AND (pm25 IS NOT NULL OR pm10 IS NOT NULL)"
 
 
 def _hour_index_sql() -> str:
@@ -270,13 +299,15 @@ def _hour_index_sql() -> str:
 
 def source_choice_sql() -> str:
     """`QUALIFY` clause keeping one source per (sensor_id, hour) group of a query grouped by period."""
-    order = " ".join(f"WHEN '{period}' THEN {code}" for period, code in SOURCE_CODES.items())
+    codes = source_codes()
+    sql_list(tuple(codes))  # the names go into SQL: plain words only
+    order = " ".join(f"WHEN '{period}' THEN {code}" for period, code in codes.items())
     return f"QUALIFY row_number() OVER (PARTITION BY sensor_id, {{hour}} ORDER BY CASE period {order} END) = 1"
 
 
 def _hourly_means_sql(choose_source: bool = True) -> str:
     """Hourly means of every sensor with PM values over the target range and its lookback (one source per
-    sensor-hour, see SOURCE_PERIODS), and the time of each hour's last reading (to look its location up). The
+    sensor-hour, see `source_periods`), and the time of each hour's last reading (to look its location up). The
     sensor-type filter and the location are applied to the output rows only: per-row string work and `arg_max`
     over every reading cost several times the whole aggregation. Without `choose_source` (the range holds one
     source only) the per-hour choice, a window over every sensor-hour, is left out."""
@@ -284,8 +315,8 @@ def _hourly_means_sql(choose_source: bool = True) -> str:
             SELECT sensor_id, {_hour_index_sql()} AS hour_index, period,
                    count(*)::INTEGER AS readings, avg(pm25) AS pm25_mean, avg(pm10) AS pm10_mean,
                    epoch_us(max("timestamp")) AS last_us
-            FROM aqi_readings
-            WHERE {_SOURCE_PM} AND "timestamp" >= $lookback AND "timestamp" < $end
+            FROM {HISTORY_VIEW}
+            WHERE {_source_pm_sql()} AND "timestamp" >= $lookback AND "timestamp" < $end
             GROUP BY ALL"""
     if not choose_source:
         return means
@@ -293,15 +324,15 @@ def _hourly_means_sql(choose_source: bool = True) -> str:
 
 
 def _sources_in_range(connection: duckdb.DuckDBPyConnection, lookback: datetime, end: datetime) -> int:
-    """How many of SOURCE_PERIODS have readings in [lookback, end): the archive is usually absent, and the
+    """How many of the source periods have readings in [lookback, end): the archive is usually absent, and the
     `period` statistics of the row groups answer that without reading them."""
     return sum(
         bool(connection.execute(
-            'SELECT EXISTS (SELECT 1 FROM aqi_readings WHERE period = $period AND "timestamp" >= $lookback '
+            f'SELECT EXISTS (SELECT 1 FROM {HISTORY_VIEW} WHERE period = $period AND "timestamp" >= $lookback '
             'AND "timestamp" < $end)',
             {"period": period, "lookback": lookback, "end": end},
         ).fetchall()[0][0])
-        for period in SOURCE_PERIODS
+        for period in source_periods()
     )
 
 
@@ -326,7 +357,7 @@ def _locations(
             f"""
             SELECT w.position, {names}, {is_mass_concentration_sql("r.sensor_type")} AS mass_pm
             FROM wanted_locations w
-            JOIN aqi_readings r ON r.sensor_id = w.sensor_id AND r."timestamp" = w.ts AND r.period = w.period
+            JOIN {HISTORY_VIEW} r ON r.sensor_id = w.sensor_id AND r."timestamp" = w.ts AND r.period = w.period
             WHERE r."timestamp" >= $lo AND r."timestamp" <= $hi
             ORDER BY w.position
             """,
@@ -348,7 +379,7 @@ class HourlyMatrix:
     readings: np.ndarray  # (S, T) int, 0 = no data
     means: dict[str, np.ndarray]  # pollutant → (S, T) float, NaN = no data
     last_us: np.ndarray  # (S, T) int64: epoch µs of each hour's last reading (0 = no data)
-    sources: np.ndarray  # (S, T) int8: SOURCE_CODES of each hour's source (0 = no data)
+    sources: np.ndarray  # (S, T) int8: `source_codes()` of each hour's source (0 = no data)
     first_target: int  # hour column of the first target hour
 
     @property
@@ -359,8 +390,9 @@ class HourlyMatrix:
 def hourly_matrix(connection: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> HourlyMatrix:
     """Hourly means of [start - 23 h, end) as dense (sensor × hour) matrices, for the sensors with data in
     the target range [start, end)."""
-    start, end = utc_naive(start), utc_naive(end)
+    start, end = naive_utc(start), naive_utc(end)
     _check_hour_range(start, end)
+    require_history(connection)
     origin = start - LOOKBACK
     base_hour = int((origin - datetime(1970, 1, 1)) / HOUR)
     first_target = _hours_between(origin, start)
@@ -381,7 +413,7 @@ def hourly_matrix(connection: duckdb.DuckDBPyConnection, start: datetime, end: d
     last_us[sensor_index, hour_index] = table.column("last_us").to_numpy()[keep]
     sources = np.zeros(shape, dtype=np.int8)
     period_column = table.column("period")
-    for period, code in SOURCE_CODES.items():
+    for period, code in source_codes().items():
         is_period = pc.equal(period_column, period).to_numpy(zero_copy_only=False)[keep]
         sources[sensor_index[is_period], hour_index[is_period]] = code
     means = {}
@@ -445,8 +477,9 @@ def _with_location(connection: duckdb.DuckDBPyConnection, columns: dict[str, obj
 
 def hourly_indices(connection: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pa.Table:
     """Rows of `aqi_hourly` for the hours in [start, end): one per (sensor, hour) with PM data."""
-    start, end = utc_naive(start), utc_naive(end)
+    start, end = naive_utc(start), naive_utc(end)
     _check_hour_range(start, end)
+    require_history(connection)
     parts = []
     for chunk_start, chunk_end in _chunks(start, end):
         hourly = hourly_matrix(connection, chunk_start, chunk_end)
@@ -458,7 +491,7 @@ def hourly_indices(connection: duckdb.DuckDBPyConnection, start: datetime, end: 
 
 
 def source_names(codes: np.ndarray) -> list[str | None]:
-    names = np.array([None, *SOURCE_PERIODS], dtype=object)  # code 0 = no data; codes count from 1
+    names = np.array([None, *source_periods()], dtype=object)  # code 0 = no data; codes count from 1
     return names[np.asarray(codes).ravel()].tolist()
 
 
@@ -472,9 +505,10 @@ def day_range(first: date, end: date) -> tuple[datetime, datetime]:
 
 def daily_indices(connection: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pa.Table:
     """Rows of `aqi_daily` for the UTC days in [start, end) (midnights): one per (sensor, day) with PM data."""
-    start, end = utc_naive(start), utc_naive(end)
+    start, end = naive_utc(start), naive_utc(end)
     if start.time() != datetime.min.time() or end.time() != datetime.min.time():
         raise ValueError(f"day range must start and end at midnight: {start} .. {end}")
+    require_history(connection)
     parts = []
     for chunk_start, chunk_end in _chunks(start, end):
         hourly = hourly_matrix(connection, chunk_start, chunk_end)
@@ -495,11 +529,13 @@ def _daily_from_hourly(
     has_data = by_day(hourly.readings) > 0
     hours = has_data.sum(axis=2)
     day_index, sensor_index = np.nonzero((hours > 0).T)  # day-major: the table is written in time order
+    # An archive that does not feed the indices (a changed registry) makes no hour: 0 is then the truth.
+    archive_code = source_codes().get(ARCHIVE, -1)
     columns: dict[str, object] = {
         "sensor_id": hourly.sensor_ids[sensor_index],
         "day": np.datetime64(chunk_start.date(), "D") + day_index.astype("timedelta64[D]"),
         "hours": hours[sensor_index, day_index],
-        "archive_hours": (by_day(hourly.sources) == SOURCE_CODES[ARCHIVE_PERIOD]).sum(axis=2)[sensor_index, day_index],
+        "archive_hours": (by_day(hourly.sources) == archive_code).sum(axis=2)[sensor_index, day_index],
     }
     for pollutant in POLLUTANTS:
         mean, count = mean_with_coverage(by_day(hourly.means[pollutant]))
@@ -519,54 +555,3 @@ def _daily_from_hourly(
     last_hour = MEAN_HOURS - 1 - np.argmax(has_data[:, :, ::-1], axis=2)
     hour_index = hourly.first_target + day_index * MEAN_HOURS + last_hour[sensor_index, day_index]
     return _with_location(connection, columns, hourly, sensor_index, hour_index, DAILY_SCHEMA)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Late data: which hours a merge touched
-
-
-def latest_ingest_seq(connection: duckdb.DuckDBPyConnection) -> int:
-    """The newest merge number handed out (0 before the first merge): rows merged later have a higher one.
-
-    Read from the sequence's own state, so it costs nothing however large the history is.
-    """
-    row = connection.execute(
-        "SELECT last_value FROM duckdb_sequences() WHERE sequence_name = 'aqi_ingest_seq'"
-    ).fetchall()
-    if row and row[0][0] is not None:
-        return int(row[0][0])
-    return int(connection.execute("SELECT coalesce(max(ingest_seq), 0) FROM aqi_readings").fetchall()[0][0])
-
-
-def touched_hour_ranges(connection: duckdb.DuckDBPyConnection, after_seq: int) -> list[tuple[datetime, datetime]]:
-    """[start, end) ranges of the hours holding 5-minute readings merged after merge number ``after_seq``."""
-    hours = [
-        row[0]
-        for row in connection.execute(
-            """
-            SELECT DISTINCT time_bucket(INTERVAL 1 HOUR, "timestamp") AS hour
-            FROM aqi_readings WHERE ingest_seq > ? AND period IN ('5min', 'archive')
-            ORDER BY hour
-            """,
-            [after_seq],
-        ).fetchall()
-    ]
-    return hour_runs(hours)
-
-
-def hour_runs(hours: list[datetime]) -> list[tuple[datetime, datetime]]:
-    """Sorted distinct hours → [start, end) ranges of consecutive hours."""
-    ranges: list[tuple[datetime, datetime]] = []
-    for hour in hours:
-        if ranges and ranges[-1][1] == hour:
-            ranges[-1] = (ranges[-1][0], hour + HOUR)
-        else:
-            ranges.append((hour, hour + HOUR))
-    return ranges
-
-
-def affected_hours(touched: tuple[datetime, datetime]) -> tuple[datetime, datetime]:
-    """Hours whose indices change when readings of ``touched`` change: the hours themselves and the next 23
-    (whose NowCast and 24-hour means include them)."""
-    start, end = touched
-    return start, end + LOOKBACK

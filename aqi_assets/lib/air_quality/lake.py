@@ -22,7 +22,7 @@ INVALID_SUFFIX = ".invalid"
 def _check_period(period: str) -> None:
     # The period becomes part of a path: only the known ones (no "..", no separators).
     if period not in snapshot_periods():
-        raise ValueError(f"unknown snapshot period {period!r}; expected one of {tuple(snapshot_periods())}")
+        raise ValueError(f"unknown period {period!r} for a raw snapshot; expected one of {tuple(snapshot_periods())}")
 
 
 def day_directory(raw_dir: Path, period: str, day: date) -> Path:

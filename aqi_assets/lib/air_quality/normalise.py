@@ -44,9 +44,16 @@ from aqi_assets.lib.air_quality.sensor_types import (
     full_scale_sql,
     mass_concentration_sql_list,
 )
+from aqi_assets.lib.common.duckdb_conn import transaction
 from aqi_assets.lib.common.utc import naive_utc
 from aqi_assets.lib.readings.periods import period_names
-from aqi_assets.lib.readings.schema import INDEX_COLUMNS, MEASUREMENT_COLUMNS, VALUE_TYPE_COLUMNS
+from aqi_assets.lib.readings.schema import (
+    INDEX_COLUMNS,
+    MEASUREMENT_COLUMNS,
+    READINGS_KEY,
+    VALUE_TYPE_COLUMNS,
+    column_names,
+)
 
 # The part of a v2 record the platform reads; every leaf is text, cast with TRY_CAST later. Fields not named
 # here are ignored (the raw file keeps them).
@@ -114,6 +121,11 @@ class MergeStats:
     records_without_values: int = 0
     # Readings the history already held, delivered again with other values (recorded in rejected_values).
     readings_differing: int = 0
+
+
+# Columns of aqi_readings not copied from the staged readings: the key, the indices (joined in), and what the
+# merge itself stamps.
+_NOT_STAGED = {*READINGS_KEY, *INDEX_COLUMNS, "snapshot", "ingested_at", "ingest_seq"}
 
 
 def _check_period(period: str) -> None:
@@ -438,52 +450,46 @@ def merge_snapshot(
             "SELECT count(*), count(reason) FROM vals"
         ).fetchone()
         connection.register("index_table", index_table(connection))
-        connection.execute("BEGIN TRANSACTION")
-        _stage_known_keys(connection, period)
-        columns = ["measurement_id", "location_id", "country", "latitude", "longitude", "altitude",
-                   "indoor", "sensor_type", *MEASUREMENT_COLUMNS, "other_values", "no_index_reason"]
-        index_names = list(INDEX_COLUMNS)
-        # The keys already in the history were just found (`known`), and the snapshot's own duplicates were
-        # resolved while staging, so a plain INSERT suffices; the primary key still guards it (a conflict
-        # would roll the whole snapshot back), and it costs far less than INSERT OR IGNORE's conflict path.
-        inserted = connection.execute(
-            f"""
-            INSERT INTO aqi_readings
-                (period, sensor_id, "timestamp", {", ".join(columns)}, {", ".join(index_names)},
-                 snapshot, ingested_at, ingest_seq)
-            SELECT r.period, r.sensor_id, r."timestamp", {", ".join("r." + c for c in columns)},
-                   {", ".join("i." + c for c in index_names)}, $snapshot, $now::TIMESTAMP, $seq
-            FROM readings r JOIN index_table i USING (rn)
-            WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.sensor_id = r.sensor_id AND k.ts = r."timestamp")
-            """,
-            {
-                "snapshot": snapshot,
-                "now": stamp,
-                "seq": connection.execute("SELECT nextval('aqi_ingest_seq')").fetchone()[0],
-            },
-        ).fetchone()[0]
-        readings, differing = connection.execute(
-            "SELECT (SELECT count(*) FROM readings), (SELECT count(*) FROM differing)"
-        ).fetchone()
-        without_values = connection.execute(
-            "SELECT count(*) FROM recs ANTI JOIN readings USING (rn) WHERE record_reason IS NULL AND NOT superseded"
-        ).fetchone()[0]
-        rejected = connection.execute(
-            f"INSERT INTO rejected_values {_rejected_rows_sql()}",
-            {"period": period, "snapshot": snapshot, "now": stamp},
-        ).fetchone()[0]
-        connection.execute(
-            "INSERT INTO snapshot_log (snapshot, period, status, records, rows_inserted, rows_duplicate, "
-            "values_rejected, error, processed_at, run_id, values_read, values_invalid, records_without_values) "
-            "VALUES (?, ?, 'merged', ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?)",
-            [snapshot, period, records, inserted, readings - inserted, rejected, stamp, run_id, values_read,
-             values_invalid, without_values],
-        )
-        connection.execute("COMMIT")
-    except BaseException:
-        with contextlib.suppress(duckdb.Error):
-            connection.execute("ROLLBACK")
-        raise
+        with transaction(connection):
+            _stage_known_keys(connection, period)
+            columns = [c for c in column_names() if c not in _NOT_STAGED]
+            index_names = list(INDEX_COLUMNS)
+            # The keys already in the history were just found (`known`), and the snapshot's own duplicates were
+            # resolved while staging, so a plain INSERT suffices; the primary key still guards it (a conflict
+            # would roll the whole snapshot back), and it costs far less than INSERT OR IGNORE's conflict path.
+            inserted = connection.execute(
+                f"""
+                INSERT INTO aqi_readings
+                    (period, sensor_id, "timestamp", {", ".join(columns)}, {", ".join(index_names)},
+                     snapshot, ingested_at, ingest_seq)
+                SELECT r.period, r.sensor_id, r."timestamp", {", ".join("r." + c for c in columns)},
+                       {", ".join("i." + c for c in index_names)}, $snapshot, $now::TIMESTAMP, $seq
+                FROM readings r JOIN index_table i USING (rn)
+                WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.sensor_id = r.sensor_id AND k.ts = r."timestamp")
+                """,
+                {
+                    "snapshot": snapshot,
+                    "now": stamp,
+                    "seq": connection.execute("SELECT nextval('aqi_ingest_seq')").fetchone()[0],
+                },
+            ).fetchone()[0]
+            readings, differing = connection.execute(
+                "SELECT (SELECT count(*) FROM readings), (SELECT count(*) FROM differing)"
+            ).fetchone()
+            without_values = connection.execute(
+                "SELECT count(*) FROM recs ANTI JOIN readings USING (rn) WHERE record_reason IS NULL AND NOT superseded"
+            ).fetchone()[0]
+            rejected = connection.execute(
+                f"INSERT INTO rejected_values {_rejected_rows_sql()}",
+                {"period": period, "snapshot": snapshot, "now": stamp},
+            ).fetchone()[0]
+            connection.execute(
+                "INSERT INTO snapshot_log (snapshot, period, status, records, rows_inserted, rows_duplicate, "
+                "values_rejected, error, processed_at, run_id, values_read, values_invalid, records_without_values) "
+                "VALUES (?, ?, 'merged', ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?)",
+                [snapshot, period, records, inserted, readings - inserted, rejected, stamp, run_id, values_read,
+                 values_invalid, without_values],
+            )
     finally:
         with contextlib.suppress(duckdb.Error):
             connection.unregister("index_table")

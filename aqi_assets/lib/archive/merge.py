@@ -25,7 +25,7 @@ import tempfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
@@ -49,7 +49,8 @@ from aqi_assets.lib.archive.schema import (
     COLUMN_VALUE_TYPES,
     EXPECTED_COLUMNS,
 )
-from aqi_assets.lib.common.duckdb_conn import bounded_memory
+from aqi_assets.lib.common.duckdb_conn import bounded_memory, transaction
+from aqi_assets.lib.common.utc import naive_utc
 from aqi_assets.lib.readings.periods import ARCHIVE
 from aqi_assets.lib.readings.schema import INDEX_COLUMNS, VALUE_TYPE_COLUMNS
 
@@ -349,7 +350,7 @@ def _stage_records(
                {reasons}
         FROM typed
         """,
-        {"now": now.replace(tzinfo=None)},
+        {"now": naive_utc(now)},
     )
     # Rows repeating an earlier row's sensor and timestamp (rare): a narrow table, so the wide one is written once.
     connection.execute(
@@ -502,6 +503,20 @@ def _type_from_name(name: str) -> str:
     return parts[1].upper() if len(parts) == 2 else ""
 
 
+class ArchiveDayPrunedError(RuntimeError):
+    """The day's archive rows were already moved to the Parquet tier: merging more would put keys in DuckDB that
+    the tier also holds (read twice through `aqi_readings_all`) and the export refuses the day anyway."""
+
+
+def pruned_archive_rows(connection: duckdb.DuckDBPyConnection, day: date) -> int:
+    """How many archive rows of `day` the tier holds after retention pruned them from DuckDB (0: none)."""
+    row = connection.execute(
+        "SELECT coalesce(sum(rows), 0) FROM parquet_tier_log WHERE day = ? AND period = ? AND pruned_at IS NOT NULL",
+        [day, ARCHIVE],
+    ).fetchall()
+    return int(row[0][0])
+
+
 def merge_archive_day(
     connection: duckdb.DuckDBPyConnection,
     day: date,
@@ -527,8 +542,7 @@ def _merge_day(
     now: datetime | None,
     run_id: str | None,
 ) -> ArchiveMergeStats:
-    now = now or datetime.now(timezone.utc)
-    stamp = now.replace(tzinfo=None)
+    stamp = naive_utc(now)
     ensure_archive_schema(connection)
     by_name = {path.name: path for path in paths}
     if len(by_name) != len(paths):
@@ -543,6 +557,12 @@ def _merge_day(
     new = {name: path for name, path in sorted(by_name.items()) if (name, hashes[name]) not in merged_before}
     if not new:
         return ArchiveMergeStats(day, 0, len(by_name), 0, 0, 0, 0, 0, 0, 0, 0)
+    if cold := pruned_archive_rows(connection, day):
+        raise ArchiveDayPrunedError(
+            f"{day}: its {cold} archive rows were pruned to the Parquet tier; {len(new)} new file(s) "
+            f"({', '.join(sorted(new)[:3])}{', …' if len(new) > 3 else ''}) are not merged into DuckDB. Nothing "
+            "was changed; the files stay in the lake."
+        )
     sizes = {name: path.stat().st_size for name, path in new.items()}
     already_merged = len(by_name) - len(new)
     try:
@@ -559,7 +579,7 @@ def _merge_day(
         value_types = [t for t in VALUE_TYPE_COLUMNS if any(c.values.get(t) for c in columns.values())]
         other_names = sorted({name for c in columns.values() for name in c.others})
         connection.register("arc_positions", _positions_table(columns, names))
-        _stage_records(connection, now, value_types, other_names)
+        _stage_records(connection, stamp, value_types, other_names)
         _stage_readings(connection, value_types)
         details = {
             **_file_problems(connection, names, columns),
@@ -574,73 +594,68 @@ def _merge_day(
             "SELECT count(*), count(DISTINCT sensor_id) FROM arc_readings"
         ).fetchone()
         connection.register("arc_index_table", index_table(connection, "arc_readings"))
-        connection.execute("BEGIN TRANSACTION")
-        _stage_known_keys(connection)
-        measure_columns = list(VALUE_TYPE_COLUMNS.values())
-        index_names = list(INDEX_COLUMNS)
-        inserted = connection.execute(
-            f"""
-            INSERT INTO aqi_readings
-                (period, sensor_id, "timestamp", measurement_id, location_id, country, latitude, longitude,
-                 altitude, indoor, sensor_type, {", ".join(measure_columns)}, other_values,
-                 {", ".join(index_names)}, no_index_reason, snapshot, ingested_at, ingest_seq)
-            SELECT $period, r.sensor_id, r."timestamp", NULL, r.location_id, NULL, r.latitude, r.longitude,
-                   NULL, false, r.sensor_type, {", ".join("r." + c for c in measure_columns)}, r.other_values,
-                   {", ".join("i." + c for c in index_names)},
-                   CASE WHEN r.pm_not_mass THEN {_sql_text(NOT_MASS_CONCENTRATION_REASON)} END,
-                   r.file, $now::TIMESTAMP, $seq
-            FROM arc_readings r JOIN arc_index_table i USING (rn)
-            WHERE NOT EXISTS (SELECT 1 FROM arc_known k
-                              WHERE k.sensor_id = r.sensor_id AND k."timestamp" = r."timestamp")
-              -- a row with no kept value is not a reading (its bad values are in rejected_values)
-              AND ({" OR ".join(f"r.{c} IS NOT NULL" for c in measure_columns)} OR r.other_values IS NOT NULL)
-            """,
-            {
-                "period": ARCHIVE,
-                "now": stamp,
-                "seq": connection.execute("SELECT nextval('aqi_ingest_seq')").fetchone()[0],
-            },
-        ).fetchone()[0]
-        value_sql, record_sql = _rejected_rows_sql(value_types)
-        parameters = {"period": ARCHIVE, "now": stamp}
-        values_rejected = connection.execute(f"INSERT INTO rejected_values {value_sql}", parameters).fetchone()[0]
-        connection.execute(f"INSERT INTO rejected_values {record_sql}", parameters)
-        # One INSERT from an Arrow table: executemany runs a statement per file (1.5 s for 1,000 files).
-        connection.register("arc_file_rows", pa.table({
-            "file": list(new), "sha256": [hashes[name] for name in new], "bytes": [sizes[name] for name in new],
-        }))
-        connection.execute(
-            "INSERT INTO archive_files (file, sha256, day, bytes, merged_at, run_id) "
-            "SELECT file, sha256, $day, bytes, $now, $run_id FROM arc_file_rows",
-            {"day": day, "now": stamp, "run_id": run_id},
-        )
-        stats = ArchiveMergeStats(
-            day=day,
-            files=len(new),
-            files_already_merged=already_merged,
-            bytes=sum(sizes[name] for name in new),
-            lines=int(lines or 0),
-            measurements=int(measurements),
-            rows_inserted=int(inserted),
-            rows_already_known=int(measurements) - int(inserted),
-            values_quarantined=values_rejected,
-            records_quarantined=int(records_rejected),
-            sensors=int(sensors),
-            details=details,
-        )
-        connection.execute(
-            "INSERT INTO archive_log (day, fileset_sha256, files, bytes, lines, measurements, rows_inserted, "
-            "rows_already_known, values_quarantined, records_quarantined, sensors, details, processed_at, run_id) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [day, fileset_sha256({n: hashes[n] for n in new}), stats.files, stats.bytes, stats.lines,
-             stats.measurements, stats.rows_inserted, stats.rows_already_known, stats.values_quarantined,
-             stats.records_quarantined, stats.sensors, json.dumps(details), stamp, run_id],
-        )
-        connection.execute("COMMIT")
-    except BaseException:
-        with contextlib.suppress(duckdb.Error):
-            connection.execute("ROLLBACK")
-        raise
+        with transaction(connection):
+            _stage_known_keys(connection)
+            measure_columns = list(VALUE_TYPE_COLUMNS.values())
+            index_names = list(INDEX_COLUMNS)
+            inserted = connection.execute(
+                f"""
+                INSERT INTO aqi_readings
+                    (period, sensor_id, "timestamp", measurement_id, location_id, country, latitude, longitude,
+                     altitude, indoor, sensor_type, {", ".join(measure_columns)}, other_values,
+                     {", ".join(index_names)}, no_index_reason, snapshot, ingested_at, ingest_seq)
+                SELECT $period, r.sensor_id, r."timestamp", NULL, r.location_id, NULL, r.latitude, r.longitude,
+                       NULL, false, r.sensor_type, {", ".join("r." + c for c in measure_columns)}, r.other_values,
+                       {", ".join("i." + c for c in index_names)},
+                       CASE WHEN r.pm_not_mass THEN {_sql_text(NOT_MASS_CONCENTRATION_REASON)} END,
+                       r.file, $now::TIMESTAMP, $seq
+                FROM arc_readings r JOIN arc_index_table i USING (rn)
+                WHERE NOT EXISTS (SELECT 1 FROM arc_known k
+                                  WHERE k.sensor_id = r.sensor_id AND k."timestamp" = r."timestamp")
+                  -- a row with no kept value is not a reading (its bad values are in rejected_values)
+                  AND ({" OR ".join(f"r.{c} IS NOT NULL" for c in measure_columns)} OR r.other_values IS NOT NULL)
+                """,
+                {
+                    "period": ARCHIVE,
+                    "now": stamp,
+                    "seq": connection.execute("SELECT nextval('aqi_ingest_seq')").fetchone()[0],
+                },
+            ).fetchone()[0]
+            value_sql, record_sql = _rejected_rows_sql(value_types)
+            parameters = {"period": ARCHIVE, "now": stamp}
+            values_rejected = connection.execute(f"INSERT INTO rejected_values {value_sql}", parameters).fetchone()[0]
+            connection.execute(f"INSERT INTO rejected_values {record_sql}", parameters)
+            # One INSERT from an Arrow table: executemany runs a statement per file (1.5 s for 1,000 files).
+            connection.register("arc_file_rows", pa.table({
+                "file": list(new), "sha256": [hashes[name] for name in new], "bytes": [sizes[name] for name in new],
+            }))
+            connection.execute(
+                "INSERT INTO archive_files (file, sha256, day, bytes, merged_at, run_id) "
+                "SELECT file, sha256, $day, bytes, $now, $run_id FROM arc_file_rows",
+                {"day": day, "now": stamp, "run_id": run_id},
+            )
+            stats = ArchiveMergeStats(
+                day=day,
+                files=len(new),
+                files_already_merged=already_merged,
+                bytes=sum(sizes[name] for name in new),
+                lines=int(lines or 0),
+                measurements=int(measurements),
+                rows_inserted=int(inserted),
+                rows_already_known=int(measurements) - int(inserted),
+                values_quarantined=values_rejected,
+                records_quarantined=int(records_rejected),
+                sensors=int(sensors),
+                details=details,
+            )
+            connection.execute(
+                "INSERT INTO archive_log (day, fileset_sha256, files, bytes, lines, measurements, rows_inserted, "
+                "rows_already_known, values_quarantined, records_quarantined, sensors, details, processed_at, run_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [day, fileset_sha256({n: hashes[n] for n in new}), stats.files, stats.bytes, stats.lines,
+                 stats.measurements, stats.rows_inserted, stats.rows_already_known, stats.values_quarantined,
+                 stats.records_quarantined, stats.sensors, json.dumps(details), stamp, run_id],
+            )
     finally:
         for view in ("arc_index_table", "arc_file_rows"):
             with contextlib.suppress(duckdb.Error):

@@ -10,6 +10,8 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from aqi_assets.lib.common.duckdb_conn import transaction
+
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -97,8 +99,7 @@ def replace_partition(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
             [schema, table],
         ).fetchone()[0]
-        connection.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(connection):
             if not exists:
                 connection.execute(f"CREATE TABLE {qualified} AS SELECT * FROM {view} LIMIT 0")
                 if primary_key:
@@ -108,9 +109,4 @@ def replace_partition(
             connection.execute(f"DELETE FROM {qualified} WHERE {column} >= ? AND {column} < ?", [start, end])
             names = ", ".join(identifier(c) for c in column_names(frame))
             connection.execute(f"INSERT INTO {qualified} ({names}) SELECT {names} FROM {view}")
-            connection.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(duckdb.Error):
-                connection.execute("ROLLBACK")
-            raise
     return len(frame)

@@ -33,6 +33,7 @@ from typing import Any
 
 import duckdb
 
+from aqi_assets.lib.common.location import TierLocation
 from aqi_assets.lib.public_site import data as site_data_module
 from aqi_assets.lib.public_site.files import (
     content_hash,
@@ -86,11 +87,12 @@ class BuildResult:
     latest_gzip_bytes: int
     data_time: str | None
     generated_at: str
-    hourly_source: bool
+    indices_source: str  # the aqi_hourly table the official indices came from
     notes: list[str]
     seconds: float
     removed: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)  # every file the pointer names (relative), pointer excluded
+    cold_days: int = 0  # days of the history read from the Parquet tier
 
     def as_metadata(self) -> dict[str, Any]:
         return {
@@ -102,9 +104,10 @@ class BuildResult:
             "latest_bytes": self.latest_bytes,
             "latest_gzip_bytes": self.latest_gzip_bytes,
             "data_time": self.data_time or "(no data)",
-            "indices": "aggregates.aqi_hourly (official) where available" if self.hourly_source else "indicative",
+            "indices": f"{self.indices_source} (official; a sensor without a recent hour: its reading, labelled)",
             "seconds": round(self.seconds, 3),
             "removed_old_files": len(self.removed),
+            "history_cold_days": self.cold_days,
         }
 
 
@@ -248,13 +251,18 @@ def build_site(
     site_dir: Path,
     config: SiteConfig | None = None,
     *,
+    hourly_table: str,
+    location: TierLocation | None,
     now: datetime | None = None,
     keep_s: float = 3600.0,
 ) -> BuildResult:
-    """Read the data (`data.site_data`) and write the site (`write_site`)."""
+    """Read the data (`data.site_data`: `hourly_table` is the aqi_hourly table, `location` the Parquet tier's)
+    and write the site (`write_site`)."""
     started = time.perf_counter()
     now = now or datetime.now(timezone.utc)
-    content = site_data_module.site_data(connection, now, has_history_dir(site_dir))
+    content = site_data_module.site_data(
+        connection, hourly_table=hourly_table, location=location, now=now, have_fingerprint=has_history_dir(site_dir)
+    )
     return write_site(content, site_dir, config, now=now, keep_s=keep_s, started=started)
 
 
@@ -281,7 +289,7 @@ def write_site(
         "type": "FeatureCollection",
         "generated_at": generated_at,
         "data_time": data_time,
-        "indices_source": "aggregates.aqi_hourly" if content.hourly.available else "aqi_readings (indicative)",
+        "indices_source": content.hourly_table,
         "properties_schema": GEOJSON_SCHEMA,
         "features": content.features,
     }
@@ -325,11 +333,12 @@ def write_site(
         latest_gzip_bytes=latest_gzip,
         data_time=data_time,
         generated_at=generated_at or "",
-        hourly_source=content.hourly.available,
+        indices_source=content.hourly_table,
         notes=content.notes,
         seconds=time.perf_counter() - started,
         removed=removed,
         files=[latest, countries, *history_files, *asset_files],
+        cold_days=content.cold_days,
     )
 
 

@@ -1,11 +1,13 @@
 """What the public site shows, read from DuckDB: the latest reading per outdoor sensor, 7-day hourly histories
 and per-country summaries.
 
-Two sources of indices, chosen per sensor:
-- `aggregates.aqi_hourly` (the official methods: US AQI NowCast, UK DAQI on the 24-hour mean) when that table
-  exists and has a recent row for the sensor;
-- otherwise the indicative per-reading indices stored with each `aqi_readings` row (one 5-minute mean fed into
-  the bands), labelled as indicative.
+Two inputs, both declared on the `public_site` asset:
+- the history through `aqi_readings_all` (`lib.readings.history`: the hot rows plus the days pruned to the
+  Parquet tier): the latest 5-minute reading of each sensor (its time, PM values and per-reading indices);
+- the `aqi_hourly` aggregate (the official methods: US AQI NowCast, UK DAQI on the 24-hour mean), a table named
+  by the caller (the aggregates IO manager knows its schema). A missing table or column fails the build
+  (`HourlyTableError`): there is no table-wide fallback to indicative indices. A sensor without a recent hourly
+  row shows its latest reading's own index, labelled `reading` on that index of that sensor.
 Everything returned is plain Python (None for a missing value, never NaN), ready for `json.dumps(allow_nan=False)`.
 """
 
@@ -16,14 +18,18 @@ import json
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
-from aqi_assets.lib.air_quality.indices import compute_indices
+from aqi_assets.lib.air_quality.aggregates import HOURLY_SCHEMA
+from aqi_assets.lib.common.location import TierLocation
+from aqi_assets.lib.common.utc import naive_utc
+from aqi_assets.lib.readings.history import HISTORY_VIEW, attach_history
+from aqi_assets.lib.readings.periods import FIVE_MINUTE
 
 # The window of the map: the latest reading per sensor within this long before the newest reading.
 LATEST_WINDOW = timedelta(hours=1)
@@ -33,8 +39,7 @@ FUTURE_TOLERANCE = timedelta(minutes=10)
 # An hourly aggregate older than this before the newest reading is not shown as the sensor's current index.
 HOURLY_MAX_AGE = timedelta(hours=2)
 
-HOURLY_TABLE = ("aggregates", "aqi_hourly")
-# Columns of aggregates.aqi_hourly this module reads; the first two are required to use the table at all.
+# Columns of the aqi_hourly table this module reads (checked against HOURLY_SCHEMA below, at import).
 HOURLY_KEY_COLUMNS = ("sensor_id", "hour")
 HOURLY_VALUE_COLUMNS = (
     "pm25_mean",
@@ -44,15 +49,53 @@ HOURLY_VALUE_COLUMNS = (
     "daqi_24h",
     "daqi_24h_band",
 )
+HOURLY_COLUMNS_READ = HOURLY_KEY_COLUMNS + HOURLY_VALUE_COLUMNS
 
 # Basis labels written with every index (the page shows them next to the value).
 US_NOWCAST = "nowcast"  # US AQI NowCast from hourly means (official real-time method)
 UK_24H = "24h"  # DAQI on the 24-hour running mean (official method)
-READING = "reading"  # indicative: one 5-minute reading fed into the bands
-HOURLY_MEAN = "hourly"  # indicative: one hourly mean fed into the bands
+READING = "reading"  # indicative: one 5-minute reading fed into the bands (a sensor without a recent hour)
 
 # Plantower sensors report whole µg/m³; the others (SDS011, SPS30, ...) resolve 0.1 µg/m³.
 WHOLE_UNIT_PREFIXES = ("PMS",)
+
+
+class HourlyTableError(RuntimeError):
+    """The aqi_hourly table the site reads is missing, or lacks a column the site reads."""
+
+
+def check_read_columns(schema: pa.Schema) -> None:
+    """Every column the site reads is one the aggregate defines. Run at import against `HOURLY_SCHEMA`, so a
+    rename there fails loudly here instead of turning into gaps on the map."""
+    unknown = [name for name in HOURLY_COLUMNS_READ if name not in schema.names]
+    if unknown:
+        raise HourlyTableError(
+            f"aqi_assets.lib.air_quality.aggregates.HOURLY_SCHEMA has no column {', '.join(unknown)}, which the "
+            "public site reads: update HOURLY_COLUMNS_READ in aqi_assets.lib.public_site.data to match"
+        )
+
+
+check_read_columns(HOURLY_SCHEMA)
+
+
+def check_hourly_table(connection: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Fail with what to do when `table` (a qualified SQL name) is missing or lacks a column the site reads."""
+    try:
+        description = connection.execute(f"SELECT * FROM {table} LIMIT 0").description
+    except duckdb.CatalogException as error:
+        reason = str(error).splitlines()[0]
+        raise HourlyTableError(
+            f"{table} does not exist ({reason}): the public site reads the official indices from it. "
+            "Materialise the `aqi_hourly` asset (at least its latest hour), then rebuild the site."
+        ) from error
+    present = {column[0] for column in description}
+    missing = [name for name in HOURLY_COLUMNS_READ if name not in present]
+    if missing:
+        raise HourlyTableError(
+            f"{table} lacks the column(s) {', '.join(missing)} that the public site reads. Materialise the "
+            "`aqi_hourly` asset again so the table has the columns of HOURLY_SCHEMA (a table created with an older "
+            "schema must be dropped first), then rebuild the site."
+        )
 
 
 def pm_digits(sensor_type: str | None) -> int:
@@ -75,41 +118,7 @@ def clean_number(value: Any, digits: int | None = None) -> float | int | None:
 
 def iso_utc(moment: datetime | None) -> str | None:
     """ISO-8601 with a Z (the DuckDB columns hold naive UTC)."""
-    if moment is None:
-        return None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
-    return moment.isoformat(timespec="seconds") + "Z"
-
-
-def _naive_utc(moment: datetime) -> datetime:
-    return moment.astimezone(timezone.utc).replace(tzinfo=None) if moment.tzinfo else moment
-
-
-@dataclass
-class HourlySource:
-    """`aggregates.aqi_hourly` when present and usable; `columns` are the optional ones it has."""
-
-    available: bool
-    columns: tuple[str, ...] = ()
-    reason: str = ""
-
-
-def hourly_source(connection: duckdb.DuckDBPyConnection) -> HourlySource:
-    schema, table = HOURLY_TABLE
-    names = {
-        row[0]
-        for row in connection.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
-            [schema, table],
-        ).fetchall()
-    }
-    if not names:
-        return HourlySource(False, reason=f"{schema}.{table} does not exist")
-    missing = [c for c in HOURLY_KEY_COLUMNS if c not in names]
-    if missing:
-        return HourlySource(False, reason=f"{schema}.{table} lacks {', '.join(missing)}")
-    return HourlySource(True, tuple(c for c in HOURLY_VALUE_COLUMNS if c in names))
+    return None if moment is None else naive_utc(moment).isoformat(timespec="seconds") + "Z"
 
 
 @dataclass
@@ -120,25 +129,27 @@ class SiteData:
     features: list[dict[str, Any]]
     histories: Histories
     countries: list[dict[str, Any]]
-    hourly: HourlySource
+    hourly_table: str  # where the official indices came from
     notes: list[str] = field(default_factory=list)
+    cold_days: int = 0  # days of the history read from the Parquet tier (0: all hot)
 
 
 def newest_reading(connection: duckdb.DuckDBPyConnection, now: datetime) -> datetime | None:
-    limit = _naive_utc(now) + FUTURE_TOLERANCE
+    """The newest 5-minute reading of the history (`aqi_readings_all` must be attached), not in the future."""
     return connection.execute(
-        """SELECT max("timestamp") FROM aqi_readings WHERE period = '5min' AND "timestamp" <= ?""", [limit]
-    ).fetchone()[0]
+        f"""SELECT max("timestamp") FROM {HISTORY_VIEW} WHERE period = $period AND "timestamp" <= $limit""",
+        {"period": FIVE_MINUTE.name, "limit": naive_utc(now) + FUTURE_TOLERANCE},
+    ).fetchall()[0][0]
 
 
 def latest_readings(connection: duckdb.DuckDBPyConnection, anchor: datetime) -> list[tuple]:
     """The latest valid, indexed PM reading per outdoor sensor with coordinates, within the window."""
     return connection.execute(
-        """
+        f"""
         SELECT sensor_id, "timestamp", country, latitude, longitude, sensor_type, pm25, pm10,
                aqi_us, aqi_us_category, daqi, daqi_band
-        FROM aqi_readings
-        WHERE period = '5min'
+        FROM {HISTORY_VIEW}
+        WHERE period = $period
           AND "timestamp" > $start AND "timestamp" <= $anchor
           AND indoor IS NOT TRUE
           AND latitude IS NOT NULL AND longitude IS NOT NULL
@@ -146,24 +157,18 @@ def latest_readings(connection: duckdb.DuckDBPyConnection, anchor: datetime) -> 
         QUALIFY row_number() OVER (PARTITION BY sensor_id ORDER BY "timestamp" DESC) = 1
         ORDER BY sensor_id
         """,
-        {"start": anchor - LATEST_WINDOW, "anchor": anchor},
+        {"period": FIVE_MINUTE.name, "start": anchor - LATEST_WINDOW, "anchor": anchor},
     ).fetchall()
 
 
-def _hourly_select(source: HourlySource) -> str:
-    return ", ".join(f"h.{c}" if c in source.columns else f"NULL AS {c}" for c in HOURLY_VALUE_COLUMNS)
-
-
 def latest_hourly(
-    connection: duckdb.DuckDBPyConnection, source: HourlySource, anchor: datetime
+    connection: duckdb.DuckDBPyConnection, hourly_table: str, anchor: datetime
 ) -> dict[int, tuple[Any, ...]]:
     """sensor_id → (hour, pm25_mean, pm10_mean, nowcast, nowcast category, daqi_24h, band) of its latest hour."""
-    if not source.available:
-        return {}
     rows = connection.execute(
         f"""
-        SELECT h.sensor_id, h.hour, {_hourly_select(source)}
-        FROM aggregates.aqi_hourly h
+        SELECT h.sensor_id, h.hour, {", ".join(f"h.{c}" for c in HOURLY_VALUE_COLUMNS)}
+        FROM {hourly_table} h
         WHERE h.hour > $start AND h.hour <= $anchor
         QUALIFY row_number() OVER (PARTITION BY h.sensor_id ORDER BY h.hour DESC) = 1
         """,
@@ -250,65 +255,40 @@ def _exact_sum(column: str) -> str:
     return f"sum({finite})::VARCHAR || '/' || count(CASE WHEN isnan({column}::DOUBLE) THEN 1 END)"
 
 
+# The hourly values a history file shows (a change in any of them gives a new fingerprint).
+HISTORY_SOURCE_COLUMNS = {"pm25": "pm25_mean", "pm10": "pm10_mean", "us": "aqi_us_nowcast", "uk": "daqi_24h"}
+
+
 def _window_fingerprint(
-    connection: duckdb.DuckDBPyConnection, source: HourlySource, first: datetime, end: datetime, sensors: list[int]
+    connection: duckdb.DuckDBPyConnection, hourly_table: str, first: datetime, end: datetime, sensors: list[int]
 ) -> str:
     """A hash of everything the histories are made of: cheap aggregates over the window, not the files."""
-    if source.available:
-        value_columns = [c for c in source.columns if c in ("pm25_mean", "pm10_mean", "aqi_us_nowcast", "daqi_24h")]
-        sums = ", ".join(_exact_sum(f"h.{c}") for c in value_columns) or "0"
-        stats = connection.execute(
-            f"""SELECT count(*), {sums} FROM aggregates.aqi_hourly h SEMI JOIN site_sensors s USING (sensor_id)
-                WHERE h.hour >= $first AND h.hour < $end""",
-            {"first": first, "end": end},
-        ).fetchall()[0]  # fetchall: DuckDB keeps a result open after fetchone (blocking register/unregister)
-    else:
-        stats = connection.execute(
-            f"""SELECT count(*), {_exact_sum("r.pm25")}, {_exact_sum("r.pm10")}, max(r.ingest_seq)
-               FROM aqi_readings r SEMI JOIN site_sensors s USING (sensor_id)
-               WHERE r.period = '5min' AND r."timestamp" >= $first AND r."timestamp" < $end""",
-            {"first": first, "end": end},
-        ).fetchall()[0]  # fetchall: DuckDB keeps a result open after fetchone (blocking register/unregister)
+    sums = ", ".join(_exact_sum(f"h.{column}") for column in HISTORY_SOURCE_COLUMNS.values())
+    stats = connection.execute(
+        f"""SELECT count(*), {sums} FROM {hourly_table} h SEMI JOIN site_sensors s USING (sensor_id)
+            WHERE h.hour >= $first AND h.hour < $end""",
+        {"first": first, "end": end},
+    ).fetchall()[0]  # fetchall: DuckDB keeps a result open after fetchone (blocking register/unregister)
     digest = hashlib.sha256()
-    digest.update(repr((HISTORY_FORMAT, source.available, source.columns, first, end, stats)).encode())
+    digest.update(repr((HISTORY_FORMAT, HISTORY_SOURCE_COLUMNS, first, end, stats)).encode())
     digest.update(np.asarray(sensors, dtype=np.int64).tobytes())
     return digest.hexdigest()[:12]
 
 
 def _hourly_values(
-    connection: duckdb.DuckDBPyConnection, source: HourlySource, first: datetime, end: datetime
-) -> tuple[pa.Table | duckdb.DuckDBPyRelation, str, str]:
-    """(sensor_id, slot, pm25, pm10, us, uk) per sensor (of `site_sensors`) and complete hour of the window, and
-    the index bases. From `aqi_hourly` a relation, read only by the query that formats it."""
-    if source.available:
-        relation = connection.sql(
-            f"""
-            SELECT h.sensor_id, (epoch(h.hour) - epoch($first::TIMESTAMP)) // 3600 AS slot,
-                   h.pm25_mean AS pm25, h.pm10_mean AS pm10, h.aqi_us_nowcast::DOUBLE AS us, h.daqi_24h::DOUBLE AS uk
-            FROM (SELECT h.sensor_id, h.hour, {_hourly_select(source)} FROM aggregates.aqi_hourly h
-                  WHERE h.hour >= $first AND h.hour < $end) h
-            SEMI JOIN site_sensors s USING (sensor_id)
-            """,
-            params={"first": first, "end": end},
-        )
-        return relation, US_NOWCAST, UK_24H
-    means = connection.sql(
-        """
-        SELECT r.sensor_id, (epoch(date_trunc('hour', r."timestamp")) - epoch($first::TIMESTAMP)) // 3600 AS slot,
-               avg(r.pm25) AS pm25, avg(r.pm10) AS pm10
-        FROM aqi_readings r SEMI JOIN site_sensors s USING (sensor_id)
-        WHERE r.period = '5min' AND r."timestamp" >= $first AND r."timestamp" < $end
-          AND (r.aqi_us IS NOT NULL OR r.daqi IS NOT NULL)
-        GROUP BY ALL
+    connection: duckdb.DuckDBPyConnection, hourly_table: str, first: datetime, end: datetime
+) -> duckdb.DuckDBPyRelation:
+    """(sensor_id, slot, pm25, pm10, us, uk) per sensor (of `site_sensors`) and complete hour of the window: a
+    relation, read only by the query that formats it."""
+    values = ", ".join(f"h.{column}::DOUBLE AS {name}" for name, column in HISTORY_SOURCE_COLUMNS.items())
+    return connection.sql(
+        f"""
+        SELECT h.sensor_id, (epoch(h.hour) - epoch($first::TIMESTAMP)) // 3600 AS slot, {values}
+        FROM {hourly_table} h SEMI JOIN site_sensors s USING (sensor_id)
+        WHERE h.hour >= $first AND h.hour < $end
         """,
         params={"first": first, "end": end},
-    ).to_arrow_table()
-    pm25 = means.column("pm25").to_numpy(zero_copy_only=False).astype(np.float64)
-    pm10 = means.column("pm10").to_numpy(zero_copy_only=False).astype(np.float64)
-    indices = compute_indices(pm25, pm10)  # vectorised: the indicative index of each hourly mean
-    table = means.append_column("us", pa.array(indices["aqi_us"], pa.float64(), from_pandas=True))
-    table = table.append_column("uk", pa.array(indices["daqi"], pa.float64(), from_pandas=True))
-    return table, HOURLY_MEAN, HOURLY_MEAN
+    )
 
 
 # A column's values get their texts from the range min..max when it spans fewer units than this (always, for
@@ -453,12 +433,13 @@ def _assemble(
 
 def build_histories(
     connection: duckdb.DuckDBPyConnection,
-    source: HourlySource,
+    hourly_table: str,
     features: list[dict[str, Any]],
     anchor: datetime,
     have_fingerprint: Callable[[str], bool] = lambda _fingerprint: False,
 ) -> Histories:
-    """Every sensor's last 7 days of complete hours: columnar arrays, one entry per hour, null for a gap."""
+    """Every sensor's last 7 days of complete hours from the hourly table: columnar arrays, one entry per hour,
+    null for a gap."""
     end = anchor.replace(minute=0, second=0, microsecond=0)  # the hour holding the anchor is not complete
     first = end - timedelta(days=HISTORY_DAYS)
     hours = int((end - first) / timedelta(hours=1))
@@ -467,17 +448,16 @@ def build_histories(
     digits = np.array([digit for _, digit in by_id], dtype=np.int32)
     connection.register("site_sensors", pa.table({"sensor_id": sensors}))
     try:
-        fingerprint = _window_fingerprint(connection, source, first, end, sensors.tolist())
-        us_basis, uk_basis = (US_NOWCAST, UK_24H) if source.available else (HOURLY_MEAN, HOURLY_MEAN)
+        fingerprint = _window_fingerprint(connection, hourly_table, first, end, sensors.tolist())
         if have_fingerprint(fingerprint):
-            return Histories(fingerprint, sensors.tolist(), None, us_basis, uk_basis)
-        values, us_basis, uk_basis = _hourly_values(connection, source, first, end)
+            return Histories(fingerprint, sensors.tolist(), None, US_NOWCAST, UK_24H)
+        values = _hourly_values(connection, hourly_table, first, end)
         header = {"format": HISTORY_FORMAT, "start": iso_utc(first), "step_s": 3600, "hours": hours,
-                  "us_basis": us_basis, "uk_basis": uk_basis}
+                  "us_basis": US_NOWCAST, "uk_basis": UK_24H}
         bodies = history_bodies(connection, sensors, digits, values, hours, header)
     finally:
         connection.unregister("site_sensors")
-    return Histories(fingerprint, sensors.tolist(), bodies, us_basis, uk_basis)
+    return Histories(fingerprint, sensors.tolist(), bodies, US_NOWCAST, UK_24H)
 
 
 def build_countries(features: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -512,22 +492,38 @@ def build_countries(features: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return summaries
 
 
+
+
 def site_data(
     connection: duckdb.DuckDBPyConnection,
+    *,
+    hourly_table: str,
+    location: TierLocation | None,
     now: datetime | None = None,
     have_fingerprint: Callable[[str], bool] = lambda _fingerprint: False,
 ) -> SiteData:
     """Read everything one build needs (one consistent read: the caller holds one connection).
 
-    `have_fingerprint(f)` says whether the sensor histories of fingerprint `f` are already written (they are
-    then not recomputed: they change once an hour, the map every five minutes)."""
-    now = now or datetime.now(timezone.utc)
-    source = hourly_source(connection)
+    `hourly_table` is the qualified name of the `aqi_hourly` aggregate's table; `location` the Parquet tier's
+    (None when nothing was pruned: `attach_history` fails loudly otherwise). `have_fingerprint(f)` says whether
+    the sensor histories of fingerprint `f` are already written (they are then not recomputed: they change once
+    an hour, the map every five minutes)."""
+    now = naive_utc(now)
+    check_hourly_table(connection, hourly_table)
+    view = attach_history(connection, location)
     anchor = newest_reading(connection, now)
     if anchor is None:
-        empty = Histories("empty", [], iter(()), READING, READING)
-        return SiteData(None, [], empty, [], source, ["no 5-minute reading in aqi_readings yet"])
-    features = build_features(latest_readings(connection, anchor), latest_hourly(connection, source, anchor))
-    histories = build_histories(connection, source, features, anchor, have_fingerprint)
-    notes = [] if source.available else [f"indicative indices only: {source.reason}"]
-    return SiteData(anchor, features, histories, build_countries(features), source, notes)
+        empty = Histories("empty", [], iter(()), US_NOWCAST, UK_24H)
+        return SiteData(None, [], empty, [], hourly_table, ["no 5-minute reading in the history yet"], view.cold_days)
+    features = build_features(latest_readings(connection, anchor), latest_hourly(connection, hourly_table, anchor))
+    histories = build_histories(connection, hourly_table, features, anchor, have_fingerprint)
+    notes = []
+    for index, official in (("us", US_NOWCAST), ("uk", UK_24H)):
+        by_reading = sum(1 for f in features if f["properties"][f"{index}_basis"] != official)
+        if by_reading:
+            notes.append(
+                f"{by_reading} of {len(features)} sensors show their latest reading's {index.upper()} index "
+                f"(labelled '{READING}'): no valid {official} value in {hourly_table} within "
+                f"{HOURLY_MAX_AGE / timedelta(hours=1):g} h"
+            )
+    return SiteData(anchor, features, histories, build_countries(features), hourly_table, notes, view.cold_days)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import duckdb
 import pyarrow as pa
@@ -114,15 +114,27 @@ class HistoryView:
 
 
 def attach_history(
-    connection: duckdb.DuckDBPyConnection, location: TierLocation | None, *, persist: bool = False
+    connection: duckdb.DuckDBPyConnection,
+    location: TierLocation | None,
+    *,
+    persist: bool = False,
+    window: tuple[datetime, datetime] | None = None,
 ) -> HistoryView:
     """Create `aqi_readings_all` on `connection`: a TEMP view (this connection only, works read-only), or with
     ``persist`` a view stored in the file for a local tier (usable from the `duckdb` shell).
+
+    With ``window`` = [start, end) (naive UTC) the view holds only the rows stamped in it, hot and cold alike, and
+    opens only the Parquet days overlapping it: a partition's computation then costs the same however many days
+    were pruned (without it every pruned file's footer is read by every query). Outside the window the view is
+    empty on both tiers, never hot-only.
 
     Fails when a pruned day cannot be read: no tier location given, or the tier log says the day was exported
     somewhere else than `location` (a changed AQI_PARQUET_URI would otherwise hide those days silently).
     """
     days = pruned(connection)
+    if window is not None:
+        first, last = window[0].date(), (window[1] - timedelta(microseconds=1)).date()
+        days = {p: kept for p, ds_ in days.items() if (kept := [d for d in ds_ if first <= d <= last])}
     if days and location is None:
         raise HistoryError(
             f"{sum(map(len, days.values()))} (period, day) pairs live only in the Parquet tier; "
@@ -139,7 +151,16 @@ def attach_history(
                 f"(e.g. {elsewhere[0]}): point AQI_PARQUET_URI at where they are"
             )
     columns = ", ".join(f'"{c}"' for c in column_names())
-    hot = f"SELECT {columns} FROM aqi_readings"
+    in_window = ""
+    if window is not None:
+        start, end = window
+        if persist:
+            raise ValueError("a stored view spans the whole history: no window")
+        in_window = (
+            f""" AND "timestamp" >= TIMESTAMP '{start.isoformat(sep=" ")}'"""
+            f""" AND "timestamp" < TIMESTAMP '{end.isoformat(sep=" ")}'"""
+        )
+    hot = f"SELECT {columns} FROM aqi_readings" + (f" WHERE TRUE{in_window}" if in_window else "")
     if not days:
         body = hot
     else:
@@ -155,7 +176,7 @@ def attach_history(
                 f"read_parquet('{glob}', hive_partitioning = true, "
                 "hive_types = {'period': VARCHAR, 'date': DATE})"
             )
-        body = f"{hot}\nUNION ALL BY NAME\nSELECT {columns} FROM {source} WHERE {cold_filter(days)}"
+        body = f"{hot}\nUNION ALL BY NAME\nSELECT {columns} FROM {source} WHERE ({cold_filter(days)}){in_window}"
     kind = "VIEW" if persist else "TEMP VIEW"
     connection.execute(f"CREATE OR REPLACE {kind} {HISTORY_VIEW} AS {body}")
     return HistoryView(body, days, location.uri_of() if location is not None else None)

@@ -25,6 +25,7 @@ import urllib3
 from urllib3.util.retry import Retry
 
 from aqi_assets.lib.common.fetch import retry_policy
+from aqi_assets.lib.sinks.columns import SINK_COLUMNS, SinkColumns, sink_columns
 from aqi_assets.lib.sinks.line_protocol import PRECISIONS, FieldValue, LineProtocolError, format_line
 from aqi_assets.lib.sinks.sync_state import (
     ACCEPTED,
@@ -39,52 +40,31 @@ from aqi_assets.lib.sinks.sync_state import (
     load_pending_batch,
     reading_key,
 )
-from aqi_assets.lib.sinks.timestream_records import DIMENSION_COLUMNS
 
 MEASUREMENT = "air_quality"
-TAG_COLUMNS: tuple[str, ...] = DIMENSION_COLUMNS  # the same dimensions as the Timestream records
-
-# Field column -> Python type written (float columns always as floats, so InfluxDB never sees a field
-# change type between points: 12.0, not 12).
-FIELD_TYPES: dict[str, type] = {
-    "pm1": float,
-    "pm25": float,
-    "pm4": float,
-    "pm10": float,
-    "temperature": float,
-    "humidity": float,
-    "pressure": float,
-    "pressure_at_sealevel": float,
-    "latitude": float,
-    "longitude": float,
-    "altitude": float,
-    "measurement_id": int,
-    "daqi_pm25": int,
-    "daqi_pm10": int,
-    "daqi": int,
-    "daqi_band": str,
-    "aqi_us_pm25": int,
-    "aqi_us_pm10": int,
-    "aqi_us": int,
-    "aqi_us_category": str,
-    "aqi_us_beyond": bool,
-}
+# The contract as imported (readers and tests); a sync reads `sink_columns()` when it runs. The tags are the
+# Timestream dimensions, the fields its measures, written as the Python type of their column.
+TAG_COLUMNS: tuple[str, ...] = SINK_COLUMNS.dimensions
+FIELD_TYPES: Mapping[str, type] = SINK_COLUMNS.fields
 
 BODY_REFUSED_STATUSES = frozenset({400, 413, 422})
 
 
-def reading_to_line(reading: Mapping[str, Any], precision: str = "ms") -> str:
+def reading_to_line(reading: Mapping[str, Any], precision: str = "ms", columns: SinkColumns | None = None) -> str:
+    """One point per reading; `columns`: the contract's sink columns, `sink_columns()` unless given."""
+    columns = columns or sink_columns()
     tags: dict[str, str | None] = {}
-    for column in TAG_COLUMNS:
+    for column in columns.dimensions:
         value = reading.get(column)
         if isinstance(value, bool):
             tags[column] = "true" if value else "false"
         else:
             tags[column] = None if value is None else str(value)
     fields: dict[str, FieldValue | None] = {
-        column: (None if reading.get(column) is None else kind(reading[column])) for column, kind in FIELD_TYPES.items()
+        column: (None if reading.get(column) is None else kind(reading[column]))
+        for column, kind in columns.fields.items()
     }
-    return format_line(MEASUREMENT, tags, fields, reading["timestamp"], precision)
+    return format_line(MEASUREMENT, tags, fields, reading[columns.time], precision)
 
 
 class InfluxWriteError(Exception):
@@ -287,14 +267,15 @@ def sync_to_influxdb(
     """Same rules as `sync_to_timestream`: DuckDB is not held during the writes, refusals are recorded in
     `influxdb_rejected`, watermarks advance over finished readings only; a re-send overwrites the same
     point (same series and timestamp) with the same values."""
-    batch = load_pending_batch(open_connection, "influxdb", limit)
+    columns = sink_columns()  # once per run: the same columns for the scan and every line
+    batch = load_pending_batch(open_connection, "influxdb", limit, columns)
     readings = batch.readings
     skipped: list[RefusedReading] = []
     lines: list[str] = []
     positions: list[int] = []
     for position, reading in enumerate(readings):
         try:
-            lines.append(reading_to_line(reading, precision))
+            lines.append(reading_to_line(reading, precision, columns))
         except (LineProtocolError, TypeError, ValueError) as error:
             skipped.append(RefusedReading(reading_key(reading), "skipped", f"line protocol: {error}"))
             continue

@@ -20,22 +20,31 @@ everything means deleting its `sync_progress` row too.
 A record with no measurement (only its location, or every value quarantined) is not a reading: the sinks
 never send it, and it is passed over (watermark and scan start move past it) as if it had been sent.
 
+Only rows of the periods registered with `Feed.SINKS` are scanned (read from the registry at each scan), and
+only the columns the contract gives a sink role (`lib.sinks.columns`). The scan start passes the rows of other
+periods too: a period that starts feeding the sinks after rows of it were merged reaches them from its next
+merge on, unless the targets' `sync_progress` rows are deleted (which re-scans everything, as above).
+
 All SQL takes values as parameters or from a registered Arrow table; table names come from a fixed map.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
+from aqi_assets.lib.common.duckdb_conn import transaction
+from aqi_assets.lib.common.utc import naive_utc
+from aqi_assets.lib.readings.periods import Feed, period_names, sql_list
 from aqi_assets.lib.readings.schema import MEASUREMENT_COLUMNS
+from aqi_assets.lib.sinks.columns import SINK_COLUMNS, SinkColumns, sink_columns
 
 # Sync target -> (watermark table, refusal log). Only these names ever reach SQL text.
 SYNC_TABLES: dict[str, tuple[str, str]] = {
@@ -43,13 +52,9 @@ SYNC_TABLES: dict[str, tuple[str, str]] = {
     "influxdb": ("influxdb_sync_state", "influxdb_rejected"),
 }
 
-# Columns of `aqi_readings` the sinks carry (`other_values` stays in DuckDB: free-form keys).
-READING_COLUMNS: tuple[str, ...] = (
-    "period", "sensor_id", "timestamp", "measurement_id", "location_id", "country", "latitude", "longitude",
-    "altitude", "indoor", "sensor_type", "pm1", "pm25", "pm4", "pm10", "temperature", "humidity", "pressure",
-    "pressure_at_sealevel", "daqi_pm25", "daqi_pm10", "daqi", "daqi_band", "aqi_us_pm25", "aqi_us_pm10",
-    "aqi_us", "aqi_us_category", "aqi_us_beyond", "snapshot", "ingested_at",
-)  # fmt: skip
+# Columns of `aqi_readings` the sinks carry: those with a sink role in the contract (`other_values` has none:
+# free-form keys stay in DuckDB). As imported, for readers and tests; a scan reads `sink_columns()` when it runs.
+READING_COLUMNS: tuple[str, ...] = SINK_COLUMNS.carried
 
 ReadingKey = tuple[str, int, datetime]
 # Where a reading sits in its sensor's sync order: (period, sensor_id, ingest_seq, timestamp).
@@ -150,38 +155,75 @@ _PENDING_CONDITION = """s.synced_through IS NULL
 HAS_MEASUREMENT = "(" + " OR ".join(f"r.{c} IS NOT NULL" for c in MEASUREMENT_COLUMNS) + ")"
 
 
+# The watermarks of a target never synced (no state table yet, e.g. a read-only look): none, so every reading
+# is pending. Same columns as the state table, so the pending query keeps one shape.
+_NO_WATERMARKS = (
+    "(SELECT NULL::VARCHAR AS period, NULL::BIGINT AS sensor_id, NULL::BIGINT AS synced_seq, "
+    "NULL::TIMESTAMP AS synced_through WHERE false)"
+)
+
+
+def _table_exists(connection: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(
+        connection.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+            "AND schema_name = current_schema() AND table_name = ?",
+            [table],
+        ).fetchall()[0][0]  # fetchall: DuckDB keeps a result open after fetchone, blocking the next `sql()`
+    )
+
+
 def finished_below_seq(connection: duckdb.DuckDBPyConnection, target: str) -> int:
     """The `ingest_seq` below which every reading is finished for `target` (0: scan everything). Reads only,
     so it also works on a read-only connection (no table yet: nothing is known to be finished)."""
     _tables(target)
-    exists = connection.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
-        "AND schema_name = current_schema() AND table_name = ?",
-        [PROGRESS_TABLE],
-    ).fetchall()[0][0]  # fetchall: DuckDB keeps a result open after fetchone, blocking the next `sql()`
-    if not exists:
+    if not _table_exists(connection, PROGRESS_TABLE):
         return 0
     rows = connection.execute(f"SELECT finished_below_seq FROM {PROGRESS_TABLE} WHERE target = ?", [target]).fetchall()
     return int(rows[0][0]) if rows else 0
 
 
-def _candidates(floor: int) -> str:
-    """The rows that can be pending: from the scan start on (a table filter, so DuckDB skips the row groups
-    whose zone map lies below it), and rows without an `ingest_seq` (written before the column existed, or
-    by hand), which are never covered by the scan start. `floor` is an int, so the literal is safe."""
-    if floor <= 0:
-        return "aqi_readings"
-    return f"(SELECT * FROM aqi_readings WHERE ingest_seq >= {int(floor)} OR ingest_seq IS NULL)"
+def _sink_periods_condition(alias: str = "r") -> str:
+    """`alias.period IN (...)`: the periods registered with `Feed.SINKS`, read from the registry now."""
+    return f"{alias}.period IN {sql_list(period_names(Feed.SINKS))}"
 
 
-def _pending_sql(target: str, floor: int, columns: str, only_readings: bool) -> str:
+def _candidates(floor: int, since: datetime | None = None, until: datetime | None = None) -> tuple[str, list[Any]]:
+    """The rows that can be pending, and the query parameters: rows of the periods the sinks take, from the
+    scan start on (a table filter, so DuckDB skips the row groups whose zone map lies below it) plus rows
+    without an `ingest_seq` (written before the column existed, or by hand: never covered by the scan start),
+    within [since, until) of `timestamp` when given. `floor` is an int, so the literal is safe."""
+    conditions = [_sink_periods_condition("aqi_readings")]
+    params: list[Any] = []
+    if floor > 0:
+        conditions.append(f"(ingest_seq >= {int(floor)} OR ingest_seq IS NULL)")
+    if since is not None:
+        conditions.append('"timestamp" >= ?')
+        params.append(since)
+    if until is not None:
+        conditions.append('"timestamp" < ?')
+        params.append(until)
+    return f"(SELECT * FROM aqi_readings WHERE {' AND '.join(conditions)})", params
+
+
+def _pending_sql(
+    connection: duckdb.DuckDBPyConnection,
+    target: str,
+    columns: str,
+    only_readings: bool,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> tuple[str, list[Any]]:
     state_table, _ = _tables(target)
+    watermarks = state_table if _table_exists(connection, state_table) else _NO_WATERMARKS
+    candidates, params = _candidates(finished_below_seq(connection, target), since, until)
     condition = f"({_PENDING_CONDITION})" + (f" AND {HAS_MEASUREMENT}" if only_readings else "")
-    return f"""
+    sql = f"""
         SELECT {columns}
-        FROM {_candidates(floor)} r
-        LEFT JOIN {state_table} s ON s.period = r.period AND s.sensor_id = r.sensor_id
+        FROM {candidates} r
+        LEFT JOIN {watermarks} s ON s.period = r.period AND s.sensor_id = r.sensor_id
         WHERE {condition}"""
+    return sql, params
 
 
 def pending_readings(
@@ -190,26 +232,29 @@ def pending_readings(
     """Readings above their sensor's watermark that carry at least one measurement, in (ingest_seq,
     timestamp) order, so a `limit` keeps for every sensor a prefix of its pending readings in the order its
     watermark follows. Each row carries `ingest_seq` (0 for rows merged before the column existed) besides
-    `READING_COLUMNS`."""
+    the carried columns (`sink_columns().carried`)."""
     return scan_pending(connection, target, limit).to_pylist()
 
 
 def scan_pending(connection: duckdb.DuckDBPyConnection, target: str, limit: int | None = None) -> pa.Table:
     """The scan behind `pending_readings`, as an Arrow table: what reading the history costs, before the
     rows become the Python records the writers build requests from (a cost of the chunk, not the history)."""
-    return _pending_rows(connection, target, limit, only_readings=True)
+    return _pending_rows(connection, target, limit, only_readings=True, columns=sink_columns())
 
 
 def _pending_rows(
-    connection: duckdb.DuckDBPyConnection, target: str, limit: int | None, only_readings: bool
+    connection: duckdb.DuckDBPyConnection,
+    target: str,
+    limit: int | None,
+    only_readings: bool,
+    columns: SinkColumns,
 ) -> pa.Table:
-    columns = ", ".join(f'r."{c}"' for c in READING_COLUMNS)
-    columns += ", coalesce(r.ingest_seq, 0) AS ingest_seq"
+    selected = ", ".join(f'r."{c}"' for c in columns.carried)
+    selected += ", coalesce(r.ingest_seq, 0) AS ingest_seq"
     if not only_readings:
-        columns += f", {HAS_MEASUREMENT} AS has_measurement"
-    sql = _pending_sql(target, finished_below_seq(connection, target), columns, only_readings)
+        selected += f", {HAS_MEASUREMENT} AS has_measurement"
+    sql, params = _pending_sql(connection, target, selected, only_readings)
     sql += ' ORDER BY coalesce(r.ingest_seq, 0), r."timestamp", r.period, r.sensor_id'
-    params: list[Any] = []
     if limit is not None:
         sql += " LIMIT ?"
         params.append(int(limit))
@@ -217,11 +262,19 @@ def _pending_rows(
     return connection.sql(sql, params=params).to_arrow_table()
 
 
-def count_pending(connection: duckdb.DuckDBPyConnection, target: str) -> int:
-    """How many readings (records with at least one measurement) `target` has not finished."""
-    sql = _pending_sql(target, finished_below_seq(connection, target), "count(*)", only_readings=True)
-    row = connection.execute(sql).fetchone()
-    return int(row[0]) if row else 0
+def count_pending(
+    connection: duckdb.DuckDBPyConnection,
+    target: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> int:
+    """How many readings (records with at least one measurement) `target` has not finished; with `since` /
+    `until`, only those whose `timestamp` lies in [since, until) (retention asks day by day, by this rule).
+    Reads only: works on a read-only connection, and before the first sync (every reading is pending)."""
+    sql, params = _pending_sql(connection, target, "count(*)", True, since, until)
+    row = connection.execute(sql, params).fetchall()
+    return int(row[0][0]) if row else 0
 
 
 @dataclass
@@ -236,7 +289,8 @@ class PendingBatch:
 
 
 def _max_seq_from(connection: duckdb.DuckDBPyConnection, floor: int) -> int | None:
-    row = connection.execute(f"SELECT max(coalesce(ingest_seq, 0)) FROM {_candidates(floor)}").fetchone()
+    candidates, params = _candidates(floor)
+    row = connection.execute(f"SELECT max(coalesce(ingest_seq, 0)) FROM {candidates}", params).fetchone()
     return None if row is None or row[0] is None else int(row[0])
 
 
@@ -273,6 +327,18 @@ def advance_watermarks(keys: Sequence[OrderKey], finished: Sequence[bool]) -> di
     return marks
 
 
+@contextlib.contextmanager
+def _registered(connection: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table]) -> Iterator[None]:
+    """Arrow tables visible to SQL by name for the block."""
+    for name, table in tables.items():
+        connection.register(name, table)
+    try:
+        yield
+    finally:
+        for name in tables:
+            connection.unregister(name)
+
+
 @dataclass(frozen=True)
 class RefusedReading:
     """A reading the sink refused (`kind="rejected"`) or that was never sent (`kind="skipped"`)."""
@@ -282,10 +348,6 @@ class RefusedReading:
     reason: str
     existing_version: int | None = None
     version: int | None = None
-
-
-def _utc_now_naive() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def save_sync_outcome(
@@ -299,67 +361,63 @@ def save_sync_outcome(
     """Record refusals, advance watermarks and the target's scan start (`finished_below`: every reading with
     a smaller `ingest_seq` is now finished) in one transaction (all or nothing survives a crash)."""
     state_table, rejected_table = _tables(target)
-    now = now or _utc_now_naive()
+    now = now or naive_utc()
     refused = list(refused)
+    batches: dict[str, pa.Table] = {}
+    if refused:
+        batches["refused_batch"] = pa.table(
+            {
+                "period": pa.array([r.key[0] for r in refused], pa.string()),
+                "sensor_id": pa.array([r.key[1] for r in refused], pa.int64()),
+                "timestamp": pa.array([r.key[2] for r in refused], pa.timestamp("us")),
+                "kind": pa.array([r.kind for r in refused], pa.string()),
+                "reason": pa.array([r.reason for r in refused], pa.string()),
+                "existing_version": pa.array([r.existing_version for r in refused], pa.int64()),
+                "version": pa.array([r.version for r in refused], pa.int64()),
+            }
+        )
+    if watermarks:
+        sensors = list(watermarks)
+        batches["watermark_batch"] = pa.table(
+            {
+                "period": pa.array([s[0] for s in sensors], pa.string()),
+                "sensor_id": pa.array([s[1] for s in sensors], pa.int64()),
+                "synced_seq": pa.array([watermarks[s][0] for s in sensors], pa.int64()),
+                "synced_through": pa.array([watermarks[s][1] for s in sensors], pa.timestamp("us")),
+            }
+        )
     ensure_sync_tables(connection, target)
-    connection.execute("BEGIN TRANSACTION")
-    try:
+    # The transaction ends (committed or rolled back) before the batches are unregistered: an aborted
+    # transaction refuses even an unregister, whose error would hide the first one.
+    with _registered(connection, batches), transaction(connection):
         if refused:
-            refused_arrow = pa.table(
-                {
-                    "period": pa.array([r.key[0] for r in refused], pa.string()),
-                    "sensor_id": pa.array([r.key[1] for r in refused], pa.int64()),
-                    "timestamp": pa.array([r.key[2] for r in refused], pa.timestamp("us")),
-                    "kind": pa.array([r.kind for r in refused], pa.string()),
-                    "reason": pa.array([r.reason for r in refused], pa.string()),
-                    "existing_version": pa.array([r.existing_version for r in refused], pa.int64()),
-                    "version": pa.array([r.version for r in refused], pa.int64()),
-                }
+            connection.execute(
+                f"""INSERT INTO {rejected_table}
+                    SELECT period, sensor_id, "timestamp", kind, reason, existing_version, version, ?
+                    FROM refused_batch
+                    ON CONFLICT (period, sensor_id, "timestamp") DO UPDATE SET
+                        kind = excluded.kind, reason = excluded.reason,
+                        existing_version = excluded.existing_version, version = excluded.version,
+                        recorded_at = excluded.recorded_at""",
+                [now],
             )
-            connection.register("refused_batch", refused_arrow)
-            try:
-                connection.execute(
-                    f"""INSERT INTO {rejected_table}
-                        SELECT period, sensor_id, "timestamp", kind, reason, existing_version, version, ?
-                        FROM refused_batch
-                        ON CONFLICT (period, sensor_id, "timestamp") DO UPDATE SET
-                            kind = excluded.kind, reason = excluded.reason,
-                            existing_version = excluded.existing_version, version = excluded.version,
-                            recorded_at = excluded.recorded_at""",
-                    [now],
-                )
-            finally:
-                connection.unregister("refused_batch")
         if watermarks:
-            sensors = list(watermarks)
-            marks_arrow = pa.table(
-                {
-                    "period": pa.array([s[0] for s in sensors], pa.string()),
-                    "sensor_id": pa.array([s[1] for s in sensors], pa.int64()),
-                    "synced_seq": pa.array([watermarks[s][0] for s in sensors], pa.int64()),
-                    "synced_through": pa.array([watermarks[s][1] for s in sensors], pa.timestamp("us")),
-                }
-            )
-            connection.register("watermark_batch", marks_arrow)
             # The stored pair is replaced only by a greater one: a watermark never moves backwards,
             # whatever order runs finish in.
             later = f"""(excluded.synced_seq > coalesce({state_table}.synced_seq, 0)
                 OR (excluded.synced_seq = coalesce({state_table}.synced_seq, 0)
                     AND excluded.synced_through > {state_table}.synced_through))"""
-            try:
-                connection.execute(
-                    f"""INSERT INTO {state_table} (period, sensor_id, synced_seq, synced_through, updated_at)
-                        SELECT period, sensor_id, synced_seq, synced_through, ? FROM watermark_batch
-                        ON CONFLICT (period, sensor_id) DO UPDATE SET
-                            synced_seq = CASE WHEN {later} THEN excluded.synced_seq
-                                              ELSE {state_table}.synced_seq END,
-                            synced_through = CASE WHEN {later} THEN excluded.synced_through
-                                                  ELSE {state_table}.synced_through END,
-                            updated_at = excluded.updated_at""",
-                    [now],
-                )
-            finally:
-                connection.unregister("watermark_batch")
+            connection.execute(
+                f"""INSERT INTO {state_table} (period, sensor_id, synced_seq, synced_through, updated_at)
+                    SELECT period, sensor_id, synced_seq, synced_through, ? FROM watermark_batch
+                    ON CONFLICT (period, sensor_id) DO UPDATE SET
+                        synced_seq = CASE WHEN {later} THEN excluded.synced_seq
+                                          ELSE {state_table}.synced_seq END,
+                        synced_through = CASE WHEN {later} THEN excluded.synced_through
+                                              ELSE {state_table}.synced_through END,
+                        updated_at = excluded.updated_at""",
+                [now],
+            )
         if finished_below is not None and finished_below > 0:
             # Forward only, like the watermarks: each run's claim holds when it commits.
             connection.execute(
@@ -370,10 +428,6 @@ def save_sync_outcome(
                         updated_at = excluded.updated_at""",
                 [target, int(finished_below), now],
             )
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
 
 
 @dataclass
@@ -414,21 +468,22 @@ class SyncSummary:
         }
 
 
-def load_pending_batch(open_connection: ConnectionFactory, target: str, limit: int | None = None) -> PendingBatch:
+def load_pending_batch(
+    open_connection: ConnectionFactory,
+    target: str,
+    limit: int | None = None,
+    columns: SinkColumns | None = None,
+) -> PendingBatch:
     """The rows `target` has not finished yet (up to `limit`, in sync order), read in one snapshot through a
-    connection closed before any write starts; records without a measurement are set apart."""
+    connection closed before any write starts; records without a measurement are set apart. `columns`: what
+    to read of each row, `sink_columns()` unless the caller already holds them."""
+    columns = columns or sink_columns()
     with open_connection() as connection:
         ensure_sync_tables(connection, target)
-        connection.execute("BEGIN TRANSACTION")  # the newest ingest_seq and the rows from one snapshot
-        try:
+        with transaction(connection):  # the newest ingest_seq and the rows from one snapshot
             floor = finished_below_seq(connection, target)
             newest = _max_seq_from(connection, floor)
-            rows = _pending_rows(connection, target, limit, only_readings=False).to_pylist()
-        except BaseException:
-            with contextlib.suppress(duckdb.Error):
-                connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT")
+            rows = _pending_rows(connection, target, limit, only_readings=False, columns=columns).to_pylist()
     if limit is not None and len(rows) >= limit:
         # Full: rows after the last one may share its ingest_seq, so only the smaller ones are all here.
         complete_below = int(rows[-1]["ingest_seq"])

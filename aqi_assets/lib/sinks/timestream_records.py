@@ -5,10 +5,11 @@ value. `Version` is the reading's ingest time in epoch milliseconds: a re-sync s
 the same version (Timestream accepts identical re-sends), and a corrected, re-ingested reading carries a
 higher version, which overwrites.
 
-Limits respected (Timestream quotas): dimension values are non-empty strings; no reserved names (`time`,
-`measure_value`, `ts_*`, `measure_name*`); dimension and measure names are disjoint; ≤ 256 measures and
-≤ 2048 bytes of measure values per record; ≤ 15 min in the future; within the memory-store retention unless
-the table accepts magnetic-store writes.
+Which columns are dimensions and which measures, and the measure types, come from the contract through
+`lib.sinks.columns`, which also checks the naming rules: no reserved names (`time`, `measure_value`, `ts_*`,
+`measure_name*`), dimension and measure names disjoint, ≤ 256 measures. Limits respected here (Timestream
+quotas): dimension values are non-empty strings; ≤ 2048 bytes of measure values per record; ≤ 15 min in the
+future; within the memory-store retention unless the table accepts magnetic-store writes.
 """
 
 from __future__ import annotations
@@ -19,53 +20,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from aqi_assets.lib.sinks.columns import SINK_COLUMNS, SinkColumns, sink_columns
+
 MEASURE_NAME = "air_quality"
 TIME_UNIT = "MILLISECONDS"
 MAX_RECORDS_PER_WRITE = 100
 MAX_FUTURE = timedelta(minutes=15)
 MAX_MEASURE_VALUE_BYTES = 2048
 
-# Dimensions: what a query filters or groups by. `indoor` is cheap and splits the series usefully.
-DIMENSION_COLUMNS: tuple[str, ...] = ("sensor_id", "location_id", "country", "sensor_type", "period", "indoor")
-
-# Measure column -> Timestream type. Coordinates are measures (numbers), not dimensions (strings).
-MEASURE_TYPES: dict[str, str] = {
-    "pm1": "DOUBLE",
-    "pm25": "DOUBLE",
-    "pm4": "DOUBLE",
-    "pm10": "DOUBLE",
-    "temperature": "DOUBLE",
-    "humidity": "DOUBLE",
-    "pressure": "DOUBLE",
-    "pressure_at_sealevel": "DOUBLE",
-    "latitude": "DOUBLE",
-    "longitude": "DOUBLE",
-    "altitude": "DOUBLE",
-    "measurement_id": "BIGINT",
-    "daqi_pm25": "BIGINT",
-    "daqi_pm10": "BIGINT",
-    "daqi": "BIGINT",
-    "daqi_band": "VARCHAR",
-    "aqi_us_pm25": "BIGINT",
-    "aqi_us_pm10": "BIGINT",
-    "aqi_us": "BIGINT",
-    "aqi_us_category": "VARCHAR",
-    "aqi_us_beyond": "BOOLEAN",
-}
-
-_RESERVED = {"measure_value", "time", "ts_non_existent_col"}
-
-
-def _check_names() -> None:
-    # Guard against a future edit breaking a Timestream naming rule (cheap, runs at import).
-    for name in (*DIMENSION_COLUMNS, *MEASURE_TYPES):
-        if name in _RESERVED or name.startswith(("ts_", "measure_name")) or len(name.encode()) > 60:
-            raise AssertionError(f"{name!r} is not a valid Timestream attribute name")
-    if set(DIMENSION_COLUMNS) & set(MEASURE_TYPES):
-        raise AssertionError("a dimension may not share its name with a measure")
-
-
-_check_names()
+# The contract as imported (readers and tests); a sync reads `sink_columns()` when it runs. Dimensions are
+# what a query filters or groups by; coordinates are measures (numbers), not dimensions (strings).
+DIMENSION_COLUMNS: tuple[str, ...] = SINK_COLUMNS.dimensions
+MEASURE_TYPES: Mapping[str, str] = SINK_COLUMNS.measures
 
 
 class RecordError(ValueError):
@@ -102,16 +68,18 @@ def _measure_value(name: str, kind: str, value: Any) -> str:
     return str(value)
 
 
-def build_record(reading: Mapping[str, Any]) -> dict[str, Any]:
-    """The full record of one reading (before common attributes are factored out)."""
+def build_record(reading: Mapping[str, Any], columns: SinkColumns | None = None) -> dict[str, Any]:
+    """The full record of one reading (before common attributes are factored out); `columns`: the contract's
+    sink columns, `sink_columns()` unless the caller already holds them."""
+    columns = columns or sink_columns()
     dimensions = []
-    for column in DIMENSION_COLUMNS:
+    for column in columns.dimensions:
         value = _dimension_value(reading.get(column))
         if value is not None:
             dimensions.append({"Name": column, "Value": value, "DimensionValueType": "VARCHAR"})
     measures = []
     size = 0
-    for column, kind in MEASURE_TYPES.items():
+    for column, kind in columns.measures.items():
         value = reading.get(column)
         if value is None:
             continue
@@ -127,9 +95,9 @@ def build_record(reading: Mapping[str, Any]) -> dict[str, Any]:
         "MeasureName": MEASURE_NAME,
         "MeasureValueType": "MULTI",
         "MeasureValues": measures,
-        "Time": str(epoch_ms(reading["timestamp"])),
+        "Time": str(epoch_ms(reading[columns.time])),
         "TimeUnit": TIME_UNIT,
-        "Version": epoch_ms(reading["ingested_at"]),
+        "Version": epoch_ms(reading[columns.version]),
     }
 
 
@@ -146,11 +114,8 @@ def factor_common_attributes(records: Sequence[dict[str, Any]]) -> tuple[dict[st
     shared_dims = {(d["Name"], d["Value"]) for d in records[0]["Dimensions"]}
     for record in records[1:]:
         shared_dims &= {(d["Name"], d["Value"]) for d in record["Dimensions"]}
-    if shared_dims:
-        common["Dimensions"] = [
-            {"Name": n, "Value": v, "DimensionValueType": "VARCHAR"}
-            for n, v in sorted(shared_dims, key=lambda nv: DIMENSION_COLUMNS.index(nv[0]))
-        ]
+    if shared_dims:  # in the records' own (table) order
+        common["Dimensions"] = [d for d in records[0]["Dimensions"] if (d["Name"], d["Value"]) in shared_dims]
     slim = []
     for record in records:
         rest = {k: v for k, v in record.items() if k not in common}

@@ -22,6 +22,7 @@ from typing import Any
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from aqi_assets.lib.sinks.columns import sink_columns
 from aqi_assets.lib.sinks.sync_state import (
     ACCEPTED,
     FAILED,
@@ -181,18 +182,19 @@ def sync_to_timestream(
     records with the same `Version` and `Time`, which Timestream accepts as no-ops.
     """
     now = now or datetime.now(timezone.utc)
-    batch = load_pending_batch(open_connection, "timestream", limit)
+    columns = sink_columns()  # once per run: the same columns for the scan and every record
+    batch = load_pending_batch(open_connection, "timestream", limit, columns)
     readings = batch.readings
     skipped: list[RefusedReading] = []
     to_send: list[dict[str, Any]] = []
     send_positions: list[int] = []
     for position, reading in enumerate(readings):
         try:
-            record = build_record(reading)
+            record = build_record(reading, columns)
         except RecordError as error:
             skipped.append(RefusedReading(reading_key(reading), "skipped", str(error)))
             continue
-        reason = classify_time(reading["timestamp"], now, window)
+        reason = classify_time(reading[columns.time], now, window)
         if reason is not None:
             skipped.append(RefusedReading(reading_key(reading), "skipped", reason, version=record["Version"]))
             continue

@@ -1,7 +1,8 @@
 """Registration of the Parquet tier in the AWS Glue Data Catalog, so Athena, EMR Spark and Trino find it.
 
-One external table (Parquet SerDe, partition keys `period` string and `date` date, columns from DuckDB's
-`aqi_readings`) and one Glue partition per exported (period, day). Partitions are added explicitly after
+One external table (Parquet SerDe, partition keys `period` string and `date` date, columns from the readings
+contract `lib.readings.schema.READINGS_COLUMNS`) and one Glue partition per exported (period, day), whatever
+the period. Partitions are added explicitly after
 each export (no crawler, no `MSCK REPAIR TABLE` scanning the bucket), at most 100 per call, the Glue API
 limit; a partition that already exists is not an error, so registering a day again is a no-op.
 """
@@ -14,9 +15,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-import duckdb
-
 from aqi_assets.lib.common.location import TierLocation
+from aqi_assets.lib.readings.schema import READINGS_COLUMNS
 
 _PARQUET_FORMAT = {
     "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
@@ -44,15 +44,15 @@ _HIVE_TYPES = {
 }
 
 
-def hive_columns(connection: duckdb.DuckDBPyConnection) -> list[dict[str, str]]:
+def hive_columns() -> list[dict[str, str]]:
     """The Parquet files' columns (every `aqi_readings` column but the partition key `period`) as Glue types."""
     columns = []
-    for name, duck_type, *_ in connection.execute("DESCRIBE aqi_readings").fetchall():
-        if name == "period":
+    for column in READINGS_COLUMNS:
+        if column.name == "period":
             continue
-        if duck_type not in _HIVE_TYPES:
-            raise ValueError(f"no Glue type for column {name} of DuckDB type {duck_type}")
-        columns.append({"Name": name, "Type": _HIVE_TYPES[duck_type]})
+        if column.sql_type not in _HIVE_TYPES:
+            raise ValueError(f"no Glue type for column {column.name} of DuckDB type {column.sql_type}")
+        columns.append({"Name": column.name, "Type": _HIVE_TYPES[column.sql_type]})
     return columns
 
 

@@ -1,16 +1,22 @@
-"""One UTC day of `aqi_readings` as Parquet: export (staged, then swapped in), verification against DuckDB.
+"""One UTC day of `aqi_readings` as Parquet, per period: export (staged, then swapped in), verification against
+DuckDB.
 
-Layout (Hive style, what Athena, Spark, Trino and DuckDB all discover):
-`<root>/period=<5min|24h>/date=YYYY-MM-DD/part-<token>.parquet`, zstd, sorted by (sensor_id, timestamp) so
-one sensor's readings sit in few row groups and their min/max statistics let readers skip the rest. The
-partition columns are not stored in the files (they are in the path), as every Hive-style reader expects.
+Every period of `period_names(Feed.TIER)` is exported (read at call time: '5min', '24h' and the backfilled
+'archive' days alike), into the layout of `lib.readings.history` (`period=<name>/date=YYYY-MM-DD/`), zstd,
+sorted by (sensor_id, timestamp) so one sensor's readings sit in few row groups and their min/max statistics
+let readers skip the rest. The partition columns are not stored in the files (they are in the path), as every
+Hive-style reader expects.
 
-A day is written under `<root>/_staging/<token>/` first and moved into place only when complete, then the
-day's older files are removed: a re-run replaces exactly that day, and a crash leaves either the old files
-or the new ones (plus, at worst, a staging directory or both versions side by side, which verification
-rejects and the next run of that day cleans up). Nothing is ever deleted from DuckDB on the strength of an
-export alone: `verify_day` re-reads the files and compares row counts and a checksum of the keys with the
-hot tier, and only a verified day may be pruned.
+A (day, period) is written under `<root>/_staging/<token>/` first and moved into place only when complete,
+then its older files are removed: a re-run replaces exactly that (day, period), and a crash leaves either the
+old files or the new ones (plus, at worst, a staging directory or both versions side by side, which
+verification rejects and the next run of that day cleans up). Nothing is ever deleted from DuckDB on the
+strength of an export alone: `verify_day` re-reads the files and compares row counts and a checksum of the
+keys with the hot tier, and only a verified (day, period) may be pruned.
+
+A pruned (day, period) — its rows deleted from DuckDB by retention — keeps its files: they are the only copy.
+A re-export leaves it as it is; rows of that period arriving in DuckDB afterwards (an archive day merged after
+its day was pruned) make the export fail with `DayPrunedError` rather than overwrite the files.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -29,40 +35,14 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from aqi_assets.lib.common.location import TierLocation
-from aqi_assets.lib.readings.periods import PERIODS
-
-# Partition columns with explicit types: with a bare "hive" partitioning `date` would be text and a DATE
-# filter would not reach the file listing (every file fetched).
-PARTITIONING_SCHEMA = pa.schema([("period", pa.string()), ("date", pa.date32())])
-STAGING_DIR = "_staging"
-
-# One row per (day, period) exported: what was written, when it was verified, when the hot copy went.
-TIER_LOG_DDL = """
-CREATE TABLE IF NOT EXISTS parquet_tier_log (
-    day DATE NOT NULL,
-    period VARCHAR NOT NULL,
-    uri VARCHAR NOT NULL,
-    rows BIGINT NOT NULL,
-    key_checksum HUGEINT NOT NULL,
-    parquet_bytes BIGINT NOT NULL,
-    exported_at TIMESTAMP NOT NULL,
-    verified_at TIMESTAMP,
-    pruned_at TIMESTAMP,
-    PRIMARY KEY (day, period)
-)
-"""
+from aqi_assets.lib.common.utc import naive_utc
+from aqi_assets.lib.readings.history import STAGING_DIR, day_dir, day_path
+from aqi_assets.lib.readings.periods import Feed, period_names, sql_list
 
 
 class DayPrunedError(RuntimeError):
-    """The day was pruned from DuckDB: its Parquet files are the only copy and are not overwritten."""
-
-
-def ensure_tier_tables(connection: duckdb.DuckDBPyConnection) -> None:
-    connection.execute(TIER_LOG_DDL)
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    """Rows of a (day, period) that was pruned from DuckDB are hot again: its Parquet files are the only copy of
+    the pruned rows and are never overwritten."""
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
@@ -70,15 +50,9 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
-def day_path(location: TierLocation, period: str, day: date) -> str:
-    if period not in PERIODS:  # the period becomes part of a path
-        raise ValueError(f"unknown period {period!r}; expected one of {PERIODS}")
-    return location.path(f"period={period}", f"date={day.isoformat()}")
-
-
 @dataclass(frozen=True)
 class KeyStats:
-    """Row count and an order-independent checksum of the (sensor_id, timestamp) keys of one period-day."""
+    """Row count and an order-independent checksum of the (sensor_id, timestamp) keys of one (day, period)."""
 
     rows: int
     checksum: int
@@ -121,6 +95,7 @@ class DayExport:
     rows: dict[str, int] = field(default_factory=dict)
     parquet_bytes: dict[str, int] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    kept_pruned: list[str] = field(default_factory=list)  # periods already pruned: their files were left as they are
     seconds: float = 0.0
 
     @property
@@ -130,13 +105,6 @@ class DayExport:
     @property
     def total_bytes(self) -> int:
         return sum(self.parquet_bytes.values())
-
-
-def _is_pruned(connection: duckdb.DuckDBPyConnection, day: date) -> bool:
-    row = connection.execute(
-        "SELECT count(*) FROM parquet_tier_log WHERE day = ? AND pruned_at IS NOT NULL", [day]
-    ).fetchone()
-    return bool(row and row[0])
 
 
 def _write_period(
@@ -205,7 +173,7 @@ def _stream_to_parquet(
     row_group_rows: int,
 ) -> tuple[int, int, str | None]:
     reader = _sorted_batches(cursor, period, day, min(row_group_rows, 100_000))
-    target = f"{staging}/period={period}/date={day.isoformat()}/{basename}"
+    target = "/".join((staging, *day_dir(period, day), basename))
     rows = 0
     writer: pq.ParquetWriter | None = None
     pending: list[pa.RecordBatch] = []
@@ -241,52 +209,75 @@ def _stream_to_parquet(
     return rows, location.filesystem.get_file_info(target).size, target
 
 
+def _pruned_rows(connection: duckdb.DuckDBPyConnection, day: date) -> dict[str, int]:
+    """period → rows logged for each (day, period) already pruned from DuckDB."""
+    return dict(
+        connection.execute(
+            "SELECT period, rows FROM parquet_tier_log WHERE day = ? AND pruned_at IS NOT NULL", [day]
+        ).fetchall()
+    )
+
+
 def export_day(
     connection: duckdb.DuckDBPyConnection, location: TierLocation, day: date, *, row_group_rows: int = 250_000
 ) -> DayExport:
-    """Write both periods of `day` as Parquet, replacing whatever the tier held for that day."""
+    """Write every tier period of `day` as Parquet, replacing whatever the tier held for those (day, period)s.
+
+    `connection` holds the history's tables (`lib.readings.schema.readings_connection`). A (day, period)
+    already pruned is left as it is (`DayExport.kept_pruned`); one that has hot rows again raises
+    `DayPrunedError` before anything is written.
+    """
     started = time.perf_counter()
-    ensure_tier_tables(connection)
-    if _is_pruned(connection, day):
+    periods = period_names(Feed.TIER)
+    # A (day, period) pruned with no rows has no files to protect (retention marks only the periods whose
+    # rows it deleted; older logs also marked empty ones): it is exported like any other.
+    pruned = {p: n for p, n in _pruned_rows(connection, day).items() if p in periods and n}
+    returned = {p: hot_stats(connection, p, day).rows for p in pruned}
+    returned = {p: n for p, n in returned.items() if n}
+    if returned:
+        found = ", ".join(f"{n} '{p}' rows (pruned with {pruned[p]})" for p, n in sorted(returned.items()))
         raise DayPrunedError(
-            f"{day} was pruned from DuckDB after verification: its Parquet files are the only copy and are "
-            "not overwritten by a re-export"
+            f"{day}: {found} reached DuckDB after the day's {', '.join(sorted(returned))} rows were pruned to "
+            "Parquet (merged late, e.g. an archive day backfilled after retention); the Parquet files are the "
+            "only copy of the pruned rows and are not overwritten by a re-export"
         )
+    export = DayExport(day, kept_pruned=sorted(pruned))
+    to_write = [p for p in periods if p not in pruned]
     # Exports hold the DuckDB file, so none runs concurrently: whatever is staged is a crashed run's leftover.
     if location.exists(location.path(STAGING_DIR)):
         location.filesystem.delete_dir(location.path(STAGING_DIR))
-    token = f"{utc_now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    token = f"{naive_utc():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     staging = location.path(STAGING_DIR, token)
     basename = f"part-{token}.parquet"
-    export = DayExport(day)
     staged: dict[str, str | None] = {}
-    for period in PERIODS:
+    for period in to_write:
         rows, size, path = _write_period(connection, location, period, day, staging, basename, row_group_rows)
         export.rows[period], export.parquet_bytes[period], staged[period] = rows, size, path
-    # The swap: the new file moves in first, then the day's other files go (a reader may briefly see both;
-    # verification would then fail, never pass on a partial day).
-    for period in PERIODS:
+    # The swap: the new file moves in first, then the (day, period)'s other files go (a reader may briefly see
+    # both; verification would then fail, never pass on a partial day).
+    for period in to_write:
         final_dir = day_path(location, period, day)
         keep = None
-        if staged[period] is not None:
+        staged_path = staged[period]
+        if staged_path is not None:
             location.filesystem.create_dir(final_dir, recursive=True)
             keep = f"{final_dir}/{basename}"
-            location.filesystem.move(staged[period], keep)
+            location.filesystem.move(staged_path, keep)
             export.files.append(keep)
         for info in location.files_under(final_dir):
             if info.path != keep:
                 location.filesystem.delete_file(info.path)
     if location.exists(staging):
         location.filesystem.delete_dir(staging)
-    now = utc_now()
-    for period in PERIODS:
+    now = naive_utc()
+    for period in to_write:
         stats = hot_stats(connection, period, day)
         connection.execute(
             """INSERT OR REPLACE INTO parquet_tier_log
                (day, period, uri, rows, key_checksum, parquet_bytes, exported_at, verified_at, pruned_at)
                VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL)""",
-            [day, period, location.uri_of(f"period={period}", f"date={day.isoformat()}"), stats.rows,
-             stats.checksum, export.parquet_bytes[period], now],
+            [day, period, location.uri_of(*day_dir(period, day)), stats.rows, stats.checksum,
+             export.parquet_bytes[period], now],
         )  # fmt: skip
     export.seconds = time.perf_counter() - started
     return export
@@ -296,9 +287,10 @@ def export_day(
 class DayVerification:
     day: date
     ok: bool
-    hot: dict[str, KeyStats] = field(default_factory=dict)
+    hot: dict[str, KeyStats] = field(default_factory=dict)  # what the files must hold (the log's, once pruned)
     parquet: dict[str, KeyStats] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)  # periods of the day already pruned from DuckDB
 
     def as_metadata(self) -> dict[str, Any]:
         return {
@@ -306,18 +298,20 @@ class DayVerification:
             "ok": self.ok,
             "rows_hot": {p: s.rows for p, s in self.hot.items()},
             "rows_parquet": {p: s.rows for p, s in self.parquet.items()},
+            "periods_pruned": self.pruned,
             "problems": self.problems,
         }
 
 
 def verify_day(connection: duckdb.DuckDBPyConnection, location: TierLocation, day: date) -> DayVerification:
-    """Re-read the day's Parquet files and compare count and key checksum with DuckDB, per period.
+    """Re-read the day's Parquet files and compare count and key checksum with DuckDB, per tier period.
 
-    Passes only when the day was exported (a log row per period) and the files hold exactly the hot rows'
-    keys; a file that cannot be read is a failure with its reason, never an exception that skips the rest.
-    On success `verified_at` is set, which is what retention looks for.
+    A period passes when it was exported (a log row) and its files hold exactly the hot rows' keys, or, once
+    pruned, exactly the keys logged when it was verified (and no hot rows of it came back); a period with no
+    log row passes only when it has neither hot rows nor files. A file that cannot
+    be read is a failure with its reason, never an exception that skips the rest. `verified_at` is set for each
+    period that passed and cleared for each that failed; retention prunes a day only when every period passed.
     """
-    ensure_tier_tables(connection)
     verification = DayVerification(day, ok=True)
     logged = {
         row[0]: (KeyStats(int(row[1]), int(row[2])), row[3] is not None)
@@ -325,53 +319,91 @@ def verify_day(connection: duckdb.DuckDBPyConnection, location: TierLocation, da
             "SELECT period, rows, key_checksum, pruned_at FROM parquet_tier_log WHERE day = ?", [day]
         ).fetchall()
     }
-    for period in PERIODS:
+    passed: list[str] = []
+    failed: list[str] = []
+    for period in period_names(Feed.TIER):
         if period not in logged:
-            verification.problems.append(f"{period}: never exported")
+            # No rows and no files is complete without an export (a day exported before the period was
+            # registered); anything else was never exported.
+            problem = _verify_unlogged(connection, location, period, day, verification)
+            if problem is not None:
+                verification.problems.append(problem)
             continue
-        logged_stats, pruned = logged[period]
-        # A pruned day has no hot rows left: its files must still match what was verified before pruning.
-        expected = logged_stats if pruned else hot_stats(connection, period, day)
-        verification.hot[period] = expected
-        try:
-            verification.parquet[period] = parquet_stats(location, period, day)
-        except (OSError, pa.ArrowException, duckdb.Error) as error:
-            verification.problems.append(f"{period}: Parquet unreadable: {error}")
-            continue
-        found = verification.parquet[period]
-        if expected != found:
-            same_count = " (same count, different keys)" if expected.rows == found.rows else ""
-            source = "the log (pruned day)" if pruned else "DuckDB"
-            verification.problems.append(
-                f"{period}: {source} has {expected.rows} rows, Parquet {found.rows}{same_count}"
-            )
+        problem = _verify_period(connection, location, period, day, *logged[period], verification)
+        if problem is None:
+            passed.append(period)
+        else:
+            verification.problems.append(problem)
+            failed.append(period)
     verification.ok = not verification.problems
-    if verification.ok:
-        connection.execute("UPDATE parquet_tier_log SET verified_at = ? WHERE day = ?", [utc_now(), day])
-    else:
-        connection.execute("UPDATE parquet_tier_log SET verified_at = NULL WHERE day = ?", [day])
+    if passed:
+        connection.execute(
+            f"UPDATE parquet_tier_log SET verified_at = ? WHERE day = ? AND period IN {sql_list(tuple(passed))}",
+            [naive_utc(), day],
+        )
+    if failed:
+        connection.execute(
+            f"UPDATE parquet_tier_log SET verified_at = NULL WHERE day = ? AND period IN {sql_list(tuple(failed))}",
+            [day],
+        )
     return verification
+
+
+def _verify_period(
+    connection: duckdb.DuckDBPyConnection,
+    location: TierLocation,
+    period: str,
+    day: date,
+    logged: KeyStats,
+    pruned: bool,
+    verification: DayVerification,
+) -> str | None:
+    """The problem with one (day, period)'s files, or None; records the figures on `verification`."""
+    if pruned:
+        verification.pruned.append(period)
+        back = hot_stats(connection, period, day).rows
+        if back:
+            return f"{period}: {back} rows in DuckDB although this (day, period) was pruned (merged after pruning)"
+    # A pruned (day, period) has no hot rows left: its files must still match what was verified before pruning.
+    expected = logged if pruned else hot_stats(connection, period, day)
+    verification.hot[period] = expected
+    try:
+        found = parquet_stats(location, period, day)
+    except (OSError, pa.ArrowException, duckdb.Error) as error:
+        return f"{period}: Parquet unreadable: {error}"
+    verification.parquet[period] = found
+    if expected == found:
+        return None
+    same_count = " (same count, different keys)" if expected.rows == found.rows else ""
+    source = "the log (pruned)" if pruned else "DuckDB"
+    return f"{period}: {source} has {expected.rows} rows, Parquet {found.rows}{same_count}"
+
+
+def _verify_unlogged(
+    connection: duckdb.DuckDBPyConnection,
+    location: TierLocation,
+    period: str,
+    day: date,
+    verification: DayVerification,
+) -> str | None:
+    hot = hot_stats(connection, period, day)
+    if hot.rows:
+        return f"{period}: never exported ({hot.rows} rows in DuckDB)"
+    try:
+        found = parquet_stats(location, period, day)
+    except (OSError, pa.ArrowException, duckdb.Error) as error:
+        return f"{period}: never exported, and its Parquet files are unreadable: {error}"
+    if found.rows:
+        return f"{period}: never exported, yet its Parquet files hold {found.rows} rows DuckDB does not have"
+    verification.hot[period] = verification.parquet[period] = hot
+    return None
 
 
 def verified_days(connection: duckdb.DuckDBPyConnection, period: str) -> set[date]:
     """Days of `period` whose Parquet copy was verified (pruned days included: verified before pruning)."""
-    ensure_tier_tables(connection)
     return {
         row[0]
         for row in connection.execute(
             "SELECT day FROM parquet_tier_log WHERE period = ? AND verified_at IS NOT NULL", [period]
         ).fetchall()
     }
-
-
-def tier_dataset(location: TierLocation) -> ds.Dataset:
-    """Every exported day as one Arrow dataset with typed `period` and `date` columns (filters on them
-    select directories before any file is opened)."""
-    return ds.dataset(
-        location.root,
-        format="parquet",
-        filesystem=location.filesystem,
-        partitioning=ds.partitioning(PARTITIONING_SCHEMA, flavor="hive"),
-        exclude_invalid_files=False,
-        ignore_prefixes=[STAGING_DIR, ".", "_"],
-    )

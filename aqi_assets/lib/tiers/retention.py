@@ -1,10 +1,13 @@
 """Retention: old days leave DuckDB once verified in Parquet; old raw snapshots leave the lake once merged.
 
-Hot tier: a day older than `hot_days` is deleted from `aqi_readings` only when, at that moment, its Parquet
-copy re-reads with the same row count and key checksum as the rows about to be deleted, and no enabled sync
-target still has one of its readings pending; the delete and the log entry commit together, and the DELETE's
-own row count must equal the verified one or the transaction is rolled back. A CHECKPOINT then lets DuckDB
-reuse (and, at the end of the file, give back) the freed blocks.
+Hot tier: a day older than `hot_days` is deleted from `aqi_readings` only when, at that moment, the Parquet
+copy of every tier period of the day (`period_names(Feed.TIER)`, read at call time) re-reads with the same row
+count and key checksum as the rows about to be deleted, and no enabled sync target still has one of its
+readings pending. Then exactly what was verified goes: one `DELETE … WHERE period = ? AND timestamp in the
+day` per (day, period) not yet pruned, each of which must delete exactly that period's verified count, and its
+`pruned_at`, all in one transaction per day (any mismatch rolls the whole day back and keeps it hot). A
+CHECKPOINT then lets DuckDB reuse (and, at the end of the file, give back) the freed blocks. Reading the
+history across both tiers is `lib.readings.history.attach_history`.
 
 Raw lake: a snapshot older than `raw_days` goes only when `snapshot_log` records it as merged and the Parquet
 copy of its period is verified for the day it was fetched and the day before (a snapshot fetched just after
@@ -24,49 +27,20 @@ from typing import Any
 import duckdb
 
 from aqi_assets.lib.air_quality.lake import list_snapshots, snapshot_day
+from aqi_assets.lib.common.duckdb_conn import transaction
 from aqi_assets.lib.common.location import TierLocation
-from aqi_assets.lib.readings.periods import PERIODS
-from aqi_assets.lib.sinks.sync_state import SYNC_TABLES
-from aqi_assets.lib.tiers.parquet_tier import (
-    day_bounds,
-    ensure_tier_tables,
-    tier_dataset,
-    utc_now,
-    verified_days,
-    verify_day,
-)
+from aqi_assets.lib.common.utc import naive_utc
+from aqi_assets.lib.readings.periods import Feed, period_names, snapshot_periods, sql_list
+from aqi_assets.lib.sinks.sync_state import count_pending
+from aqi_assets.lib.tiers.parquet_tier import day_bounds, verified_days, verify_day
 
 
 def pending_on_day(connection: duckdb.DuckDBPyConnection, target: str, day: date) -> int:
-    """Readings of `day` that sync target `target` has not finished (above its sensor's watermark).
-
-    The same rule as `sync_state.pending_readings` (a reading is pending when its (ingest_seq, timestamp) is
-    above the stored (synced_seq, synced_through) pair, or its sensor has none), restricted to one day; a
-    test checks that the days add up to `sync_state.count_pending`.
-    """
-    state_table = SYNC_TABLES[target][0]
-    exists = connection.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main'", [state_table]
-    ).fetchone()[0]
+    """Readings of `day` that sync target `target` has not finished: the sinks' own rule
+    (`sync_state.count_pending`: the periods feeding the sinks, above the sensor's watermark, with at least one
+    measurement), restricted to that day, so the guard and the sync can never disagree."""
     start, end = day_bounds(day)
-    if not exists:  # never synced: every reading of the day is pending
-        return int(
-            connection.execute(
-                'SELECT count(*) FROM aqi_readings WHERE "timestamp" >= ? AND "timestamp" < ?', [start, end]
-            ).fetchone()[0]
-        )
-    return int(
-        connection.execute(
-            f"""SELECT count(*) FROM aqi_readings r
-                LEFT JOIN {state_table} s ON s.period = r.period AND s.sensor_id = r.sensor_id
-                WHERE r."timestamp" >= ? AND r."timestamp" < ?
-                  AND (s.synced_through IS NULL
-                       OR coalesce(r.ingest_seq, 0) > coalesce(s.synced_seq, 0)
-                       OR (coalesce(r.ingest_seq, 0) = coalesce(s.synced_seq, 0)
-                           AND r."timestamp" > s.synced_through))""",
-            [start, end],
-        ).fetchone()[0]
-    )
+    return count_pending(connection, target, since=start, until=end)
 
 
 def duckdb_file_bytes(connection: duckdb.DuckDBPyConnection) -> int:
@@ -89,6 +63,7 @@ class HotPruneReport:
     cutoff: date
     days_pruned: list[date] = field(default_factory=list)
     rows_deleted: int = 0
+    rows_deleted_per_period: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # day → why it stays hot
     file_bytes_before: int = 0
     file_bytes_after: int = 0
@@ -100,6 +75,7 @@ class HotPruneReport:
             "hot_cutoff": self.cutoff.isoformat(),
             "days_pruned": [d.isoformat() for d in self.days_pruned],
             "rows_deleted": self.rows_deleted,
+            "rows_deleted_per_period": self.rows_deleted_per_period,
             "days_kept_hot": self.skipped,
             "duckdb_bytes_before": self.file_bytes_before,
             "duckdb_bytes_after": self.file_bytes_after,
@@ -108,9 +84,15 @@ class HotPruneReport:
         }
 
 
+class _DeleteMismatch(RuntimeError):
+    """A DELETE would remove another number of rows than was verified: the day changed in between."""
+
+
 def hot_days_before(connection: duckdb.DuckDBPyConnection, cutoff: date) -> list[date]:
+    """Days before `cutoff` with hot rows of a tier period (other periods never leave DuckDB)."""
     rows = connection.execute(
-        'SELECT DISTINCT CAST("timestamp" AS DATE) AS day FROM aqi_readings WHERE "timestamp" < ? ORDER BY day',
+        f"""SELECT DISTINCT CAST("timestamp" AS DATE) AS day FROM aqi_readings
+            WHERE period IN {sql_list(period_names(Feed.TIER))} AND "timestamp" < ? ORDER BY day""",
         [datetime.combine(cutoff, datetime.min.time())],
     ).fetchall()
     return [row[0] for row in rows]
@@ -124,8 +106,7 @@ def prune_hot_tier(
     hot_days: int,
     enabled_sinks: Iterable[str] = (),
 ) -> HotPruneReport:
-    """Delete from `aqi_readings` every day before `today - hot_days` that is safely in Parquet."""
-    ensure_tier_tables(connection)
+    """Delete from `aqi_readings` every (day, period) before `today - hot_days` that is safely in Parquet."""
     report = HotPruneReport(cutoff=today - timedelta(days=hot_days))
     report.file_bytes_before = duckdb_file_bytes(connection)
     report.used_bytes_before = duckdb_used_bytes(connection)
@@ -139,26 +120,22 @@ def prune_hot_tier(
         if not verification.ok:
             report.skipped[day.isoformat()] = "; ".join(verification.problems)
             continue
-        expected_rows = sum(stats.rows for stats in verification.parquet.values())
-        start, end = day_bounds(day)
-        connection.execute("BEGIN TRANSACTION")
+        # Exactly what was verified: periods already pruned have no hot rows (verification checked), and a
+        # period with no rows has nothing to delete (it stays unpruned, so rows arriving later are exported).
+        verified = {
+            period: stats.rows
+            for period, stats in verification.parquet.items()
+            if period not in verification.pruned and stats.rows
+        }
         try:
-            deleted = connection.execute(
-                'DELETE FROM aqi_readings WHERE "timestamp" >= ? AND "timestamp" < ?', [start, end]
-            ).fetchone()[0]
-            if deleted != expected_rows:  # something changed between verification and delete
-                raise RuntimeError(f"{day}: would delete {deleted} rows but {expected_rows} were verified")
-            connection.execute("UPDATE parquet_tier_log SET pruned_at = ? WHERE day = ?", [utc_now(), day])
-            connection.execute("COMMIT")
-        except RuntimeError as error:
-            connection.execute("ROLLBACK")
+            deleted = _delete_verified(connection, day, verified)
+        except _DeleteMismatch as error:
             report.skipped[day.isoformat()] = str(error)
             continue
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
         report.days_pruned.append(day)
-        report.rows_deleted += int(deleted)
+        for period, rows in deleted.items():
+            report.rows_deleted += rows
+            report.rows_deleted_per_period[period] = report.rows_deleted_per_period.get(period, 0) + rows
     if report.days_pruned:
         connection.execute("CHECKPOINT")
     report.file_bytes_after = duckdb_file_bytes(connection)
@@ -166,63 +143,26 @@ def prune_hot_tier(
     return report
 
 
-# --- one table over both tiers ------------------------------------------------------------------------
-
-
-def pruned_days(connection: duckdb.DuckDBPyConnection) -> list[date]:
-    """Days whose every period was pruned from DuckDB (their readings are only in Parquet)."""
-    ensure_tier_tables(connection)
-    rows = connection.execute(
-        "SELECT day FROM parquet_tier_log GROUP BY day HAVING bool_and(pruned_at IS NOT NULL) ORDER BY day"
-    ).fetchall()
-    return [row[0] for row in rows]
-
-
-def _cold_filter(days: list[date]) -> str:
-    """SQL keeping exactly the pruned days of the Parquet tier: a date range (pushed down to the listing)
-    minus any day inside it that is still hot."""
-    if not days:
-        return "FALSE"
-    first, last = days[0], days[-1]
-    pruned = set(days)
-    holes = [first + timedelta(days=i) for i in range((last - first).days + 1)]
-    holes = [d for d in holes if d not in pruned]
-    condition = f"date BETWEEN DATE '{first.isoformat()}' AND DATE '{last.isoformat()}'"
-    if holes:
-        condition += " AND date NOT IN (" + ", ".join(f"DATE '{d.isoformat()}'" for d in holes) + ")"
-    return condition
-
-
-def create_all_readings_view(
-    connection: duckdb.DuckDBPyConnection, location: TierLocation, *, temporary: bool | None = None
-) -> str:
-    """Create `aqi_readings_all`: the hot rows plus the Parquet rows of pruned days, one table to query.
-
-    For a local tier the view is stored in the DuckDB file (a `read_parquet` over the directory, usable from
-    the `duckdb` shell); for S3, which DuckDB reads here only through pyarrow, it is a TEMP view over a
-    registered Arrow dataset and lives as long as the connection. Returns the view's SQL.
-    """
-    days = pruned_days(connection)
-    columns = [row[0] for row in connection.execute("DESCRIBE aqi_readings").fetchall()]
-    select_cold = ", ".join(f'"{c}"' for c in columns)
-    is_temporary = location.is_s3 if temporary is None else temporary
-    if not days:
-        cold = None
-    elif is_temporary:
-        connection.register("aqi_readings_parquet_dataset", tier_dataset(location))
-        cold = f"SELECT {select_cold} FROM aqi_readings_parquet_dataset WHERE {_cold_filter(days)}"
-    else:
-        glob = location.path("period=*", "date=*", "*.parquet").replace("'", "''")
-        hive_types = "{'period': VARCHAR, 'date': DATE}"
-        cold = (
-            f"SELECT {select_cold} FROM read_parquet('{glob}', hive_partitioning = true, "
-            f"hive_types = {hive_types}) WHERE {_cold_filter(days)}"
-        )
-    hot = f"SELECT {select_cold} FROM aqi_readings"
-    body = hot if cold is None else f"{hot}\nUNION ALL BY NAME\n{cold}"
-    kind = "TEMP VIEW" if is_temporary else "VIEW"
-    connection.execute(f"CREATE OR REPLACE {kind} aqi_readings_all AS {body}")
-    return body
+def _delete_verified(connection: duckdb.DuckDBPyConnection, day: date, verified: dict[str, int]) -> dict[str, int]:
+    """Delete each verified (day, period) and mark it pruned, in one transaction; a DELETE that removes another
+    number of rows than was verified rolls the whole day back (`_DeleteMismatch`)."""
+    start, end = day_bounds(day)
+    deleted: dict[str, int] = {}
+    with transaction(connection):
+        for period, expected in verified.items():
+            count = connection.execute(
+                'DELETE FROM aqi_readings WHERE period = ? AND "timestamp" >= ? AND "timestamp" < ?',
+                [period, start, end],
+            ).fetchone()[0]
+            if count != expected:  # something changed between verification and delete
+                raise _DeleteMismatch(
+                    f"{day}: would delete {count} '{period}' rows but {expected} were verified; the day stays hot"
+                )
+            connection.execute(
+                "UPDATE parquet_tier_log SET pruned_at = ? WHERE day = ? AND period = ?", [naive_utc(), day, period]
+            )
+            deleted[period] = int(count)
+    return deleted
 
 
 # --- the raw lake ------------------------------------------------------------------------------------
@@ -273,7 +213,7 @@ def prune_raw_lake(
 ) -> RawPruneReport:
     """Remove (or move to `archive`) raw snapshots fetched before `today - raw_days` that are safely merged."""
     report = RawPruneReport(cutoff=today - timedelta(days=raw_days))
-    for period in PERIODS:
+    for period in snapshot_periods():
         verified = verified_days(connection, period)
         merged = {
             row[0]
@@ -308,4 +248,3 @@ def _remove_empty_day_directories(base: Path) -> None:
     for directory in sorted((p for p in base.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
         if not any(directory.iterdir()):
             directory.rmdir()
-

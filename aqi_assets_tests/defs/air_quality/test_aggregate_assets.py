@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -18,19 +18,18 @@ import duckdb
 import pytest
 
 from aqi_assets.defs.air_quality.aggregates import (
-    IO_MANAGER_KEY,
-    RANGE_END_TAG,
-    RANGE_START_TAG,
-    AggregatesDuckDBIOManager,
     aggregate_job,
     aggregate_job_name,
     build_aggregate_assets,
     build_aggregate_checks,
-    build_late_data_sensor,
+    late_data_targets,
 )
+from aqi_assets.defs.air_quality.aggregates_io import IO_MANAGER_KEY, AggregatesDuckDBIOManager
 from aqi_assets.defs.air_quality.assets import ingest_assets
+from aqi_assets.defs.air_quality.late_data import RANGE_END_TAG, RANGE_START_TAG, build_late_data_sensor
 from aqi_assets.defs.air_quality.resources import SnapshotSource
 from aqi_assets.defs.common.storage import AqiStorage
+from aqi_assets.defs.tiers.resources import TierStorage
 from aqi_assets.lib.air_quality.generator import Quirks, generate_snapshot
 from aqi_assets.lib.air_quality.lake import day_directory, snapshot_name
 
@@ -58,7 +57,8 @@ def history(storage: AqiStorage, hours: int = 3, every_minutes: int = 10) -> Non
 
 
 def resources(storage: AqiStorage) -> dict:
-    return {"storage": storage, IO_MANAGER_KEY: AggregatesDuckDBIOManager(storage=storage)}
+    tiers = TierStorage(parquet_uri=str(Path(storage.data_dir) / "parquet"))
+    return {"storage": storage, "tiers": tiers, IO_MANAGER_KEY: AggregatesDuckDBIOManager(storage=storage)}
 
 
 def ingest(storage: AqiStorage, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
@@ -139,7 +139,7 @@ def test_partitions_from_ingested_snapshots(storage: AqiStorage, instance: dg.Da
 def test_late_data_rematerialises_the_partitions_it_changes(storage: AqiStorage, instance) -> None:
     history(storage)
     assert ingest(storage, instance).success
-    sensor = build_late_data_sensor(AQI_HOURLY, AQI_DAILY)
+    sensor = build_late_data_sensor(late_data_targets(AQI_HOURLY, AQI_DAILY))
     first = sensor(dg.build_sensor_context(instance=instance))
     assert first.run_requests == []  # the merge touched hours that are not materialised: nothing to redo
     cursor = first.cursor
@@ -180,7 +180,7 @@ def test_late_data_leaves_partitions_to_runs_that_will_read_it(storage: AqiStora
     requested again. One whose run started before the late data landed is."""
     history(storage)
     assert ingest(storage, instance).success
-    sensor = build_late_data_sensor(AQI_HOURLY, AQI_DAILY)
+    sensor = build_late_data_sensor(late_data_targets(AQI_HOURLY, AQI_DAILY))
     cursor = sensor(dg.build_sensor_context(instance=instance)).cursor
     assert materialize(storage, instance, AQI_HOURLY,
                        tags={RANGE_START_TAG: "2026-11-27-00:00", RANGE_END_TAG: "2026-11-27-02:00"}).success
@@ -227,3 +227,50 @@ def test_cli_materialises_an_hourly_partition(tmp_path: Path) -> None:
     rows = query(storage, "SELECT min(hour), max(hour), count(*), count(aqi_us_nowcast) FROM aggregates.aqi_hourly")
     assert rows[0][0] == rows[0][1] == DAY + timedelta(hours=1)
     assert rows[0][2] > 10 and rows[0][3] == rows[0][2]
+
+
+@dg.asset(name="aqi_readings")
+def readings_stub() -> None:
+    """Stands for the snapshot merge (unpartitioned)."""
+
+
+@dg.asset(name="archive_readings", partitions_def=dg.DailyPartitionsDefinition("2015-10-01", timezone="UTC"))
+def archive_stub() -> None:
+    """Stands for the archive merge (daily from the archive's first day)."""
+
+
+def test_both_merges_are_declared_inputs_of_the_indices() -> None:
+    for asset in (AQI_HOURLY, AQI_DAILY):
+        [spec] = asset.specs
+        assert {dep.asset_key.to_user_string() for dep in spec.deps} == {"aqi_readings", "archive_readings"}
+
+
+def cron_requests(storage: AqiStorage, hourly: dg.AssetsDefinition) -> dict[str, set[str]]:
+    """Partitions the automation requests at 03:12 UTC after an `aqi_readings` merge landed past the 03:10 tick
+    (the archive never materialised)."""
+    defs = dg.Definitions(assets=[readings_stub, archive_stub, hourly, AQI_DAILY], resources=resources(storage))
+
+    def at(minute: int) -> datetime:
+        return datetime(2026, 11, 27, 3, minute, tzinfo=timezone.utc)
+
+    with dg.instance_for_test() as instance:
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=at(5))
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=at(11),
+                                                   cursor=result.cursor)
+        assert result.total_requested == 0  # the tick passed, the merge had not landed yet
+        assert dg.materialize([readings_stub], instance=instance).success
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=at(12),
+                                                   cursor=result.cursor)
+        return {
+            asset.key.to_user_string(): set(result.get_requested_partitions(asset.key))
+            for asset in (hourly, AQI_DAILY)
+        }
+
+
+def test_the_hourly_tick_waits_for_the_snapshot_merge_but_not_for_the_archive(storage: AqiStorage) -> None:
+    assert cron_requests(storage, AQI_HOURLY) == {"aqi_hourly": {"2026-11-27-02:00"}, "aqi_daily": set()}
+    # The same asset with a plain on_cron would wait for an archive day that may never be backfilled.
+    waiting = AQI_HOURLY.map_asset_specs(
+        lambda spec: spec.replace_attributes(automation_condition=dg.AutomationCondition.on_cron("10 * * * *"))
+    )
+    assert cron_requests(storage, waiting) == {"aqi_hourly": set(), "aqi_daily": set()}

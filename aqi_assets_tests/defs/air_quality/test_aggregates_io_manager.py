@@ -9,7 +9,8 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from aqi_assets.defs.air_quality.aggregates import RANGE_END_TAG, RANGE_START_TAG, AggregatesDuckDBIOManager
+from aqi_assets.defs.air_quality.aggregates_io import AggregatesDuckDBIOManager
+from aqi_assets.defs.air_quality.late_data import RANGE_END_TAG, RANGE_START_TAG
 from aqi_assets.defs.common.storage import AqiStorage
 
 HOURS = dg.HourlyPartitionsDefinition(start_date=datetime(2026, 1, 1), timezone="UTC")
@@ -106,3 +107,11 @@ def test_an_asset_without_partition_expr_is_refused(storage: AqiStorage) -> None
     with pytest.raises(dg.Failure, match="partition_expr"):
         dg.materialize([unnamed], partition_key="2026-01-01-01:00",
                        resources={"aggregates": AggregatesDuckDBIOManager(storage=storage)})
+
+
+def test_the_table_name_of_an_aggregate_follows_the_configured_schema(storage: AqiStorage) -> None:
+    assert AggregatesDuckDBIOManager(storage=storage).table_name("aqi_hourly") == "aggregates.aqi_hourly"
+    other = AggregatesDuckDBIOManager(storage=storage, db_schema="indices")
+    assert other.table_name("aqi_daily") == "indices.aqi_daily"
+    with pytest.raises(ValueError, match="plain identifier"):
+        AggregatesDuckDBIOManager(storage=storage).table_name("aqi_hourly; DROP TABLE aqi_readings")

@@ -93,7 +93,11 @@ def test_group_materialises_all_tables(materialised) -> None:
             "select average from covid19.covid_monthly_mean_daily_cases where country = 'Afghanistan' "
             "and year = 2020 and month = 3"
         ).fetchone()[0]
+        # The COVID IO manager writes its own schema only: no air-quality DDL runs on its connections.
+        schemas = {row[0] for row in connection.execute("SELECT DISTINCT schema_name FROM duckdb_tables()").fetchall()}
+        sequences = connection.execute("SELECT count(*) FROM duckdb_sequences()").fetchall()[0][0]
     assert afghanistan == pytest.approx(5.193548387096774, abs=1e-9)
+    assert schemas == {"covid19"} and sequences == 0
 
 
 def test_raw_csv_is_kept_under_a_dated_name_with_its_hash(materialised) -> None:

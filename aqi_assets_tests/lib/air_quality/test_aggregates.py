@@ -14,16 +14,15 @@ from hypothesis import strategies as st
 from aqi_assets.lib.air_quality.aggregate_checks import check_daily_partition, check_hourly_partition
 from aqi_assets.lib.air_quality.aggregates import (
     daily_indices,
-    hour_runs,
     hourly_indices,
-    latest_ingest_seq,
     mean_with_coverage,
     nowcast,
-    touched_hour_ranges,
     truncated,
 )
-from aqi_assets.lib.common.duckdb_conn import ensure_schema
+from aqi_assets.lib.air_quality.late_data import hour_runs, latest_ingest_seq, touched_hour_ranges
 from aqi_assets.lib.common.duckdb_tables import replace_partition
+from aqi_assets.lib.readings.history import attach_history
+from aqi_assets.lib.readings.schema import ensure_schema
 
 NAN = math.nan
 T0 = datetime(2025, 3, 10)
@@ -132,6 +131,7 @@ def test_mean_with_coverage_needs_18_hours() -> None:
 def connection(tmp_path) -> duckdb.DuckDBPyConnection:
     with duckdb.connect(str(tmp_path / "aqi.duckdb")) as conn:
         ensure_schema(conn)
+        attach_history(conn, None)  # nothing pruned: the view is the hot table
         yield conn
 
 
@@ -245,6 +245,7 @@ def test_daily_daqi_is_the_highest_hourly_daqi_24h(connection: duckdb.DuckDBPyCo
 def test_daily_mean_lies_between_min_and_max_of_hourly_means(hourly: list[float]) -> None:
     with duckdb.connect() as connection:
         ensure_schema(connection)
+        attach_history(connection, None)
         add_hours(connection, 1, dict(enumerate(hourly)), per_hour=1)
         row = daily_indices(connection, T0, T0 + timedelta(days=1)).to_pylist()[0]
     assert min(hourly) - 1e-9 <= row["pm25_mean"] <= max(hourly) + 1e-9

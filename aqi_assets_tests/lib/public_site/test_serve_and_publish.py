@@ -22,7 +22,7 @@ from aqi_assets.lib.public_site.vendor import check_vendored
 from aqi_assets.lib.readings.schema import readings_connection
 from aqi_assets_tests.support.http import free_port
 from aqi_assets_tests.support.moto_server import threaded_moto_server
-from aqi_assets_tests.support.site_data import ingest_hours, world_readable_dir
+from aqi_assets_tests.support.site_data import HOURLY_TABLE, ingest_hours, world_readable_dir
 
 END = datetime(2026, 11, 27, 12, 30, 0)
 
@@ -34,7 +34,10 @@ def built_site() -> Iterator[tuple[Path, object]]:
         database = root / "aqi.duckdb"
         ingest_hours(database, n_records=120, end=END, hours=3, work_dir=root / "snapshots")
         with readings_connection(database, read_only=True) as connection:
-            result = build_site(connection, root / "site", SiteConfig(tile_url=""), now=END + timedelta(minutes=3))
+            result = build_site(
+                connection, root / "site", SiteConfig(tile_url=""), hourly_table=HOURLY_TABLE, location=None,
+                now=END + timedelta(minutes=3),
+            )
         yield root / "site", result
     finally:
         shutil.rmtree(root, ignore_errors=True)

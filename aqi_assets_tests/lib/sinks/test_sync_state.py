@@ -16,8 +16,7 @@ import duckdb
 import pytest
 
 from aqi_assets.bench.sync_common import insert_readings
-from aqi_assets.lib.common.duckdb_conn import ensure_schema
-from aqi_assets.lib.readings.schema import MEASUREMENT_COLUMNS, readings_connection
+from aqi_assets.lib.readings.schema import MEASUREMENT_COLUMNS, ensure_schema, readings_connection
 from aqi_assets.lib.sinks.influx_writer import InfluxWriteError, InfluxWriter, sync_to_influxdb
 from aqi_assets.lib.sinks.sync_state import (
     READING_COLUMNS,

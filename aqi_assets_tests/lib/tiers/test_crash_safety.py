@@ -11,9 +11,10 @@ import duckdb
 import pytest
 
 from aqi_assets.lib.common.location import open_location
+from aqi_assets.lib.readings.history import attach_history
 from aqi_assets.lib.readings.schema import readings_connection
 from aqi_assets.lib.tiers.parquet_tier import export_day
-from aqi_assets.lib.tiers.retention import create_all_readings_view, prune_hot_tier
+from aqi_assets.lib.tiers.retention import prune_hot_tier
 from aqi_assets_tests.support.tier_history import insert_history, per_day_counts
 
 DAYS = [date(2026, 10, 1) + timedelta(days=i) for i in range(4)]
@@ -23,7 +24,7 @@ HOT_DAYS = 1
 
 def _readings_across_tiers(db: Path, parquet: Path) -> dict[date, int]:
     with readings_connection(db) as connection:
-        create_all_readings_view(connection, open_location(str(parquet)), temporary=True)
+        attach_history(connection, open_location(str(parquet)))
         return dict(
             connection.execute(
                 'SELECT CAST("timestamp" AS DATE), count(*) FROM aqi_readings_all GROUP BY ALL'

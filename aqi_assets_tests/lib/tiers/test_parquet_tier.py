@@ -13,18 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from aqi_assets.lib.common.location import TierLocation, open_location
+from aqi_assets.lib.readings.history import attach_history, day_path, tier_dataset
 from aqi_assets.lib.readings.schema import readings_connection
 from aqi_assets.lib.sinks import sync_state
 from aqi_assets.lib.tiers import glue_catalog
-from aqi_assets.lib.tiers.parquet_tier import (
-    DayPrunedError,
-    day_path,
-    export_day,
-    parquet_stats,
-    tier_dataset,
-    verify_day,
-)
-from aqi_assets.lib.tiers.retention import create_all_readings_view, pending_on_day, prune_hot_tier
+from aqi_assets.lib.tiers.parquet_tier import DayPrunedError, export_day, parquet_stats, verify_day
+from aqi_assets.lib.tiers.retention import pending_on_day, prune_hot_tier
 from aqi_assets_tests.support.moto_server import threaded_moto_server
 from aqi_assets_tests.support.tier_history import insert_history, per_country_mean_pm25, per_day_counts
 
@@ -56,9 +50,7 @@ def s3_location(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TierLocation,
 
 def _all_view_figures(connection: duckdb.DuckDBPyConnection) -> tuple[dict[date, int], dict[str, float]]:
     counts = dict(
-        connection.execute(
-            'SELECT CAST("timestamp" AS DATE), count(*) FROM aqi_readings_all GROUP BY ALL'
-        ).fetchall()
+        connection.execute('SELECT CAST("timestamp" AS DATE), count(*) FROM aqi_readings_all GROUP BY ALL').fetchall()
     )
     means = dict(
         connection.execute(
@@ -68,7 +60,7 @@ def _all_view_figures(connection: duckdb.DuckDBPyConnection) -> tuple[dict[date,
     return counts, means
 
 
-def _round_trip(db: Path, rows: list[dict], location: TierLocation, temporary_view: bool) -> None:
+def _round_trip(db: Path, rows: list[dict], location: TierLocation) -> None:
     with readings_connection(db) as connection:
         for day in DAYS:
             export = export_day(connection, location, day, row_group_rows=50)
@@ -92,7 +84,8 @@ def _round_trip(db: Path, rows: list[dict], location: TierLocation, temporary_vi
         assert hot_days == set(DAYS[3:])
 
         # One table over both tiers: exactly the original history, no day twice.
-        create_all_readings_view(connection, location, temporary=temporary_view)
+        # Stored in the file for a local tier; a TEMP view over the Arrow dataset for S3.
+        attach_history(connection, location, persist=not location.is_s3)
         counts, means = _all_view_figures(connection)
         assert counts == per_day_counts(rows)
         expected_means = per_country_mean_pm25(rows)
@@ -113,16 +106,31 @@ def _round_trip(db: Path, rows: list[dict], location: TierLocation, temporary_vi
         assert len(location.files_under(day_path(location, "5min", DAYS[4]))) == 1
         assert parquet_stats(location, "5min", DAYS[4]) == before
         assert location.files_under(location.path("_staging")) == []
-        # ... but a pruned day, whose files are the only copy, is never overwritten.
-        with pytest.raises(DayPrunedError):
-            export_day(connection, location, DAYS[0])
+        # ... but a pruned day, whose files are the only copy, is never overwritten: a re-export leaves it as
+        # it is, and refuses it once rows of a pruned period are back in DuckDB.
+        pruned_files = _files(location, DAYS[0])
+        assert export_day(connection, location, DAYS[0]).kept_pruned == ["24h", "5min"]
+        assert _files(location, DAYS[0]) == pruned_files
         assert verify_day(connection, location, DAYS[0]).ok  # against the logged figures
+        connection.execute(
+            "INSERT INTO aqi_readings BY NAME SELECT * FROM aqi_readings_all WHERE period = '5min' AND "
+            '"timestamp" < ? LIMIT 3',
+            [DAYS[1]],
+        )
+        with pytest.raises(DayPrunedError, match="3 '5min' rows"):
+            export_day(connection, location, DAYS[0])
+        assert _files(location, DAYS[0]) == pruned_files
+        connection.execute('DELETE FROM aqi_readings WHERE "timestamp" < ?', [DAYS[1]])  # the day as pruned again
+
+
+def _files(location: TierLocation, day: date) -> list[tuple[str, int, object]]:
+    return [(f.path, f.size, f.mtime) for f in location.files_under(day_path(location, "5min", day))]
 
 
 def test_local_tier_round_trip(history: tuple[Path, list[dict]], tmp_path: Path) -> None:
     db, rows = history
     location = open_location(str(tmp_path / "parquet"))
-    _round_trip(db, rows, location, temporary_view=False)
+    _round_trip(db, rows, location)
     # The stored view works from a fresh connection (the `duckdb` shell's view of the file).
     with duckdb.connect(str(db), read_only=True) as reader:
         counts, _ = _all_view_figures(reader)
@@ -132,15 +140,14 @@ def test_local_tier_round_trip(history: tuple[Path, list[dict]], tmp_path: Path)
 def test_s3_tier_round_trip_and_glue(history: tuple[Path, list[dict]], s3_location) -> None:
     db, rows = history
     location, endpoint = s3_location
-    _round_trip(db, rows, location, temporary_view=True)
+    _round_trip(db, rows, location)
     objects = boto3.client("s3", endpoint_url=endpoint).list_objects_v2(Bucket="tier-bucket", Prefix="aqi/readings/")
     keys = [o["Key"] for o in objects["Contents"]]
     assert any(k.startswith(f"aqi/readings/period=24h/date={DAYS[0]}/part-") for k in keys)
 
     glue = boto3.client("glue", endpoint_url=endpoint, region_name="us-east-1")
     target = glue_catalog.GlueTable("aqi", "readings")
-    with readings_connection(db) as connection:
-        columns = glue_catalog.hive_columns(connection)
+    columns = glue_catalog.hive_columns()
     glue_catalog.ensure_table(glue, target, location, columns)
     glue_catalog.ensure_table(glue, target, location, columns)  # idempotent
     partitions = [(p, d) for p in ("5min", "24h") for d in DAYS]
@@ -263,7 +270,7 @@ def test_the_all_readings_view_skips_a_day_that_stayed_hot(history: tuple[Path, 
         damaged.write_bytes(damaged.read_bytes()[:-20])  # footer gone
         report = prune_hot_tier(connection, location, today=TODAY, hot_days=0)
         assert report.days_pruned == [DAYS[0], *DAYS[2:]]  # a hole at DAYS[1], which stays hot
-        sql = create_all_readings_view(connection, location, temporary=False)
+        sql = attach_history(connection, location, persist=True).sql
         assert f"date NOT IN (DATE '{DAYS[1].isoformat()}')" in sql
         counts, _ = _all_view_figures(connection)
     assert counts == per_day_counts(rows)
