@@ -56,7 +56,10 @@ prod-stop:
 # The public map site: build it from the DuckDB history (after `make run`), then serve it with nginx on
 # http://127.0.0.1:8080 (SITE_PORT to change; Ctrl-C stops it). Needs Debian's nginx (make system-deps).
 SITE_PORT ?= 8080
+# The site reads aqi_hourly (declared input, no fallback): the last complete UTC hour is materialised first.
+LAST_HOUR = $(shell $(PYTHON) -c "from datetime import datetime, timedelta, timezone as z; print((datetime.now(z.utc) - timedelta(hours=1)).strftime('%Y-%m-%d-%H:00'))")
 site: install
+	$(BIN)/dagster asset materialize -m aqi_assets.definitions --select aqi_hourly --partition $(LAST_HOUR)
 	$(BIN)/dagster asset materialize -m aqi_assets.definitions --select public_site
 	$(BIN)/python -m aqi_assets.lib.public_site.nginx --root $${AQI_SITE_DIR:-data/site} --port $(SITE_PORT)
 
