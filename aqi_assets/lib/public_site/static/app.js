@@ -24,8 +24,7 @@
   var BASIS_TEXT = {
     nowcast: "NowCast from hourly means (official method)",
     "24h": "24-hour running mean (official method)",
-    reading: "one 5-minute reading (indicative only)",
-    hourly: "hourly mean (indicative only)"
+    reading: "one 5-minute reading (indicative only)"
   };
   var INDEX_NAMES = { us: "US AQI", uk: "UK DAQI" };
 
