@@ -12,11 +12,13 @@ import dagster as dg
 
 from aqi_assets.defs.archive.resources import ArchiveSource
 from aqi_assets.defs.common.storage import AqiStorage
+from aqi_assets.defs.tiers.resources import TierStorage
 from aqi_assets.lib.archive.fetch import archive_day_dir, lake_files
 from aqi_assets.lib.archive.merge import ArchiveDayPrunedError, merge_archive_day
 from aqi_assets.lib.archive.selection import SelectionError, parse_selection, resolve_selection
 from aqi_assets.lib.common.fetch import FetchError
 from aqi_assets.lib.common.markdown import markdown_table
+from aqi_assets.lib.readings.history import attach_history, has_history
 
 OWNERS = ["team:air-quality"]
 GROUP = "archive"
@@ -32,7 +34,7 @@ def _day(context: dg.AssetExecutionContext) -> date:
     return date.fromisoformat(context.partition_key)
 
 
-def _resolve(storage: AqiStorage, text: str):
+def _resolve(storage: AqiStorage, tiers: TierStorage, text: str):
     try:
         selection = parse_selection(text)
     except SelectionError as error:
@@ -42,6 +44,8 @@ def _resolve(storage: AqiStorage, text: str):
     needs_history = bool(selection.countries or selection.boxes)
     if needs_history and Path(storage.duckdb_path).exists():
         with storage.readings(read_only=True) as connection:
+            if has_history(connection):  # locations pruned to the Parquet tier count too
+                attach_history(connection, tiers.location())
             return selection, resolve_selection(connection, selection)
     return selection, resolve_selection(None, selection)
 
@@ -66,11 +70,15 @@ def build_archive_assets(start_date: str) -> list[dg.AssetsDefinition]:
         ),
     )
     def raw_archive_day(
-        context: dg.AssetExecutionContext, config: ArchiveDayConfig, archive: ArchiveSource, storage: AqiStorage
+        context: dg.AssetExecutionContext,
+        config: ArchiveDayConfig,
+        archive: ArchiveSource,
+        storage: AqiStorage,
+        tiers: TierStorage,
     ) -> dg.MaterializeResult:
         day = _day(context)
         text = archive.sensors if config.sensors is None else config.sensors
-        selection, resolved = _resolve(storage, text)
+        selection, resolved = _resolve(storage, tiers, text)
         if resolved is None:
             return dg.MaterializeResult(
                 metadata={"status": "disabled", "reason": "no sensors selected (AQI_ARCHIVE_SENSORS is empty)"}

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import duckdb
 
+from aqi_assets.lib.readings.history import HISTORY_VIEW
+
 BBOX = re.compile(r"^bbox:(?P<values>[^:]+)$", re.IGNORECASE)
 # A box keeps its own commas (four numbers); every other item ends at a comma or blank.
 TOKEN = re.compile(r"(?i)bbox:[^,\s]*(?:\s*,\s*[^,\s]+){3}|[^,\s]+")
@@ -88,7 +90,7 @@ def _box(values: str, part: str) -> Box:
 
 
 def resolve_selection(connection: duckdb.DuckDBPyConnection | None, selection: Selection) -> ResolvedSelection:
-    """Sensor ids of the selection; countries and boxes from the locations in `aqi_readings`.
+    """Sensor ids of the selection; countries and boxes from the locations in the history (`aqi_readings_all`).
 
     ``connection`` may be None (no history yet): countries and boxes then resolve to nothing, with a note.
     """
@@ -119,7 +121,9 @@ def resolve_selection(connection: duckdb.DuckDBPyConnection | None, selection: S
 def _known_locations(
     connection: duckdb.DuckDBPyConnection | None,
 ) -> list[tuple[int, str | None, float | None, float | None]] | None:
-    """Each known sensor's latest country and coordinates, or None when there is no history."""
+    """Each known sensor's latest country and coordinates, or None when there is no history. Read through the
+    history accessor (`aqi_readings_all`, which the caller attaches), so sensors whose readings were pruned to the
+    Parquet tier are still known."""
     if connection is None:
         return None
     exists = connection.execute(
@@ -127,12 +131,16 @@ def _known_locations(
     ).fetchone()[0]
     if not exists:
         return None
+    if not connection.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [HISTORY_VIEW]
+    ).fetchone()[0]:
+        raise RuntimeError(f"{HISTORY_VIEW} is not attached: call lib.readings.history.attach_history first")
     rows = connection.execute(
-        """
+        f"""
         SELECT sensor_id, arg_max(country, "timestamp") FILTER (WHERE country IS NOT NULL),
                arg_max(latitude, "timestamp") FILTER (WHERE latitude IS NOT NULL),
                arg_max(longitude, "timestamp") FILTER (WHERE longitude IS NOT NULL)
-        FROM aqi_readings GROUP BY sensor_id
+        FROM {HISTORY_VIEW} GROUP BY sensor_id
         """
     ).fetchall()
     return rows or None

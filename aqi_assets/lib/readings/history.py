@@ -71,6 +71,15 @@ def pruned(connection: duckdb.DuckDBPyConnection) -> dict[str, list[date]]:
     return dict(found)
 
 
+def has_history(connection: duckdb.DuckDBPyConnection) -> bool:
+    """The file holds the history's table (a read-only open of a file no writer has set up may not)."""
+    return bool(
+        connection.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'aqi_readings' AND schema_name = 'main'"
+        ).fetchall()[0][0]
+    )
+
+
 def _has_tier_log(connection: duckdb.DuckDBPyConnection) -> bool:
     return bool(
         connection.execute(

@@ -78,6 +78,7 @@ def test_an_archive_backfill_fills_the_daily_indices_and_wins_over_5_minute_read
     with local_archive(DAYS) as archive:
         resources = {
             "storage": storage,
+            "tiers": _tiers(storage),
             "archive": ArchiveSource(url=archive.url, sensors=",".join(map(str, ALL_GOOD_IDS)), retries=1,
                                      backoff_factor=0.01),
         }

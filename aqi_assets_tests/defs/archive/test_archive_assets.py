@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from aqi_assets.bench.sync_common import insert_readings, synthetic_readings
 from aqi_assets.defs.archive.assets import build_archive_assets
 from aqi_assets.defs.archive.definitions import defs as archive_defs
 from aqi_assets.defs.archive.resources import ArchiveSource
 from aqi_assets.defs.common.storage import AqiStorage
+from aqi_assets.defs.tiers.resources import TierStorage
 from aqi_assets.lib.readings.schema import readings_connection
+from aqi_assets.lib.tiers.parquet_tier import export_day
+from aqi_assets.lib.tiers.retention import prune_hot_tier
 from aqi_assets_tests.support.archive_server import ALL_GOOD_IDS, HTML_ERROR_ID, SDS011_ID, local_archive
 
 DAYS = [date(2025, 10, 14), date(2025, 10, 15), date(2025, 10, 16)]
@@ -23,6 +27,7 @@ def _resources(tmp_path: Path, url: str, sensors: str) -> dict[str, object]:
     return {
         "storage": AqiStorage(data_dir=str(tmp_path / "data"), duckdb_path=str(tmp_path / "data" / "aqi.duckdb")),
         "archive": ArchiveSource(url=url, sensors=sensors, retries=1, backoff_factor=0.01, concurrency=3),
+        "tiers": TierStorage(parquet_uri=str(tmp_path / "data" / "parquet")),
     }
 
 
@@ -92,6 +97,26 @@ def test_the_run_config_overrides_the_selection_and_an_unset_one_is_disabled(tmp
         assert _metadata(chosen, "archive_readings")["sensors"] == 1
 
 
+def test_countries_resolve_from_locations_already_pruned_to_the_tier(tmp_path: Path) -> None:
+    """A sensor the history knows only from days moved to Parquet is still found by its country."""
+    resources = _resources(tmp_path, "http://127.0.0.1:9", "DE")
+    old = date(2025, 9, 1)
+    tiers = resources["tiers"]
+    with readings_connection(resources["storage"].duckdb_path) as connection:
+        rows = synthetic_readings(4, now=datetime(2025, 9, 1, 12), seed=5, per_sensor=1)
+        for row, sensor in zip(rows, (SDS011_ID, 1, 2, 3), strict=True):
+            row.update(sensor_id=sensor, country="DE" if sensor == SDS011_ID else "FR", ingest_seq=1)
+        insert_readings(connection, rows)
+        export_day(connection, tiers.location(), old)
+        assert prune_hot_tier(connection, tiers.location(), today=date(2025, 10, 1), hot_days=7).days_pruned == [old]
+        assert connection.execute("SELECT count(*) FROM aqi_readings").fetchall() == [(0,)]
+    with local_archive(DAYS[:1]) as archive:
+        resources["archive"] = ArchiveSource(url=archive.url, sensors="DE", retries=1, backoff_factor=0.01)
+        [result] = _backfill(resources, DAYS[:1])
+    raw = _metadata(result, "raw_archive_day")
+    assert raw["selected_sensors"] == 1 and raw["status"] == "fetched"
+
+
 def test_countries_need_a_history_that_knows_them(tmp_path: Path) -> None:
     with local_archive(DAYS[:1]) as archive:
         [result] = _backfill(_resources(tmp_path, archive.url, "DE, bbox:5,45,15,55"), DAYS[:1])
@@ -115,7 +140,9 @@ def test_an_html_error_page_fails_the_day_naming_the_url(tmp_path: Path) -> None
 
 def test_partitions_start_at_aqi_archive_start_and_backfill_one_day_per_run(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AQI_ARCHIVE_START", "2020-01-01")
-    loaded = dg.Definitions.merge(dg.Definitions(resources={"storage": AqiStorage()}), archive_defs())
+    loaded = dg.Definitions.merge(
+        dg.Definitions(resources={"storage": AqiStorage(), "tiers": TierStorage()}), archive_defs()
+    )
     graph = loaded.resolve_asset_graph()
     for name in ("raw_archive_day", "archive_readings"):
         node = graph.get(dg.AssetKey(name))
