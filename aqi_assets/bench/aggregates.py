@@ -28,6 +28,7 @@ import duckdb
 
 from aqi_assets.bench.memory import in_fresh_process, process_peak_rss_mb
 from aqi_assets.lib.air_quality.aggregates import (
+    AGGREGATES_SCHEMA,
     COMPUTE_MEMORY_LIMIT,
     DAY,
     HOUR,
@@ -114,7 +115,7 @@ def _timed(path: str, compute_name: str, table: str, column: str, bounds: tuple[
         with bounded_memory(connection, COMPUTE_MEMORY_LIMIT):  # as the assets compute
             frame = compute(connection, *bounds)
         computed = time.perf_counter()
-        rows = replace_partition(connection, "aggregates", table, frame, column, bounds)
+        rows = replace_partition(connection, AGGREGATES_SCHEMA, table, frame, column, bounds)
         written = time.perf_counter()
     results.put({
         "seconds": round(written - started, 3),

@@ -21,6 +21,7 @@ from aqi_assets.bench.memory import peak_rss_mb
 from aqi_assets.lib.air_quality.generator import generate_snapshot
 from aqi_assets.lib.air_quality.indices import compute_indices
 from aqi_assets.lib.air_quality.normalise import merge_snapshot
+from aqi_assets.lib.readings.periods import FIVE_MINUTE
 from aqi_assets.lib.readings.schema import readings_connection
 
 
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         for attempt in range(max(1, args.repeat)):
             with readings_connection(workdir / f"bench-{attempt}.duckdb") as connection:
                 started = time.perf_counter()
-                stats = merge_snapshot(connection, snapshot, "5min")
+                stats = merge_snapshot(connection, snapshot, FIVE_MINUTE.name)
                 timings.append(time.perf_counter() - started)
         assert stats is not None
         seconds = min(timings)

@@ -36,6 +36,7 @@ from aqi_assets.lib.air_quality import checks
 from aqi_assets.lib.air_quality.generator import generate_snapshot
 from aqi_assets.lib.air_quality.normalise import merge_snapshot
 from aqi_assets.lib.air_quality.summary import readings_summary
+from aqi_assets.lib.readings.periods import FIVE_MINUTE
 from aqi_assets.lib.readings.schema import readings_connection
 from aqi_assets.lib.sinks.sync_state import (
     PROGRESS_TABLE,
@@ -63,7 +64,7 @@ WITH base AS (
     FROM base
 )
 SELECT
-    '5min' AS period,
+    $period AS period,
     sensor_id,
     $newest::TIMESTAMP - to_minutes(CAST($minutes - 1 - minute AS BIGINT)) AS "timestamp",
     i AS measurement_id,
@@ -125,16 +126,17 @@ def build_history(path: Path, rows: int, sensors: int) -> None:
                     "first_sensor": FIRST_SENSOR_ID,
                     "minutes": minutes,
                     "newest": newest,
+                    "period": FIVE_MINUTE.name,
                 },
             )
         connection.execute(
             """INSERT INTO snapshot_log (snapshot, period, status, records, rows_inserted, rows_duplicate,
                    values_rejected, processed_at, values_read, values_invalid)
-               SELECT 'history-' || m, '5min', 'merged', $sensors, $sensors, 0, 0,
+               SELECT 'history-' || m, $period, 'merged', $sensors, $sensors, 0, 0,
                       $newest::TIMESTAMP - to_minutes(CAST($minutes - 1 - m AS BIGINT)) + INTERVAL 1 MINUTE,
                       2 * $sensors, 0
                FROM range($minutes) t(m)""",
-            {"sensors": sensors, "minutes": minutes, "newest": newest},
+            {"sensors": sensors, "minutes": minutes, "newest": newest, "period": FIVE_MINUTE.name},
         )
         # The next merge gets the next number, as it would after `minutes` merges.
         connection.execute(f"CREATE OR REPLACE SEQUENCE aqi_ingest_seq START {minutes + 1}")
@@ -143,7 +145,7 @@ def build_history(path: Path, rows: int, sensors: int) -> None:
             # As after a full sync: each sensor's watermark is its last reading (its last minute).
             connection.execute(
                 f"""INSERT INTO {state_table} (period, sensor_id, synced_seq, synced_through, updated_at)
-                    SELECT '5min', $first_sensor + k, last_minute + 1,
+                    SELECT $period, $first_sensor + k, last_minute + 1,
                            $newest::TIMESTAMP - to_minutes(CAST($minutes - 1 - last_minute AS BIGINT)), now()
                     FROM (SELECT k, ($rows - 1 - k) // $sensors AS last_minute
                           FROM range(least($rows, $sensors)) t(k))""",
@@ -153,6 +155,7 @@ def build_history(path: Path, rows: int, sensors: int) -> None:
                     "first_sensor": FIRST_SENSOR_ID,
                     "minutes": minutes,
                     "newest": newest,
+                    "period": FIVE_MINUTE.name,
                 },
             )
             if rows:
@@ -211,7 +214,7 @@ def _step(name: str, database: Path, snapshot: Path, run_id: str) -> dict[str, A
     with readings_connection(database) as connection:
         if name == "merge":
             stats, figures = _timed(
-                lambda: merge_snapshot(connection, snapshot, "5min", now=SNAPSHOT_AT, run_id=run_id)
+                lambda: merge_snapshot(connection, snapshot, FIVE_MINUTE.name, now=SNAPSHOT_AT, run_id=run_id)
             )
             figures["rows_merged"] = stats.rows_inserted
         elif name == "checks":

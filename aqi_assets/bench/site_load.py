@@ -35,7 +35,14 @@ import duckdb
 import numpy as np
 
 from aqi_assets.bench.memory import in_fresh_process, peak_rss_mb, process_peak_rss_mb
-from aqi_assets.lib.air_quality.aggregates import COMPUTE_MEMORY_LIMIT, DAY, HOURLY_SCHEMA, hourly_indices
+from aqi_assets.lib.air_quality.aggregates import (
+    AGGREGATES_SCHEMA,
+    AQI_HOURLY,
+    COMPUTE_MEMORY_LIMIT,
+    DAY,
+    HOURLY_SCHEMA,
+    hourly_indices,
+)
 from aqi_assets.lib.air_quality.generator import generate_snapshot
 from aqi_assets.lib.air_quality.normalise import merge_snapshot
 from aqi_assets.lib.common.duckdb_conn import bounded_memory
@@ -46,10 +53,9 @@ from aqi_assets.lib.readings.history import attach_history
 from aqi_assets.lib.readings.periods import FIVE_MINUTE
 from aqi_assets.lib.readings.schema import readings_connection
 
-# The aggregates IO manager's default schema (defs.air_quality.aggregates_io; not imported: the timed build
-# processes stay free of Dagster).
-AGGREGATES_SCHEMA = "aggregates"
-HOURLY_TABLE = f"{AGGREGATES_SCHEMA}.aqi_hourly"
+# Where the aggregates IO manager keeps aqi_hourly by default (named in lib: the timed build processes stay
+# free of Dagster).
+HOURLY_TABLE = f"{AGGREGATES_SCHEMA}.{AQI_HOURLY}"
 TARGET_P95_MS = 75.0
 TARGET_P99_MS = 100.0
 MAP_DRAW_GOAL_MS = 2000.0
@@ -112,12 +118,12 @@ def _hourly_aggregates(connection: duckdb.DuckDBPyConnection, at: datetime, hour
     start = end - timedelta(hours=hours)
     attach_history(connection, None)  # the aggregate reads aqi_readings_all (nothing is pruned here)
     if start == end:  # no complete hour: the table exists, empty, as after the first (empty) partition
-        replace_partition(connection, AGGREGATES_SCHEMA, "aqi_hourly", HOURLY_SCHEMA.empty_table(), "hour", (end, end))
+        replace_partition(connection, AGGREGATES_SCHEMA, AQI_HOURLY, HOURLY_SCHEMA.empty_table(), "hour", (end, end))
     while start < end:
         stop = min(start + DAY, end)
         with bounded_memory(connection, COMPUTE_MEMORY_LIMIT):
             frame = hourly_indices(connection, start, stop)
-        replace_partition(connection, AGGREGATES_SCHEMA, "aqi_hourly", frame, "hour", (start, stop))
+        replace_partition(connection, AGGREGATES_SCHEMA, AQI_HOURLY, frame, "hour", (start, stop))
         start = stop
 
 

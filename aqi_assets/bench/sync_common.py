@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from aqi_assets.lib.common.utc import naive_utc
 from aqi_assets.lib.readings import schema
+from aqi_assets.lib.readings.periods import FIVE_MINUTE
 from aqi_assets.lib.readings.schema import readings_connection
 from aqi_assets.lib.sinks.columns import sink_columns
 from aqi_assets.lib.sinks.sync_state import ConnectionFactory, SyncSummary
@@ -51,7 +52,7 @@ def synthetic_readings(
             aqi_us = None if pm25 is None else int(pm25 * 3)
             rows.append(
                 {
-                    "period": "5min",
+                    "period": FIVE_MINUTE.name,
                     "sensor_id": sensor_id,
                     "timestamp": newest - timedelta(minutes=step_minutes * k),
                     "measurement_id": sensor_id * 100 + k,

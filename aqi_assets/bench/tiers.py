@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from aqi_assets.bench.memory import peak_rss_mb
+from aqi_assets.lib.readings.periods import FIVE_MINUTE
 
 GENERATE_DAY_SQL = """
 INSERT INTO aqi_readings BY NAME
@@ -42,7 +43,7 @@ WITH slots AS (
         ((hash(sensor, slot, $day) % 200)::DOUBLE - 100) / 100 AS noise
     FROM slots
 )
-SELECT '5min' AS period, 1000 + sensor AS sensor_id, ts AS "timestamp",
+SELECT $period AS period, 1000 + sensor AS sensor_id, ts AS "timestamp",
     (($day::DATE - DATE '2020-01-01') * 288 + slot) * 100000 + sensor AS measurement_id,
     500 + sensor // 2 AS location_id,
     ['DE', 'NL', 'BE', 'FR', 'PL', 'BG', 'IT', 'AT'][1 + (hash(sensor // 2) % 8)::BIGINT] AS country,
@@ -100,7 +101,8 @@ def _generate(db: str, days: list[date], rows_per_day: int) -> float:
         for day in days:
             connection.execute(
                 GENERATE_DAY_SQL,
-                {"sensors": -(-rows_per_day // 288), "rows": rows_per_day, "day": day.isoformat()},
+                {"sensors": -(-rows_per_day // 288), "rows": rows_per_day, "day": day.isoformat(),
+                 "period": FIVE_MINUTE.name},
             )
         connection.execute("CHECKPOINT")
     return time.perf_counter() - started
@@ -252,7 +254,9 @@ def _build_month(
         rows_per_day = args.archive_sensors * 288
         for day in snapshot_days:
             connection.execute(
-                GENERATE_DAY_SQL, {"sensors": args.archive_sensors, "rows": rows_per_day, "day": day.isoformat()}
+                GENERATE_DAY_SQL,
+                {"sensors": args.archive_sensors, "rows": rows_per_day, "day": day.isoformat(),
+                 "period": FIVE_MINUTE.name},
             )
         connection.execute("CHECKPOINT")
         snapshot_seconds = time.perf_counter() - started

@@ -1,21 +1,25 @@
 """The official indices as time-partitioned assets: `aqi_hourly` (NowCast, 24-hour DAQI) and `aqi_daily`.
 
 - Partitions: hourly and daily (UTC) from `AQI_PARTITIONS_START` (default 2025-01-01); only complete hours
-  and days exist as partitions.
+  and days exist as partitions. Archive days before that start (the archive reaches back to AQI_ARCHIVE_START,
+  2015-10-01) get no index partitions: set AQI_PARTITIONS_START to AQI_ARCHIVE_START to cover them (about 90,000
+  hourly partitions from 2015 on).
 - Inputs: the history as one table, `aqi_readings_all` (`lib.readings.history`): the hot rows of DuckDB plus the
   days retention moved to the Parquet tier (`tiers` resource), so a partition recomputed after its day was
-  pruned gives the same rows. Both merges feed it and are declared upstream: `aqi_readings` (snapshots) and
-  `archive_readings` (archived days, daily partitions from AQI_ARCHIVE_START, default 2015-10-01; Dagster's
-  time-window mapping links an hour or a day to its archive day).
-- Storage: `AggregatesDuckDBIOManager` (`aggregates_io.py`) writes each asset's table into `aggregates.<asset>`,
-  replacing exactly the materialised partitions' rows in one transaction. `aqi_daily` computes from the history
-  itself (not from `aqi_hourly`), so a day never waits for, or depends on, 24 hourly partitions.
-- Automation: `AutomationCondition.on_cron` requests the latest hour 10 minutes after it ends (late 5-minute
-  snapshots land first) and the latest day at 00:20 UTC, once `aqi_readings` has been updated since that tick
-  (the archive is backfilled on demand, far behind the clock: the cron does not wait for it). Archive days and late
-  snapshots reach already-materialised partitions through `aqi_late_data_sensor` (`late_data.py`).
+  pruned gives the same rows. All three are declared upstream: `aqi_readings` (snapshot merges),
+  `archive_readings` (archived days) and `aqi_readings_parquet` (the tier's days), the last two daily from
+  AQI_ARCHIVE_START; Dagster's time-window mapping links an hour or a day to its day.
+- Storage: `AggregatesDuckDBIOManager` (`aggregates_io.py`) writes each asset's table into `<db_schema>.<asset>`
+  (`aggregates` unless configured), replacing exactly the materialised partitions' rows in one transaction; the
+  checks read the table from the same manager. `aqi_daily` computes from the history itself (not from
+  `aqi_hourly`), so a day never waits for, or depends on, 24 hourly partitions.
+- Automation: `AutomationCondition.on_cron` requests the latest hour 10 minutes after it ends (late snapshots
+  land first) and the latest day at 00:20 UTC, once `aqi_readings` has been updated since that tick (the
+  archive is backfilled on demand, far behind the clock, and the tier holds yesterday at the earliest: the cron
+  waits for neither). Archive days and late snapshots reach already-materialised partitions through
+  `aqi_late_data_sensor` (`late_data.py`); a day moved to the tier changes no index.
 - Blocking checks per partition (one step, one scan): indices match concentrations, NowCast / daily means
-  within the range of their hourly means, completeness rules.
+  within the range of their hourly means, completeness rules. A missing table fails the check step.
 """
 
 # No `from __future__ import annotations`: Dagster checks the `context` annotations of decorated functions.
@@ -32,7 +36,8 @@ import pyarrow as pa
 
 from aqi_assets.defs.air_quality.aggregates_io import IO_MANAGER_KEY, AggregatesDuckDBIOManager
 from aqi_assets.defs.air_quality.late_data import (
-    ARCHIVE_KEY,
+    ARCHIVE_READINGS_KEY,
+    PARQUET_TIER_KEY,
     READINGS_KEY,
     LateDataTarget,
     build_late_data_sensor,
@@ -42,6 +47,8 @@ from aqi_assets.defs.common.storage import AqiStorage
 from aqi_assets.defs.tiers.resources import TierStorage
 from aqi_assets.lib.air_quality import aggregate_checks, aggregate_report
 from aqi_assets.lib.air_quality.aggregates import (
+    AQI_DAILY,
+    AQI_HOURLY,
     COMPUTE_MEMORY_LIMIT,
     DAILY_DESCRIPTIONS,
     DAY,
@@ -50,6 +57,7 @@ from aqi_assets.lib.air_quality.aggregates import (
     LOOKBACK,
     daily_indices,
     hourly_indices,
+    sources_text,
 )
 from aqi_assets.lib.common.duckdb_conn import bounded_memory
 from aqi_assets.lib.common.markdown import figure_markdown, frame_markdown
@@ -63,8 +71,16 @@ DAILY_CRON = "20 0 * * *"
 OWNERS = ["team:air-quality"]
 
 
+# The indices' upstream assets that are not waited for by the cron (see `_aggregate_asset`).
+NOT_WAITED_FOR = (ARCHIVE_READINGS_KEY, PARQUET_TIER_KEY)
+
+
 def partitions_start_setting() -> datetime:
-    """The first partition (UTC midnight), from `AQI_PARTITIONS_START` (YYYY-MM-DD), read at load time."""
+    """The first partition (UTC midnight), from `AQI_PARTITIONS_START` (YYYY-MM-DD), read at load time.
+
+    Archive days before it get no aqi_hourly / aqi_daily partitions (the late-data sensor skips them too): to
+    compute indices for the whole archive, set AQI_PARTITIONS_START to AQI_ARCHIVE_START (2015-10-01 by default,
+    about 90,000 hourly partitions to date)."""
     text = setting(PARTITIONS_START_ENV, DEFAULT_PARTITIONS_START).strip()
     try:
         day = date.fromisoformat(text)
@@ -138,12 +154,15 @@ def _aggregate_asset(
 
     @dg.asset(
         name=name,
-        deps=[READINGS_KEY, ARCHIVE_KEY],
+        # Every source of the history: the snapshot merges, the archive days and the tier's days (read once
+        # pruned from DuckDB). Daily upstreams map by time window: an hour or a day to its day.
+        deps=[READINGS_KEY, ARCHIVE_READINGS_KEY, PARQUET_TIER_KEY],
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        # Archive days are backfilled on demand, far behind the clock: the tick waits for the snapshot merges only
-        # (merged archive days reach materialised partitions through the late-data sensor).
-        automation_condition=dg.AutomationCondition.on_cron(cron).ignore(dg.AssetSelection.assets(ARCHIVE_KEY)),
+        # Archive days are backfilled on demand, far behind the clock, and the tier exports a day after it ends:
+        # the tick waits for the snapshot merges only (merged archive days reach materialised partitions through
+        # the late-data sensor; exporting or pruning a day changes no index).
+        automation_condition=dg.AutomationCondition.on_cron(cron).ignore(dg.AssetSelection.assets(*NOT_WAITED_FOR)),
         group_name="air_quality",
         kinds={"duckdb", "python"},
         owners=OWNERS,
@@ -173,28 +192,28 @@ def _aggregate_asset(
 def build_aggregate_assets(start: datetime) -> tuple[dg.AssetsDefinition, dg.AssetsDefinition]:
     """`aqi_hourly` and `aqi_daily`, partitioned from ``start`` (call at load time)."""
     aqi_hourly = _aggregate_asset(
-        name="aqi_hourly",
+        name=AQI_HOURLY,
         partitions_def=dg.HourlyPartitionsDefinition(start_date=start, timezone="UTC"),
         cron=HOURLY_CRON,
         partition_expr="hour",
         description="Per sensor and UTC hour: hourly PM means, the US EPA NowCast (the hourly 'current' AQI, 2024 "
         "table) and the UK DAQI on trailing 24-hour means — the official indices, computed from the history "
-        "(archived measurements where they cover the hour, else the 5-minute averages; DuckDB and the Parquet "
-        "tier alike). Table `aggregates.aqi_hourly`.",
+        f"(DuckDB and the Parquet tier alike; per sensor-hour, {sources_text()}). Table "
+        f"`<db_schema>.{AQI_HOURLY}` of the aggregates IO manager (`aggregates` by default).",
         compute=hourly_indices,
         unit=HOUR,
         report_columns=aggregate_report.HOURLY_COLUMNS,
         column_descriptions=HOURLY_DESCRIPTIONS,
     )
     aqi_daily = _aggregate_asset(
-        name="aqi_daily",
+        name=AQI_DAILY,
         partitions_def=dg.DailyPartitionsDefinition(start_date=start, timezone="UTC"),
         cron=DAILY_CRON,
         partition_expr="day",
         description="Per sensor and UTC day: midnight-to-midnight PM means (>= 18 hours), the US EPA daily AQI "
         "(2024 table) and the UK DAQI of the day (the highest hourly DAQI on 24-hour means). Computed from the "
-        "history (archived measurements where they cover an hour, else the 5-minute averages; DuckDB and the "
-        "Parquet tier alike). Table `aggregates.aqi_daily`.",
+        f"history (DuckDB and the Parquet tier alike; per sensor-hour, {sources_text()}). Table "
+        f"`<db_schema>.{AQI_DAILY}` of the aggregates IO manager (`aggregates` by default).",
         compute=daily_indices,
         unit=DAY,
         report_columns=aggregate_report.DAILY_COLUMNS,
@@ -238,6 +257,27 @@ def _check_results(
     return results
 
 
+def _run_checks(
+    context: dg.AssetCheckExecutionContext,
+    storage: AqiStorage,
+    tiers: TierStorage,
+    io_manager: AggregatesDuckDBIOManager,
+    check: Callable[..., dict[str, aggregate_checks.PartitionCheck]],
+    asset: dg.AssetsDefinition,
+) -> Iterator[dg.AssetCheckResult]:
+    """Check the partition in the table the IO manager writes (its configured `db_schema`); a missing table fails
+    the step with what to do, never passes on zero rows."""
+    window = context.partition_time_window
+    try:
+        with history_connection(context, storage, tiers) as connection:
+            outcomes = check(connection, window.start, window.end, schema=io_manager.db_schema)
+    except aggregate_checks.AggregateTableMissing as error:
+        raise dg.Failure(
+            description=str(error), metadata={"table": io_manager.table_name(asset.key.to_user_string())}
+        ) from error
+    yield from _check_results(outcomes, asset)
+
+
 def build_aggregate_checks(
     aqi_hourly: dg.AssetsDefinition, aqi_daily: dg.AssetsDefinition
 ) -> list[dg.AssetChecksDefinition]:
@@ -257,11 +297,15 @@ def build_aggregate_checks(
         specs=specs(aqi_hourly, ["indices_match_concentrations", "nowcast_within_hourly_range", "completeness_rules"]),
         pool="duckdb",
     )
-    def aqi_hourly_checks(context: dg.AssetCheckExecutionContext, storage: AqiStorage, tiers: TierStorage):
-        window = context.partition_time_window
-        with history_connection(context, storage, tiers) as connection:
-            outcomes = aggregate_checks.check_hourly_partition(connection, window.start, window.end)
-        yield from _check_results(outcomes, aqi_hourly)
+    def aqi_hourly_checks(
+        context: dg.AssetCheckExecutionContext,
+        storage: AqiStorage,
+        tiers: TierStorage,
+        aggregates_io_manager: dg.ResourceParam[AggregatesDuckDBIOManager],
+    ):
+        yield from _run_checks(
+            context, storage, tiers, aggregates_io_manager, aggregate_checks.check_hourly_partition, aqi_hourly
+        )
 
     @dg.multi_asset_check(
         name="aqi_daily_checks",
@@ -270,11 +314,15 @@ def build_aggregate_checks(
         ),
         pool="duckdb",
     )
-    def aqi_daily_checks(context: dg.AssetCheckExecutionContext, storage: AqiStorage, tiers: TierStorage):
-        window = context.partition_time_window
-        with history_connection(context, storage, tiers) as connection:
-            outcomes = aggregate_checks.check_daily_partition(connection, window.start, window.end)
-        yield from _check_results(outcomes, aqi_daily)
+    def aqi_daily_checks(
+        context: dg.AssetCheckExecutionContext,
+        storage: AqiStorage,
+        tiers: TierStorage,
+        aggregates_io_manager: dg.ResourceParam[AggregatesDuckDBIOManager],
+    ):
+        yield from _run_checks(
+            context, storage, tiers, aggregates_io_manager, aggregate_checks.check_daily_partition, aqi_daily
+        )
 
     return [aqi_hourly_checks, aqi_daily_checks]
 

@@ -1,4 +1,5 @@
-"""Where the official indices are stored: partitioned tables `aggregates.<asset>` in the platform's DuckDB file."""
+"""Where the official indices are stored: partitioned tables `<db_schema>.<asset>` in the platform's DuckDB file
+(`AGGREGATES_SCHEMA`, "aggregates", unless configured)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,15 @@ import pyarrow as pa
 from pydantic import Field
 
 from aqi_assets.defs.common.storage import AqiStorage
+from aqi_assets.lib.air_quality.aggregates import AGGREGATES_SCHEMA
 from aqi_assets.lib.common.duckdb_tables import identifier, replace_partition, table_columns
 from aqi_assets.lib.common.utc import naive_utc
 
-AGGREGATES_SCHEMA = "aggregates"
 IO_MANAGER_KEY = "aggregates_io_manager"
 
 
 class AggregatesDuckDBIOManager(dg.ConfigurableIOManager):
-    """Partitioned tables `aggregates.<asset>` in the platform's DuckDB file.
+    """Partitioned tables `<db_schema>.<asset>` in the platform's DuckDB file.
 
     An asset declares its partition column as `partition_expr` metadata (as dagster-duckdb does). Storing a
     partition (or a range of them, from a single-run backfill) deletes that time window's rows and inserts the

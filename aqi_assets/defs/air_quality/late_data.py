@@ -27,8 +27,12 @@ from aqi_assets.lib.air_quality.late_data import (
 )
 
 LATE_DATA_SENSOR_NAME = "aqi_late_data_sensor"
+# The asset keys the official indices read, typed once (the assets' own definitions and their readers import them).
 READINGS_KEY = "aqi_readings"  # snapshot merges: report `hours_touched`
-ARCHIVE_KEY = "archive_readings"  # a merged archive day is late data for the hours it covers
+ARCHIVE_READINGS_KEY = "archive_readings"  # a merged archive day is late data for the hours it covers
+# The Parquet tier (defs.tiers.assets): the indices read its pruned days, but exporting or pruning a day never
+# changes them, so it is no late data.
+PARQUET_TIER_KEY = "aqi_readings_parquet"
 RANGE_START_TAG = "dagster/asset_partition_range_start"  # Dagster's documented single-run range tags
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 ARCHIVE_DAY_FORMAT = "%Y-%m-%d"  # archive_readings' daily partition keys
@@ -136,7 +140,7 @@ def _keys_of_runs_not_started_before(
 
 
 def build_late_data_sensor(
-    targets: Sequence[LateDataTarget], readings_key: str = READINGS_KEY, archive_key: str = ARCHIVE_KEY
+    targets: Sequence[LateDataTarget], readings_key: str = READINGS_KEY, archive_key: str = ARCHIVE_READINGS_KEY
 ) -> dg.SensorDefinition:
     """Re-materialise partitions of ``targets`` that late readings changed (see the module docstring)."""
     names = " / ".join(target.asset.key.to_user_string() for target in targets)

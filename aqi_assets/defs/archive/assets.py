@@ -15,7 +15,13 @@ from aqi_assets.defs.common.storage import AqiStorage
 from aqi_assets.defs.tiers.resources import TierStorage
 from aqi_assets.lib.archive.fetch import archive_day_dir, lake_files
 from aqi_assets.lib.archive.merge import ArchiveDayPrunedError, merge_archive_day
-from aqi_assets.lib.archive.selection import SelectionError, parse_selection, resolve_selection
+from aqi_assets.lib.archive.selection import (
+    LOCATION_LOOKBACK,
+    SelectionError,
+    location_window,
+    parse_selection,
+    resolve_selection,
+)
 from aqi_assets.lib.common.fetch import FetchError
 from aqi_assets.lib.common.markdown import markdown_table
 from aqi_assets.lib.readings.history import attach_history, has_history
@@ -44,8 +50,8 @@ def _resolve(storage: AqiStorage, tiers: TierStorage, text: str):
     needs_history = bool(selection.countries or selection.boxes)
     if needs_history and Path(storage.duckdb_path).exists():
         with storage.readings(read_only=True) as connection:
-            if has_history(connection):  # locations pruned to the Parquet tier count too
-                attach_history(connection, tiers.location())
+            if has_history(connection):  # the recent readings only, hot or pruned to the Parquet tier
+                attach_history(connection, tiers.location(), window=location_window())
             return selection, resolve_selection(connection, selection)
     return selection, resolve_selection(None, selection)
 
@@ -56,6 +62,8 @@ def build_archive_assets(start_date: str) -> list[dg.AssetsDefinition]:
 
     @dg.asset(
         name="raw_archive_day",
+        # Countries and boxes resolve from the locations in the history (lineage only: no automation here).
+        deps=["aqi_readings"],
         group_name=GROUP,
         kinds={"csv", "file"},
         owners=OWNERS,
@@ -66,7 +74,8 @@ def build_archive_assets(start_date: str) -> list[dg.AssetsDefinition]:
             "One UTC day of the Sensor.Community archive (one CSV per sensor) for the selected sensors "
             "(AQI_ARCHIVE_SENSORS or the run config's `sensors`), stored byte for byte under "
             "`raw/archive/YYYY/MM/DD/`. Files already in the lake are not fetched again. Unset selection: "
-            "succeeds with status `disabled`."
+            "succeeds with status `disabled`. Countries and boxes resolve to the sensors located there by the "
+            f"history's readings of the last {LOCATION_LOOKBACK.days} days (aqi_readings, hot or in the Parquet tier)."
         ),
     )
     def raw_archive_day(

@@ -1,4 +1,8 @@
-"""Where the platform keeps its data: the raw snapshot lake and the DuckDB file (history, sync state, COVID)."""
+"""Where the platform keeps its data: the raw snapshot lake and the DuckDB file (history, sync state, COVID).
+
+`connect()` opens the file as it is; `readings()` is the air-quality history's connection, whose tables and
+migrations come from the readings contract (`lib/readings/schema.py`), so the COVID IO manager never runs them.
+"""
 
 from __future__ import annotations
 

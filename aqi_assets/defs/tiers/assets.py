@@ -10,6 +10,7 @@ from datetime import date, datetime, timezone
 
 import dagster as dg
 
+from aqi_assets.defs.air_quality.late_data import ARCHIVE_READINGS_KEY
 from aqi_assets.defs.common.storage import AqiStorage
 from aqi_assets.defs.sinks.resources import InfluxDBResource, TimestreamResource
 from aqi_assets.defs.tiers.resources import TierStorage
@@ -19,7 +20,7 @@ from aqi_assets.lib.tiers.parquet_tier import DayPrunedError, export_day, verify
 from aqi_assets.lib.tiers.retention import prune_hot_tier, prune_raw_lake
 
 OWNERS = ["team:air-quality"]
-ARCHIVE_READINGS = dg.AssetKey("archive_readings")
+ARCHIVE_READINGS = dg.AssetKey(ARCHIVE_READINGS_KEY)
 NIGHTLY_EXPORT_CRON = "30 0 * * *"
 
 

@@ -1,9 +1,11 @@
-"""Checks of one partition (a range of hours or days) of `aggregates.aqi_hourly` / `aggregates.aqi_daily`.
+"""Checks of one partition (a range of hours or days) of `<schema>.aqi_hourly` / `<schema>.aqi_daily`, the
+schema being where the aggregates IO manager writes them (`AGGREGATES_SCHEMA` unless configured otherwise).
 
 The reference is recomputed independently of `aggregates.py`: plain SQL over the history view `aqi_readings_all`
 (hourly means by GROUP BY, windows by joining each row to the hours 0..23 hours before it), so a bug in the
 NumPy windows of the computation does not hide itself. Like the computation, the checks read hot and pruned
-days alike, and fail without the view (`attach_history`). Each check returns the rows it looked at, the rows
+days alike, and fail without the view attached on the connection (`require_attached`). A missing table fails
+(`AggregateTableMissing`): checking no rows is not a pass. Each check returns the rows it looked at, the rows
 that fail it and a few failing rows as a sample.
 """
 
@@ -17,6 +19,9 @@ import duckdb
 import numpy as np
 
 from aqi_assets.lib.air_quality.aggregates import (
+    AGGREGATES_SCHEMA,
+    AQI_DAILY,
+    AQI_HOURLY,
     LOOKBACK,
     MIN_HOURS_FOR_MEAN,
     NOWCAST_HOURS,
@@ -26,7 +31,6 @@ from aqi_assets.lib.air_quality.aggregates import (
     TRUNCATION_DIGITS,
     daqi_columns,
     epa_columns,
-    require_history,
     source_choice_sql,
     source_periods,
 )
@@ -34,11 +38,30 @@ from aqi_assets.lib.air_quality.indices import daqi_band
 from aqi_assets.lib.air_quality.sensor_types import mass_concentration_sql_list
 from aqi_assets.lib.common.duckdb_tables import identifier
 from aqi_assets.lib.common.utc import naive_utc
-from aqi_assets.lib.readings.history import HISTORY_VIEW
+from aqi_assets.lib.readings.history import HISTORY_VIEW, require_attached
 from aqi_assets.lib.readings.periods import sql_list
 
 SAMPLE_ROWS = 5
 FLOAT_TOLERANCE = 1e-9
+
+
+class AggregateTableMissing(LookupError):
+    """The table to check does not exist (not materialised yet, or the checks look in another schema than the IO
+    manager writes to)."""
+
+
+def aggregate_table(connection: duckdb.DuckDBPyConnection, schema: str, name: str) -> str:
+    """The quoted ``schema.name`` of an aggregate table, after checking it exists."""
+    qualified = f"{identifier(schema)}.{identifier(name)}"
+    found = connection.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, name]
+    ).fetchall()[0][0]
+    if not found:
+        raise AggregateTableMissing(
+            f"{schema}.{name} does not exist: the checks read the table the aggregates IO manager writes (its "
+            f"db_schema is {schema!r}); materialise {name} for this partition first"
+        )
+    return qualified
 
 
 @dataclass
@@ -57,7 +80,7 @@ def _outcome(connection: duckdb.DuckDBPyConnection, relation: str, failing: str)
 
 
 def _reference_hourly_means(connection: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> None:
-    require_history(connection)
+    require_attached(connection)
     connection.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE reference_hourly AS
@@ -102,11 +125,12 @@ def _indices_check(frame, recomputed: dict[str, np.ndarray], key_columns: list[s
 
 
 def check_hourly_partition(
-    connection: duckdb.DuckDBPyConnection, start: datetime, end: datetime, schema: str = "aggregates"
+    connection: duckdb.DuckDBPyConnection, start: datetime, end: datetime, schema: str = AGGREGATES_SCHEMA
 ) -> dict[str, PartitionCheck]:
-    """The blocking checks of `aqi_hourly` for the hours in [start, end)."""
+    """The blocking checks of `<schema>.aqi_hourly` for the hours in [start, end)."""
     start, end = naive_utc(start), naive_utc(end)
-    table = f"{identifier(schema)}.{identifier('aqi_hourly')}"
+    require_attached(connection)
+    table = aggregate_table(connection, schema, AQI_HOURLY)
     _reference_hourly_means(connection, start, end)
     aggregates = ", ".join(
         f"min(m.{p}) FILTER (WHERE a.age < {NOWCAST_HOURS}) AS {p}_min12, "
@@ -158,11 +182,12 @@ def check_hourly_partition(
 
 
 def check_daily_partition(
-    connection: duckdb.DuckDBPyConnection, start: datetime, end: datetime, schema: str = "aggregates"
+    connection: duckdb.DuckDBPyConnection, start: datetime, end: datetime, schema: str = AGGREGATES_SCHEMA
 ) -> dict[str, PartitionCheck]:
-    """The blocking checks of `aqi_daily` for the days in [start, end) (midnights)."""
+    """The blocking checks of `<schema>.aqi_daily` for the days in [start, end) (midnights)."""
     start, end = naive_utc(start), naive_utc(end)
-    table = f"{identifier(schema)}.{identifier('aqi_daily')}"
+    require_attached(connection)
+    table = aggregate_table(connection, schema, AQI_DAILY)
     _reference_hourly_means(connection, start, end)
     per_day = ", ".join(
         f"min(m.{p}) AS {p}_min, max(m.{p}) AS {p}_max, count(m.{p}) AS {p}_count" for p in POLLUTANTS

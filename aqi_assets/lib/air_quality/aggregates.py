@@ -15,15 +15,19 @@ older row group and the cost of a partition does not grow with the history) comp
 range of hours *and its 23 hours of lookback*; the windows (NowCast, 24-hour means) then run in NumPy on a dense
 (sensor × hour) matrix, which is far faster than SQL window functions over thousands of tiny partitions, and
 the index lookups reuse the vectorised functions of `indices.py`. Long ranges are cut into chunks of at most
-`CHUNK` so memory stays bounded. Only the periods feeding the indices count (`index_sources()`: the archive's
-measurements where they cover a sensor-hour, else the 5-minute averages), and only mass-concentration PM
+`CHUNK` so memory stays bounded. Only the periods feeding the indices count (`index_sources()`, most
+preferred first: per sensor-hour the first of them with readings makes the hour), and only mass-concentration PM
 sensors; values quarantined upstream are already NULL and never count. An hour holds the readings with
 hour <= timestamp < hour + 1 h (the partition's own time window).
 
 The history is read through `aqi_readings_all` (`lib.readings.history`): the hot rows in DuckDB plus the days
-retention moved to the Parquet tier, so recomputing a pruned day gives the same rows. The caller attaches it
-(`attach_history`); without it these functions fail rather than read `aqi_readings` alone, which would
-silently drop every pruned day.
+retention moved to the Parquet tier, so recomputing a pruned day gives the same rows. The caller attaches it on
+the same connection (`attach_history`, a TEMP view); without it these functions fail (`require_attached`) rather
+than read `aqi_readings` alone, which would silently drop every pruned day, or a view stored in the file, which
+may predate the last prune.
+
+The results are stored by the aggregates IO manager as `<schema>.aqi_hourly` / `<schema>.aqi_daily`, the schema
+`AGGREGATES_SCHEMA` unless configured otherwise.
 """
 
 from __future__ import annotations
@@ -48,8 +52,15 @@ from aqi_assets.lib.air_quality.indices import (
 )
 from aqi_assets.lib.air_quality.sensor_types import is_mass_concentration_sql
 from aqi_assets.lib.common.utc import naive_utc
-from aqi_assets.lib.readings.history import HISTORY_VIEW
+from aqi_assets.lib.readings.history import HISTORY_VIEW, require_attached
 from aqi_assets.lib.readings.periods import ARCHIVE, index_sources, sql_list
+
+# Where the aggregates IO manager stores the tables unless configured otherwise (its `db_schema`); the checks,
+# the benchmarks and the tests name it from here.
+AGGREGATES_SCHEMA = "aggregates"
+# The aggregates' names: asset keys in Dagster, table names in that schema.
+AQI_HOURLY = "aqi_hourly"
+AQI_DAILY = "aqi_daily"
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -83,7 +94,7 @@ HOURLY_SCHEMA = pa.schema(
         ("hour", pa.timestamp("us")),
         *LOCATION_FIELDS,
         ("readings", pa.int32()),
-        ("source", pa.string()),  # which readings made this hour: 'archive' where it covers it, else '5min'
+        ("source", pa.string()),  # the period whose readings made this hour (see `source_periods`)
         ("pm25_mean", pa.float64()),
         ("pm10_mean", pa.float64()),
         ("pm25_nowcast", pa.float64()),
@@ -125,12 +136,19 @@ DAILY_SCHEMA = pa.schema(
     ]
 )
 
+
+def sources_text() -> str:
+    """The sources of an hour's means in words, from the registry (for descriptions): "the first of 'a', 'b' (most
+    preferred first) with readings in the hour"."""
+    names = ", ".join(f"'{name}'" for name in index_sources())
+    return f"the first of {names} (the periods feeding the indices, most preferred first) with readings in the hour"
+
+
 HOURLY_DESCRIPTIONS: dict[str, str] = {
     "sensor_id": "Sensor.Community sensor id (mass-concentration PM sensors only)",
     "hour": "start of the hour, UTC (readings with hour <= timestamp < hour + 1 h)",
     "readings": "readings of the hour's source with a PM value in the hour",
-    "source": "the period the hour's means come from: 'archive' where archived measurements cover the hour, "
-    "else '5min'",
+    "source": "the period the hour's means come from: " + sources_text(),
     "pm25_mean": "mean PM2.5 of the hour, µg/m³",
     "pm10_mean": "mean PM10 of the hour, µg/m³",
     "pm25_nowcast": "EPA NowCast PM2.5 over the 12 hours ending with this one, truncated to 0.1 µg/m³",
@@ -150,6 +168,7 @@ DAILY_DESCRIPTIONS: dict[str, str] = {
     "sensor_id": "Sensor.Community sensor id (mass-concentration PM sensors only)",
     "day": "UTC day (midnight to midnight)",
     "hours": "hours of the day with PM data",
+    "archive_hours": f"of those, hours whose means come from the period '{ARCHIVE}' (archived measurements)",
     "pm25_mean": "mean of the day's hourly PM2.5 means (>= 18 hours with data), µg/m³",
     "pm10_mean": "mean of the day's hourly PM10 means (>= 18 hours with data), µg/m³",
     "aqi_us_daily": "US EPA daily AQI (2024 table) on the daily means",
@@ -157,22 +176,6 @@ DAILY_DESCRIPTIONS: dict[str, str] = {
     "daqi_daily": "UK DAQI of the day: the highest hourly DAQI on the trailing 24-hour means",
     "daqi_daily_band": "Low 1–3, Moderate 4–6, High 7–9, Very High 10",
 }
-
-
-class HistoryNotAttached(RuntimeError):
-    """The connection has no `aqi_readings_all` view: reading `aqi_readings` alone would miss pruned days."""
-
-
-def require_history(connection: duckdb.DuckDBPyConnection) -> None:
-    """Fail unless the history view exists on ``connection`` (TEMP or stored in the file)."""
-    found = connection.execute(
-        "SELECT count(*) FROM duckdb_views() WHERE view_name = ? AND schema_name = 'main'", [HISTORY_VIEW]
-    ).fetchall()[0][0]
-    if not found:
-        raise HistoryNotAttached(
-            f"the official indices read the history through the view {HISTORY_VIEW}, which this connection does "
-            "not have: call aqi_assets.lib.readings.history.attach_history(connection, tier_location) first"
-        )
 
 
 def _hours_between(start: datetime, end: datetime) -> int:
@@ -274,9 +277,9 @@ def _table(columns: dict[str, object], schema: pa.Schema) -> pa.Table:
 
 
 # The hourly values of a sensor-hour come from ONE source: the most preferred period of `index_sources()` the
-# history holds for that sensor and hour (the archive's measurements, every one the sensor sent, before the
-# 5-minute snapshot averages). Never two, and never a period that does not feed the indices (the 24-hour
-# averages). `source` records the choice. Read from the registry at call time: a period may be registered later.
+# history holds for that sensor and hour (by `index_rank`, e.g. every measurement the sensor sent before averages
+# of them). Never two, and never a period that does not feed the indices. `source` records the choice. Read
+# from the registry at call time: a period may be registered later.
 
 
 def source_periods() -> tuple[str, ...]:
@@ -324,8 +327,8 @@ def _hourly_means_sql(choose_source: bool = True) -> str:
 
 
 def _sources_in_range(connection: duckdb.DuckDBPyConnection, lookback: datetime, end: datetime) -> int:
-    """How many of the source periods have readings in [lookback, end): the archive is usually absent, and the
-    `period` statistics of the row groups answer that without reading them."""
+    """How many of the source periods have readings in [lookback, end): usually one (archive days are backfilled
+    far behind the clock), and the `period` statistics of the row groups answer that without reading them."""
     return sum(
         bool(connection.execute(
             f'SELECT EXISTS (SELECT 1 FROM {HISTORY_VIEW} WHERE period = $period AND "timestamp" >= $lookback '
@@ -392,7 +395,7 @@ def hourly_matrix(connection: duckdb.DuckDBPyConnection, start: datetime, end: d
     the target range [start, end)."""
     start, end = naive_utc(start), naive_utc(end)
     _check_hour_range(start, end)
-    require_history(connection)
+    require_attached(connection)
     origin = start - LOOKBACK
     base_hour = int((origin - datetime(1970, 1, 1)) / HOUR)
     first_target = _hours_between(origin, start)
@@ -479,7 +482,7 @@ def hourly_indices(connection: duckdb.DuckDBPyConnection, start: datetime, end: 
     """Rows of `aqi_hourly` for the hours in [start, end): one per (sensor, hour) with PM data."""
     start, end = naive_utc(start), naive_utc(end)
     _check_hour_range(start, end)
-    require_history(connection)
+    require_attached(connection)
     parts = []
     for chunk_start, chunk_end in _chunks(start, end):
         hourly = hourly_matrix(connection, chunk_start, chunk_end)
@@ -508,7 +511,7 @@ def daily_indices(connection: duckdb.DuckDBPyConnection, start: datetime, end: d
     start, end = naive_utc(start), naive_utc(end)
     if start.time() != datetime.min.time() or end.time() != datetime.min.time():
         raise ValueError(f"day range must start and end at midnight: {start} .. {end}")
-    require_history(connection)
+    require_attached(connection)
     parts = []
     for chunk_start, chunk_end in _chunks(start, end):
         hourly = hourly_matrix(connection, chunk_start, chunk_end)

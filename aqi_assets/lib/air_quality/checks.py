@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import duckdb
 import numpy as np
@@ -20,13 +20,15 @@ import pyarrow.compute as pc
 from aqi_assets.lib.air_quality.indices import DAQI_BANDS, compute_indices
 from aqi_assets.lib.air_quality.sensor_types import MASS_CONCENTRATION_PM_TYPES
 from aqi_assets.lib.common.markdown import markdown_table
-from aqi_assets.lib.common.utc import naive_utc
+from aqi_assets.lib.common.utc import aware_utc, naive_utc
 from aqi_assets.lib.readings.periods import snapshot_periods
+from aqi_assets.lib.readings.schema import INDEX_COLUMNS, READINGS_KEY
 
 SAMPLE_ROWS = 10
-INDEX_NAMES = ("daqi_pm25", "daqi_pm10", "daqi", "aqi_us_pm25", "aqi_us_pm10", "aqi_us")
-LABEL_NAMES = ("daqi_band", "aqi_us_category", "aqi_us_beyond")
-KEY = ("period", "sensor_id", "timestamp")
+# The stored indices (numbers) and their labels (band, category, beyond flag), from the contract.
+INDEX_NAMES = tuple(name for name, sql_type in INDEX_COLUMNS.items() if sql_type in ("TINYINT", "SMALLINT"))
+LABEL_NAMES = tuple(name for name in INDEX_COLUMNS if name not in INDEX_NAMES)
+KEY = READINGS_KEY
 FRESHNESS_LIMITS = {name: period.freshness_fail for name, period in snapshot_periods().items()}
 STATION_WINDOW = timedelta(minutes=5)  # a PM and a climate reading of one station this close are "the same time"
 # PM2.5 is part of PM10; optical sensors estimate both, so PM2.5 may exceed PM10 by rounding, no more.
@@ -355,7 +357,7 @@ def readings_fresh(connection: duckdb.DuckDBPyConnection, now: datetime | None =
         age = now - latest
         stale = age > limit
         passed &= not stale
-        figures[f"newest_reading/{period}"] = latest.replace(tzinfo=timezone.utc)
+        figures[f"newest_reading/{period}"] = aware_utc(latest)
         figures[f"age_minutes/{period}"] = round(age.total_seconds() / 60, 1)
         figures[f"limit_minutes/{period}"] = limit.total_seconds() / 60
         details[period] = {

@@ -52,7 +52,7 @@ from aqi_assets.lib.archive.schema import (
 from aqi_assets.lib.common.duckdb_conn import bounded_memory, transaction
 from aqi_assets.lib.common.utc import naive_utc
 from aqi_assets.lib.readings.periods import ARCHIVE
-from aqi_assets.lib.readings.schema import INDEX_COLUMNS, VALUE_TYPE_COLUMNS
+from aqi_assets.lib.readings.schema import INDEX_COLUMNS, VALUE_TYPE_COLUMNS, column_names
 
 ARCHIVE_FILES_DDL = """
 CREATE TABLE IF NOT EXISTS archive_files (
@@ -503,6 +503,30 @@ def _type_from_name(name: str) -> str:
     return parts[1].upper() if len(parts) == 2 else ""
 
 
+def _row_values() -> dict[str, str]:
+    """Each column of `aqi_readings` (in the contract's order) and the SQL giving it from the staged archive row
+    `r` and its indices `i`. A column the contract adds must be given here: the merge fails loudly until it is."""
+    given = {
+        "period": "$period", "sensor_id": "r.sensor_id", "timestamp": 'r."timestamp"',
+        "measurement_id": "NULL",  # the archive has no record ids
+        "location_id": "r.location_id",
+        "country": "NULL",  # the archive carries no country
+        "latitude": "r.latitude", "longitude": "r.longitude",
+        "altitude": "NULL",
+        "indoor": "false",  # the archive holds outdoor sensors only
+        "sensor_type": "r.sensor_type",
+        **{c: f"r.{c}" for c in VALUE_TYPE_COLUMNS.values()},
+        "other_values": "r.other_values",
+        **{c: f"i.{c}" for c in INDEX_COLUMNS},
+        "no_index_reason": f"CASE WHEN r.pm_not_mass THEN {_sql_text(NOT_MASS_CONCENTRATION_REASON)} END",
+        "snapshot": "r.file", "ingested_at": "$now::TIMESTAMP", "ingest_seq": "$seq",
+    }  # fmt: skip
+    missing = [c for c in column_names() if c not in given]
+    if missing:
+        raise RuntimeError(f"the archive merge does not say how to fill {missing} of aqi_readings")
+    return {c: given[c] for c in column_names()}
+
+
 class ArchiveDayPrunedError(RuntimeError):
     """The day's archive rows were already moved to the Parquet tier: merging more would put keys in DuckDB that
     the tier also holds (read twice through `aqi_readings_all`) and the export refuses the day anyway."""
@@ -581,6 +605,18 @@ def _merge_day(
         connection.register("arc_positions", _positions_table(columns, names))
         _stage_records(connection, stamp, value_types, other_names)
         _stage_readings(connection, value_types)
+        # A file may hold rows of neighbouring days: none of them may land on a day already pruned either.
+        cold_days = connection.execute(
+            """SELECT day, rows FROM parquet_tier_log WHERE period = $period AND pruned_at IS NOT NULL
+               AND day IN (SELECT DISTINCT CAST("timestamp" AS DATE) FROM arc_readings) ORDER BY day""",
+            {"period": ARCHIVE},
+        ).fetchall()
+        if cold_days:
+            listed = ", ".join(f"{d} ({rows} rows)" for d, rows in cold_days[:3])
+            raise ArchiveDayPrunedError(
+                f"{day}: the files hold readings of {len(cold_days)} day(s) whose archive rows were already pruned "
+                f"to the Parquet tier: {listed}. Nothing was merged; the files stay in the lake."
+            )
         details = {
             **_file_problems(connection, names, columns),
             "files_with_invalid_utf8": invalid_utf8,
@@ -597,18 +633,11 @@ def _merge_day(
         with transaction(connection):
             _stage_known_keys(connection)
             measure_columns = list(VALUE_TYPE_COLUMNS.values())
-            index_names = list(INDEX_COLUMNS)
+            values = _row_values()
             inserted = connection.execute(
                 f"""
-                INSERT INTO aqi_readings
-                    (period, sensor_id, "timestamp", measurement_id, location_id, country, latitude, longitude,
-                     altitude, indoor, sensor_type, {", ".join(measure_columns)}, other_values,
-                     {", ".join(index_names)}, no_index_reason, snapshot, ingested_at, ingest_seq)
-                SELECT $period, r.sensor_id, r."timestamp", NULL, r.location_id, NULL, r.latitude, r.longitude,
-                       NULL, false, r.sensor_type, {", ".join("r." + c for c in measure_columns)}, r.other_values,
-                       {", ".join("i." + c for c in index_names)},
-                       CASE WHEN r.pm_not_mass THEN {_sql_text(NOT_MASS_CONCENTRATION_REASON)} END,
-                       r.file, $now::TIMESTAMP, $seq
+                INSERT INTO aqi_readings ({", ".join(f'"{c}"' for c in values)})
+                SELECT {", ".join(values.values())}
                 FROM arc_readings r JOIN arc_index_table i USING (rn)
                 WHERE NOT EXISTS (SELECT 1 FROM arc_known k
                                   WHERE k.sensor_id = r.sensor_id AND k."timestamp" = r."timestamp")

@@ -1,18 +1,27 @@
 """Which sensors to backfill: `AQI_ARCHIVE_SENSORS`, e.g. `82312, DE, bbox:5.9,47.3,15.0,55.1`.
 
 An integer is a sensor id, a two-letter code a country, `bbox:minlon,minlat,maxlon,maxlat` a box. Countries
-and boxes are resolved to sensor ids from the locations the history already knows (the archive files carry no
-country, and the archive has no search): a fresh history knows none, and the result says so.
+and boxes are resolved to sensor ids from the locations the history knows recently (the archive files carry no
+country, and the archive has no search): the readings of the last LOCATION_LOOKBACK, hot or already pruned to
+the Parquet tier. A fresh history knows none, and the result says so.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import duckdb
 
-from aqi_assets.lib.readings.history import HISTORY_VIEW
+from aqi_assets.lib.common.utc import naive_utc
+from aqi_assets.lib.readings.history import HISTORY_VIEW, require_attached
+
+# The locations the history knows recently: each `raw_archive_day` partition reads this window of the history
+# (`location_window`), so resolving a selection costs the same whatever the history holds. A sensor not heard
+# from in this long is not found by country or box (its id still selects it). A table of the whole network's
+# locations, refreshed from the live feed, would lift that limit: future work.
+LOCATION_LOOKBACK = timedelta(days=30)
 
 BBOX = re.compile(r"^bbox:(?P<values>[^:]+)$", re.IGNORECASE)
 # A box keeps its own commas (four numbers); every other item ends at a comma or blank.
@@ -89,8 +98,16 @@ def _box(values: str, part: str) -> Box:
     return Box(min_lon, min_lat, max_lon, max_lat)
 
 
+def location_window(now: datetime | None = None) -> tuple[datetime, datetime]:
+    """[start, end) (naive UTC) of the readings the locations are taken from: the LOCATION_LOOKBACK before
+    `now`. Attach the history over it (`attach_history(connection, location, window=location_window())`)."""
+    end = naive_utc(now)
+    return end - LOCATION_LOOKBACK, end
+
+
 def resolve_selection(connection: duckdb.DuckDBPyConnection | None, selection: Selection) -> ResolvedSelection:
-    """Sensor ids of the selection; countries and boxes from the locations in the history (`aqi_readings_all`).
+    """Sensor ids of the selection; countries and boxes from the locations in the history (`aqi_readings_all`,
+    attached by the caller over `location_window()`).
 
     ``connection`` may be None (no history yet): countries and boxes then resolve to nothing, with a note.
     """
@@ -99,7 +116,10 @@ def resolve_selection(connection: duckdb.DuckDBPyConnection | None, selection: S
     if selection.countries or selection.boxes:
         known = _known_locations(connection)
         if known is None:
-            notes.append("the history holds no readings yet, so countries and boxes resolve to no sensor")
+            notes.append(
+                f"the history holds no readings of the last {LOCATION_LOOKBACK.days} days (where the locations "
+                "come from), so countries and boxes resolve to no sensor"
+            )
         for country in sorted(selection.countries):
             found = {sensor for sensor, c, _, _ in known or [] if c == country}
             if not found and known is not None:
@@ -121,9 +141,9 @@ def resolve_selection(connection: duckdb.DuckDBPyConnection | None, selection: S
 def _known_locations(
     connection: duckdb.DuckDBPyConnection | None,
 ) -> list[tuple[int, str | None, float | None, float | None]] | None:
-    """Each known sensor's latest country and coordinates, or None when there is no history. Read through the
-    history accessor (`aqi_readings_all`, which the caller attaches), so sensors whose readings were pruned to the
-    Parquet tier are still known."""
+    """Each sensor's latest country and coordinates in the attached history, or None when it holds no reading.
+    Read through the history accessor (`aqi_readings_all`, attached by the caller over `location_window()`),
+    so a sensor whose recent readings were pruned to the Parquet tier is still known."""
     if connection is None:
         return None
     exists = connection.execute(
@@ -131,10 +151,7 @@ def _known_locations(
     ).fetchone()[0]
     if not exists:
         return None
-    if not connection.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [HISTORY_VIEW]
-    ).fetchone()[0]:
-        raise RuntimeError(f"{HISTORY_VIEW} is not attached: call lib.readings.history.attach_history first")
+    require_attached(connection)
     rows = connection.execute(
         f"""
         SELECT sensor_id, arg_max(country, "timestamp") FILTER (WHERE country IS NOT NULL),

@@ -16,3 +16,11 @@ def naive_utc(moment: datetime | None = None) -> datetime:
     if moment.tzinfo is not None:
         moment = moment.astimezone(timezone.utc)
     return moment.replace(tzinfo=None)
+
+
+def aware_utc(moment: datetime) -> datetime:
+    """``moment`` as an aware UTC datetime: a naive one is taken to be UTC (as DuckDB's TIMESTAMP columns are), an
+    aware one is converted."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)

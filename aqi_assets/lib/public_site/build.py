@@ -27,13 +27,14 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from aqi_assets.lib.common.location import TierLocation
+from aqi_assets.lib.common.utc import naive_utc
 from aqi_assets.lib.public_site import data as site_data_module
 from aqi_assets.lib.public_site.files import (
     content_hash,
@@ -259,7 +260,7 @@ def build_site(
     """Read the data (`data.site_data`: `hourly_table` is the aqi_hourly table, `location` the Parquet tier's)
     and write the site (`write_site`)."""
     started = time.perf_counter()
-    now = now or datetime.now(timezone.utc)
+    now = naive_utc(now)
     content = site_data_module.site_data(
         connection, hourly_table=hourly_table, location=location, now=now, have_fingerprint=has_history_dir(site_dir)
     )
@@ -278,7 +279,7 @@ def write_site(
     """Write one build: data files, then the pointer, then index.html; then remove unreferenced old files."""
     started = time.perf_counter() if started is None else started
     config = config or SiteConfig()
-    now = now or datetime.now(timezone.utc)
+    now = naive_utc(now)
     site_dir = Path(site_dir)
     make_dirs(site_dir)
     make_dirs(site_dir / "data")

@@ -3,7 +3,9 @@ and per-country summaries.
 
 Two inputs, both declared on the `public_site` asset:
 - the history through `aqi_readings_all` (`lib.readings.history`: the hot rows plus the days pruned to the
-  Parquet tier): the latest 5-minute reading of each sensor (its time, PM values and per-reading indices);
+  Parquet tier): the latest 5-minute reading of each sensor (its time, PM values and per-reading indices). The
+  view is attached over the window read (`read_window`: the hour before the newest reading), so a build opens
+  at most the Parquet days of that hour, however many days were pruned;
 - the `aqi_hourly` aggregate (the official methods: US AQI NowCast, UK DAQI on the 24-hour mean), a table named
   by the caller (the aggregates IO manager knows its schema). A missing table or column fails the build
   (`HourlyTableError`): there is no table-wide fallback to indicative indices. A sensor without a recent hourly
@@ -18,7 +20,7 @@ import json
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 import duckdb
@@ -28,7 +30,7 @@ import pyarrow as pa
 from aqi_assets.lib.air_quality.aggregates import HOURLY_SCHEMA
 from aqi_assets.lib.common.location import TierLocation
 from aqi_assets.lib.common.utc import naive_utc
-from aqi_assets.lib.readings.history import HISTORY_VIEW, attach_history
+from aqi_assets.lib.readings.history import HISTORY_VIEW, attach_history, pruned
 from aqi_assets.lib.readings.periods import FIVE_MINUTE
 
 # The window of the map: the latest reading per sensor within this long before the newest reading.
@@ -131,15 +133,49 @@ class SiteData:
     countries: list[dict[str, Any]]
     hourly_table: str  # where the official indices came from
     notes: list[str] = field(default_factory=list)
-    cold_days: int = 0  # days of the history read from the Parquet tier (0: all hot)
+    cold_days: int = 0  # Parquet days the build's window read (0: all hot)
 
 
 def newest_reading(connection: duckdb.DuckDBPyConnection, now: datetime) -> datetime | None:
-    """The newest 5-minute reading of the history (`aqi_readings_all` must be attached), not in the future."""
+    """The newest 5-minute reading of the attached `aqi_readings_all` (whatever window it spans), not in the
+    future."""
     return connection.execute(
         f"""SELECT max("timestamp") FROM {HISTORY_VIEW} WHERE period = $period AND "timestamp" <= $limit""",
         {"period": FIVE_MINUTE.name, "limit": naive_utc(now) + FUTURE_TOLERANCE},
     ).fetchall()[0][0]
+
+
+def find_anchor(
+    connection: duckdb.DuckDBPyConnection, location: TierLocation | None, now: datetime
+) -> datetime | None:
+    """The newest 5-minute reading of the whole history not stamped after `now` + FUTURE_TOLERANCE, reading as
+    little of the cold tier as possible: the hot `aqi_readings` first, then only the pruned 5-minute days not
+    older than the hot tier's newest reading (none in steady state: retention prunes old days only), newest first,
+    one day attached at a time. Leaves `aqi_readings_all` attached over the last day looked at."""
+    limit = naive_utc(now) + FUTURE_TOLERANCE
+    hot = connection.execute(
+        """SELECT max("timestamp") FROM aqi_readings WHERE period = $period AND "timestamp" <= $limit""",
+        {"period": FIVE_MINUTE.name, "limit": limit},
+    ).fetchall()[0][0]
+    cold_days = [
+        day
+        for day in pruned(connection).get(FIVE_MINUTE.name, [])
+        if day <= limit.date() and (hot is None or day >= hot.date())
+    ]
+    # Newest first; a day pruned empty (older tier logs marked those too) gives nothing and the next is tried.
+    for day in reversed(cold_days):
+        start = datetime.combine(day, time())
+        attach_history(connection, location, window=(start, start + timedelta(days=1)))
+        found = newest_reading(connection, now)
+        if found is not None:
+            return found if hot is None else max(hot, found)
+    return hot
+
+
+def read_window(anchor: datetime) -> tuple[datetime, datetime]:
+    """[start, end) of the history a build reads through `aqi_readings_all`: the latest readings' window, up to
+    and including the anchor. The 7-day histories come from the `aqi_hourly` table, not from the readings."""
+    return anchor - LATEST_WINDOW, anchor + timedelta(microseconds=1)
 
 
 def latest_readings(connection: duckdb.DuckDBPyConnection, anchor: datetime) -> list[tuple]:
@@ -505,16 +541,16 @@ def site_data(
     """Read everything one build needs (one consistent read: the caller holds one connection).
 
     `hourly_table` is the qualified name of the `aqi_hourly` aggregate's table; `location` the Parquet tier's
-    (None when nothing was pruned: `attach_history` fails loudly otherwise). `have_fingerprint(f)` says whether
-    the sensor histories of fingerprint `f` are already written (they are then not recomputed: they change once
-    an hour, the map every five minutes)."""
+    (None only when nothing the build reads was pruned: `attach_history` fails loudly otherwise).
+    `have_fingerprint(f)` says whether the sensor histories of fingerprint `f` are already written (they are then
+    not recomputed: they change once an hour, the map every five minutes)."""
     now = naive_utc(now)
     check_hourly_table(connection, hourly_table)
-    view = attach_history(connection, location)
-    anchor = newest_reading(connection, now)
+    anchor = find_anchor(connection, location, now)
     if anchor is None:
         empty = Histories("empty", [], iter(()), US_NOWCAST, UK_24H)
-        return SiteData(None, [], empty, [], hourly_table, ["no 5-minute reading in the history yet"], view.cold_days)
+        return SiteData(None, [], empty, [], hourly_table, ["no 5-minute reading in the history yet"])
+    view = attach_history(connection, location, window=read_window(anchor))
     features = build_features(latest_readings(connection, anchor), latest_hourly(connection, hourly_table, anchor))
     histories = build_histories(connection, hourly_table, features, anchor, have_fingerprint)
     notes = []

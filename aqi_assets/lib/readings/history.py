@@ -191,5 +191,18 @@ def attach_history(
     return HistoryView(body, days, location.uri_of() if location is not None else None)
 
 
+def require_attached(connection: duckdb.DuckDBPyConnection) -> None:
+    """Fail unless this connection attached the history (`attach_history`, a TEMP view): a stored
+    `aqi_readings_all` may predate the last prune, so readers never rely on it."""
+    attached = connection.execute(
+        "SELECT count(*) FROM duckdb_views() WHERE view_name = ? AND temporary", [HISTORY_VIEW]
+    ).fetchall()[0][0]
+    if not attached:
+        raise HistoryError(
+            f"{HISTORY_VIEW} is not attached on this connection: call "
+            "aqi_assets.lib.readings.history.attach_history(connection, tier_location) first"
+        )
+
+
 def ensure_tier_log(connection: duckdb.DuckDBPyConnection) -> None:
     connection.execute(TIER_LOG_DDL)

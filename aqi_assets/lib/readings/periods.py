@@ -117,27 +117,35 @@ HISTORY_START_ENV = "AQI_ARCHIVE_START"
 DEFAULT_HISTORY_START = "2015-10-01"
 
 
+def registry() -> tuple[Period, ...]:
+    """The registered periods, read now (a test may have registered one), each filed under its own name."""
+    misfiled = [key for key, p in PERIODS.items() if key != p.name]
+    if misfiled:
+        raise ValueError(f"PERIODS entries filed under another name than their period's: {misfiled}")
+    return tuple(PERIODS.values())
+
+
 def period(name: str) -> Period:
-    try:
-        return PERIODS[name]
-    except KeyError:
-        raise ValueError(f"unknown period {name!r}; known: {', '.join(PERIODS)}") from None
+    for candidate in registry():
+        if candidate.name == name:
+            return candidate
+    raise ValueError(f"unknown period {name!r}; known: {', '.join(PERIODS)}")
 
 
 def period_names(feed: Feed | None = None) -> tuple[str, ...]:
-    """Every period's name (read now: a test may have registered one), or those feeding ``feed``."""
-    return tuple(name for name, p in PERIODS.items() if feed is None or feed in p.feeds)
+    """Every period's name, or those feeding ``feed``."""
+    return tuple(p.name for p in registry() if feed is None or feed in p.feeds)
 
 
 def index_sources() -> tuple[str, ...]:
     """The periods feeding the official indices, most preferred first."""
-    ranked = [p for p in PERIODS.values() if p.index_rank is not None]
+    ranked = [p for p in registry() if p.index_rank is not None]
     return tuple(p.name for p in sorted(ranked, key=lambda p: p.index_rank or 0))
 
 
 def snapshot_periods() -> dict[str, SnapshotPeriod]:
     """The periods fetched as snapshots, by name."""
-    return {name: p.snapshot for name, p in PERIODS.items() if p.snapshot is not None}
+    return {p.name: p.snapshot for p in registry() if p.snapshot is not None}
 
 
 def snapshot_period(name: str) -> SnapshotPeriod:

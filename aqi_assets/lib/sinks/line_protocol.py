@@ -15,6 +15,8 @@ import math
 from collections.abc import Mapping
 from datetime import datetime, timezone
 
+from aqi_assets.lib.common.utc import aware_utc
+
 PRECISIONS: dict[str, int] = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
 FieldValue = float | int | bool | str
@@ -74,9 +76,7 @@ def to_epoch(timestamp: datetime, precision: str) -> int:
     """Integer timestamp at `precision`; naive datetimes are UTC (DuckDB TIMESTAMP columns are)."""
     if precision not in PRECISIONS:
         raise LineProtocolError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-    if timestamp.tzinfo is None:
-        timestamp = timestamp.replace(tzinfo=timezone.utc)
-    delta = timestamp - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    delta = aware_utc(timestamp) - datetime(1970, 1, 1, tzinfo=timezone.utc)
     # Integer arithmetic: float seconds would lose microseconds.
     micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
     if precision == "ns":

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from aqi_assets.lib.common.utc import aware_utc
 from aqi_assets.lib.sinks.columns import SINK_COLUMNS, SinkColumns, sink_columns
 
 MEASURE_NAME = "air_quality"
@@ -40,9 +41,7 @@ class RecordError(ValueError):
 
 def epoch_ms(timestamp: datetime) -> int:
     """Naive datetimes are UTC (DuckDB TIMESTAMP)."""
-    if timestamp.tzinfo is None:
-        timestamp = timestamp.replace(tzinfo=timezone.utc)
-    delta = timestamp - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    delta = aware_utc(timestamp) - datetime(1970, 1, 1, tzinfo=timezone.utc)
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
@@ -157,10 +156,7 @@ class TableWindow:
 
 def classify_time(timestamp: datetime, now: datetime, window: TableWindow) -> str | None:
     """None when the table accepts a record at `timestamp`, else why not (the reading is skipped)."""
-    if timestamp.tzinfo is None:
-        timestamp = timestamp.replace(tzinfo=timezone.utc)
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)
+    timestamp, now = aware_utc(timestamp), aware_utc(now)
     if timestamp > now + MAX_FUTURE:
         return "more than 15 minutes in the future"
     if window.magnetic_store_writes:

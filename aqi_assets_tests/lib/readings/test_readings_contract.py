@@ -48,6 +48,9 @@ def test_a_period_is_checked_when_declared_and_read_at_call_time(monkeypatch: py
     assert periods.index_sources() == ("1h", "archive", "5min")
     assert "1h" in periods.period_names(Feed.TIER) and "1h" not in periods.period_names(Feed.SINKS)
     assert periods.sql_list(("1h", "5min")) == "('1h', '5min')"
+    monkeypatch.setitem(PERIODS, "2h", PERIODS["1h"])  # filed under another name: refused wherever it is read
+    with pytest.raises(ValueError, match=r"another name than their period's: \['2h'\]"):
+        periods.period_names()
     with pytest.raises(ValueError, match="not a plain word"):
         periods.sql_list(("x'; DROP TABLE aqi_readings; --",))
 

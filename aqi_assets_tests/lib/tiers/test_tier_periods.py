@@ -10,8 +10,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from aqi_assets.bench.archive import write_day
 from aqi_assets.bench.sync_common import insert_readings, synthetic_readings
-from aqi_assets.lib.archive.merge import ArchiveDayPrunedError
+from aqi_assets.lib.archive.merge import ArchiveDayPrunedError, merge_archive_day
 from aqi_assets.lib.common.location import TierLocation, open_location
 from aqi_assets.lib.readings.history import attach_history, day_path, pruned
 from aqi_assets.lib.readings.periods import PERIODS, Feed, Period
@@ -235,3 +236,17 @@ def test_days_exported_before_a_period_was_registered(
         assert prune_hot_tier(connection, location, today=TODAY, hot_days=0).rows_deleted_per_period == {
             "5min": 6, "24h": 3, "1h": 6
         }  # fmt: skip
+
+
+def test_a_file_of_the_next_day_holding_rows_of_a_pruned_day_is_refused(tmp_path: Path, location: TierLocation) -> None:
+    """The archive merge checks every day its rows fall on, not only the partition's day."""
+    with readings_connection(tmp_path / "aqi.duckdb") as connection:
+        merge_archive(connection, tmp_path / "archive", OLD)
+        export_day(connection, location, OLD)
+        assert prune_hot_tier(connection, location, today=TODAY, hot_days=0).days_pruned == [OLD]
+        # A file filed under the next day whose rows are stamped on OLD (a re-published, misfiled file).
+        misfiled = write_day(tmp_path / "misfiled", OLD, 1, 10, seed=3)
+        with pytest.raises(ArchiveDayPrunedError, match=f"{OLD} \\(\\d+ rows\\)"):
+            merge_archive_day(connection, OLD + timedelta(days=1), misfiled)
+        assert connection.execute("SELECT count(*) FROM aqi_readings").fetchall() == [(0,)]
+        assert connection.execute("SELECT count(*) FROM archive_files").fetchall() == [(1 * 6,)]
