@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from aqi_assets.lib.air_quality.aggregates import HOURLY_SCHEMA, hourly_indices
+from aqi_assets.lib.air_quality.aggregates import AGGREGATES_SCHEMA, AQI_HOURLY, HOURLY_SCHEMA, hourly_indices
 from aqi_assets.lib.air_quality.generator import Quirks, generate_records
 from aqi_assets.lib.air_quality.normalise import merge_snapshot
 from aqi_assets.lib.common.duckdb_tables import replace_partition
@@ -25,9 +25,8 @@ from aqi_assets.lib.readings.periods import FIVE_MINUTE
 from aqi_assets.lib.readings.schema import readings_connection
 
 XSS_TYPE = '<img src=x onerror="window.__xss=1">'
-# Where the aggregates IO manager (its default db_schema "aggregates") keeps the aqi_hourly asset.
-HOURLY_SCHEMA_NAME = "aggregates"
-HOURLY_TABLE = f"{HOURLY_SCHEMA_NAME}.aqi_hourly"
+# Where the aggregates IO manager (its default db_schema) keeps the aqi_hourly asset.
+HOURLY_TABLE = f"{AGGREGATES_SCHEMA}.{AQI_HOURLY}"
 
 
 def hour_factor(hours_ago: int) -> float:
@@ -78,7 +77,7 @@ def write_hourly(connection: duckdb.DuckDBPyConnection, start: datetime, end: da
     stored as the aggregates IO manager stores a partition range (no complete hour yet: the empty table)."""
     attach_history(connection, None)
     frame = hourly_indices(connection, start, end) if end > start else HOURLY_SCHEMA.empty_table()
-    replace_partition(connection, HOURLY_SCHEMA_NAME, "aqi_hourly", frame, "hour", (start, max(start, end)))
+    replace_partition(connection, AGGREGATES_SCHEMA, AQI_HOURLY, frame, "hour", (start, max(start, end)))
     return frame
 
 

@@ -64,9 +64,17 @@ def _launch_backfill(ui: UiSession, name: str) -> None:
     page.get_by_role("button", name=re.compile(r"^Launch")).last.click()
 
 
-def _backfill_statuses(ui: UiSession) -> list[str]:
-    data = ui.dev.graphql("{ partitionBackfillsOrError { ... on PartitionBackfills { results { id status } } } }")
-    return [b["status"] for b in data["data"]["partitionBackfillsOrError"]["results"]]
+def _backfill_statuses(ui: UiSession) -> dict[str, list[str]]:
+    """Each backfill's status, by the assets it covers (the automation adds one of its own: the tier's export of
+    the merged archive days)."""
+    data = ui.dev.graphql(
+        "{ partitionBackfillsOrError { ... on PartitionBackfills { results { id status assetSelection { path } } } } }"
+    )
+    statuses: dict[str, list[str]] = {}
+    for backfill in data["data"]["partitionBackfillsOrError"]["results"]:
+        assets = ",".join(sorted("/".join(key["path"]) for key in backfill["assetSelection"] or []))
+        statuses.setdefault(assets, []).append(backfill["status"])
+    return statuses
 
 
 def _materialized(ui: UiSession, asset: str) -> int:
@@ -91,7 +99,12 @@ def test_archive_then_daily_index_backfills_launched_from_the_ui(ui: UiSession, 
         page.get_by_role("button", name="Materialize all").click()
         _launch_backfill(ui, "archive")
     with ui.step("2. the archive backfill completes, one run per day", timeout_s=300):
-        ui.poll(lambda: _backfill_statuses(ui), lambda s: s == ["COMPLETED_SUCCESS"], 280, "archive backfill done")
+        ui.poll(
+            lambda: _backfill_statuses(ui),
+            lambda s: s.get("archive_readings,raw_archive_day") == ["COMPLETED_SUCCESS"],
+            280,
+            "archive backfill done",
+        )
         assert _materialized(ui, "archive_readings") == 3
         days = [row[0] for row in _rows(database, "SELECT day FROM archive_log ORDER BY day")]
         assert days == DAYS
@@ -107,13 +120,19 @@ def test_archive_then_daily_index_backfills_launched_from_the_ui(ui: UiSession, 
         page.get_by_role("button", name="Confirm").click()
         _launch_backfill(ui, "aqi_daily")
     with ui.step("4. the three days turn green and aggregates.aqi_daily holds them", timeout_s=300):
+        # Ours, and the one the automation launched when the archive days landed: the tier exports those days.
+        # (one backfill or several, depending on the daemon's ticks).
         ui.poll(
-            lambda: _backfill_statuses(ui),
-            lambda s: s == ["COMPLETED_SUCCESS", "COMPLETED_SUCCESS"],
+            lambda: (_backfill_statuses(ui), _materialized(ui, "aqi_readings_parquet")),
+            lambda found: found[0].get("aqi_daily") == ["COMPLETED_SUCCESS"]
+            and set(found[0].get("aqi_readings_parquet", [])) <= {"COMPLETED_SUCCESS"}
+            and found[1] == 3,
             280,
-            "both backfills done",
+            "the daily index backfill and the tier's export of the archive days done",
         )
         assert _materialized(ui, "aqi_daily") == 3
+        exported = _rows(database, "SELECT day, rows FROM parquet_tier_log WHERE period = 'archive' ORDER BY day")
+        assert [day for day, rows in exported if rows] == DAYS
         per_day = _rows(
             database, "SELECT day, count(*), min(archive_hours) FROM aggregates.aqi_daily GROUP BY day ORDER BY day"
         )

@@ -10,7 +10,7 @@ from datetime import date, datetime, timezone
 
 import dagster as dg
 
-from aqi_assets.defs.air_quality.late_data import ARCHIVE_READINGS_KEY
+from aqi_assets.defs.air_quality.late_data import ARCHIVE_READINGS_KEY, PARQUET_TIER_KEY
 from aqi_assets.defs.common.storage import AqiStorage
 from aqi_assets.defs.sinks.resources import InfluxDBResource, TimestreamResource
 from aqi_assets.defs.tiers.resources import TierStorage
@@ -46,7 +46,7 @@ def build_tier_assets(history_start: str) -> list[dg.AssetsDefinition]:
     daily = dg.DailyPartitionsDefinition(start_date=history_start, timezone="UTC")
 
     @dg.asset(
-        name="aqi_readings_parquet",
+        name=PARQUET_TIER_KEY,
         # The archive's days feed the same day's partition (both daily from the history's start).
         deps=["aqi_readings", dg.AssetDep(ARCHIVE_READINGS, partition_mapping=dg.TimeWindowPartitionMapping())],
         partitions_def=daily,
@@ -164,7 +164,7 @@ def build_tier_assets(history_start: str) -> list[dg.AssetsDefinition]:
 # Jobs select by key: the partitions come from the assets built at load time.
 aqi_readings_parquet_job = dg.define_asset_job(
     "aqi_readings_parquet_job",
-    selection=dg.AssetSelection.assets("aqi_readings_parquet"),
+    selection=dg.AssetSelection.assets(PARQUET_TIER_KEY),
     description="Export one UTC day of the history (every period) to the Parquet tier and verify it.",
     executor_def=dg.in_process_executor,
 )

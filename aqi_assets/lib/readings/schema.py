@@ -119,13 +119,18 @@ def _column_ddl(column: Column) -> str:
     return f'"{column.name}" {column.sql_type}' + (" NOT NULL" if column.not_null else "")
 
 
-AQI_READINGS_DDL = (
-    "CREATE TABLE IF NOT EXISTS aqi_readings (\n    "
-    + ",\n    ".join(_column_ddl(c) for c in READINGS_COLUMNS)
-    + ",\n    PRIMARY KEY ("
-    + ", ".join(f'"{k}"' for k in READINGS_KEY)
-    + ")\n)"
-)
+def readings_ddl() -> str:
+    """`CREATE TABLE aqi_readings` from the columns as they are now (a test may have added one)."""
+    return (
+        "CREATE TABLE IF NOT EXISTS aqi_readings (\n    "
+        + ",\n    ".join(_column_ddl(c) for c in READINGS_COLUMNS)
+        + ",\n    PRIMARY KEY ("
+        + ", ".join(f'"{k}"' for k in READINGS_KEY)
+        + ")\n)"
+    )
+
+
+AQI_READINGS_DDL = readings_ddl()
 
 INGEST_SEQUENCE_DDL = "CREATE SEQUENCE IF NOT EXISTS aqi_ingest_seq START 1"
 
@@ -183,23 +188,53 @@ CREATE TABLE IF NOT EXISTS parquet_tier_log (
 )
 """
 
-ALL_DDL: tuple[str, ...] = (INGEST_SEQUENCE_DDL, AQI_READINGS_DDL, REJECTED_VALUES_DDL, SNAPSHOT_LOG_DDL, TIER_LOG_DDL)
-
-# Columns added after the first release of a table, for files created before them.
+# Columns added to a table other than `aqi_readings` after its first release, for files created before them.
 MIGRATIONS: tuple[str, ...] = (
-    "ALTER TABLE aqi_readings ADD COLUMN IF NOT EXISTS ingest_seq BIGINT",
     "ALTER TABLE snapshot_log ADD COLUMN IF NOT EXISTS run_id VARCHAR",
     "ALTER TABLE snapshot_log ADD COLUMN IF NOT EXISTS values_read BIGINT",
     "ALTER TABLE snapshot_log ADD COLUMN IF NOT EXISTS values_invalid BIGINT",
-    "ALTER TABLE aqi_readings ADD COLUMN IF NOT EXISTS no_index_reason VARCHAR",
     "ALTER TABLE snapshot_log ADD COLUMN IF NOT EXISTS records_without_values BIGINT",
 )
 
 
+class SchemaError(RuntimeError):
+    """A file's `aqi_readings` cannot be brought to the contract."""
+
+
+def readings_migrations() -> tuple[str, ...]:
+    """Every nullable contract column added to a file created before it: adding a column to READINGS_COLUMNS is
+    the whole change (a NOT NULL column cannot be added to rows that exist: `ensure_schema` refuses it)."""
+    return tuple(
+        f'ALTER TABLE aqi_readings ADD COLUMN IF NOT EXISTS "{c.name}" {c.sql_type}'
+        for c in READINGS_COLUMNS
+        if not c.not_null
+    )
+
+
 def ensure_schema(connection: duckdb.DuckDBPyConnection) -> None:
     """Create the history's tables (and add columns newer than a file) on a writable connection."""
-    for ddl in (*ALL_DDL, *MIGRATIONS):
+    for ddl in (
+        INGEST_SEQUENCE_DDL,
+        readings_ddl(),
+        REJECTED_VALUES_DDL,
+        SNAPSHOT_LOG_DDL,
+        TIER_LOG_DDL,
+        *readings_migrations(),
+        *MIGRATIONS,
+    ):
         connection.execute(ddl)
+    present = {
+        row[0]
+        for row in connection.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'aqi_readings' AND schema_name = 'main' "
+            "AND database_name = current_database()"
+        ).fetchall()
+    }
+    absent = [c.name for c in READINGS_COLUMNS if c.name not in present]
+    if absent:
+        raise SchemaError(
+            f"aqi_readings lacks the NOT NULL contract columns {absent}: a column added later must be nullable"
+        )
 
 
 @contextlib.contextmanager

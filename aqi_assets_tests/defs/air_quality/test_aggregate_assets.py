@@ -26,10 +26,17 @@ from aqi_assets.defs.air_quality.aggregates import (
 )
 from aqi_assets.defs.air_quality.aggregates_io import IO_MANAGER_KEY, AggregatesDuckDBIOManager
 from aqi_assets.defs.air_quality.assets import ingest_assets
-from aqi_assets.defs.air_quality.late_data import RANGE_END_TAG, RANGE_START_TAG, build_late_data_sensor
+from aqi_assets.defs.air_quality.late_data import (
+    ARCHIVE_READINGS_KEY,
+    PARQUET_TIER_KEY,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    build_late_data_sensor,
+)
 from aqi_assets.defs.air_quality.resources import SnapshotSource
 from aqi_assets.defs.common.storage import AqiStorage
 from aqi_assets.defs.tiers.resources import TierStorage
+from aqi_assets.lib.air_quality.aggregates import AGGREGATES_SCHEMA
 from aqi_assets.lib.air_quality.generator import Quirks, generate_snapshot
 from aqi_assets.lib.air_quality.lake import day_directory, snapshot_name
 
@@ -37,6 +44,8 @@ REPOSITORY = Path(__file__).resolve().parents[3]
 DAY = datetime(2026, 11, 27)
 AQI_HOURLY, AQI_DAILY = build_aggregate_assets(datetime(2026, 11, 1))
 CHECKS = build_aggregate_checks(AQI_HOURLY, AQI_DAILY)
+HOURLY_TABLE = f"{AGGREGATES_SCHEMA}.{AQI_HOURLY.key.to_user_string()}"
+DAILY_TABLE = f"{AGGREGATES_SCHEMA}.{AQI_DAILY.key.to_user_string()}"
 
 
 def write_snapshot(storage: AqiStorage, at: datetime, seed: int, *, fetched_at: datetime | None = None,
@@ -56,9 +65,10 @@ def history(storage: AqiStorage, hours: int = 3, every_minutes: int = 10) -> Non
         write_snapshot(storage, DAY + timedelta(minutes=minute + 5), seed=minute)
 
 
-def resources(storage: AqiStorage) -> dict:
+def resources(storage: AqiStorage, db_schema: str = AGGREGATES_SCHEMA) -> dict:
     tiers = TierStorage(parquet_uri=str(Path(storage.data_dir) / "parquet"))
-    return {"storage": storage, "tiers": tiers, IO_MANAGER_KEY: AggregatesDuckDBIOManager(storage=storage)}
+    return {"storage": storage, "tiers": tiers,
+            IO_MANAGER_KEY: AggregatesDuckDBIOManager(storage=storage, db_schema=db_schema)}
 
 
 def ingest(storage: AqiStorage, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
@@ -68,15 +78,33 @@ def ingest(storage: AqiStorage, instance: dg.DagsterInstance) -> dg.ExecuteInPro
 
 
 def materialize(storage: AqiStorage, instance: dg.DagsterInstance, asset: dg.AssetsDefinition,
-                partition_key: str | None = None, tags: dict | None = None) -> dg.ExecuteInProcessResult:
+                partition_key: str | None = None, tags: dict | None = None,
+                db_schema: str = AGGREGATES_SCHEMA) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [AQI_HOURLY, AQI_DAILY, *CHECKS],
         selection=[asset.key],
         partition_key=partition_key,
         tags=tags,
-        resources=resources(storage),
+        resources=resources(storage, db_schema),
         instance=instance,
     )
+
+
+def run_hourly_checks(storage: AqiStorage, instance: dg.DagsterInstance, partition_key: str,
+                      db_schema: str) -> dg.ExecuteInProcessResult:
+    """Only the checks of one `aqi_hourly` partition (the asset itself is not recomputed)."""
+    checks_only = dg.define_asset_job("checks_only", selection=dg.AssetSelection.checks_for_assets(AQI_HOURLY),
+                                      partitions_def=AQI_HOURLY.partitions_def)
+    defs = dg.Definitions(assets=[AQI_HOURLY, AQI_DAILY], asset_checks=CHECKS, jobs=[checks_only],
+                          resources=resources(storage, db_schema))
+    # The partition goes in as the run tag: `partition_key=` looks for a selected asset to validate it against.
+    return defs.resolve_job_def(checks_only.name).execute_in_process(
+        tags={"dagster/partition": partition_key}, instance=instance, raise_on_error=False
+    )
+
+
+def evaluations(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
 
 def query(storage: AqiStorage, sql: str) -> list[tuple]:
@@ -105,12 +133,12 @@ def test_partitions_from_ingested_snapshots(storage: AqiStorage, instance: dg.Da
     """)[0][0]
     assert expected > 10
     rows = query(storage, "SELECT count(*), count(pm25_nowcast), count(pm25_24h), min(hour), max(hour) "
-                          "FROM aggregates.aqi_hourly")
+                          f"FROM {HOURLY_TABLE}")
     # 3 hours of history: NowCast exists (>= 2 of the last 3 hours), 24-hour means do not (< 18 hours).
     assert rows == [(expected, expected, 0, DAY + timedelta(hours=2), DAY + timedelta(hours=2))]
     metadata = result.asset_materializations_for_node("aqi_hourly")[0].metadata
     assert metadata["dagster/row_count"].value == expected
-    assert metadata["dagster/table_name"].value == "aggregates.aqi_hourly"
+    assert metadata["dagster/table_name"].value == HOURLY_TABLE
     assert metadata["distribution"].value.startswith("![aqi_hourly 2026-11-27 02:00 UTC](data:image/png;base64,")
     assert sum(metadata["aqi_us_category_counts"].value.values()) == expected
     assert metadata["daqi_band_counts"].value["no index"] == expected
@@ -118,11 +146,11 @@ def test_partitions_from_ingested_snapshots(storage: AqiStorage, instance: dg.Da
 
     # A re-run replaces the partition (no duplicates); a single-run range writes every hour of it.
     assert materialize(storage, instance, AQI_HOURLY, "2026-11-27-02:00").success
-    assert query(storage, "SELECT count(*) FROM aggregates.aqi_hourly")[0][0] == expected
+    assert query(storage, f"SELECT count(*) FROM {HOURLY_TABLE}")[0][0] == expected
     ranged = materialize(storage, instance, AQI_HOURLY,
                          tags={RANGE_START_TAG: "2026-11-27-00:00", RANGE_END_TAG: "2026-11-27-02:00"})
     assert ranged.success
-    per_hour = query(storage, "SELECT hour, count(*) FROM aggregates.aqi_hourly GROUP BY hour ORDER BY hour")
+    per_hour = query(storage, f"SELECT hour, count(*) FROM {HOURLY_TABLE} GROUP BY hour ORDER BY hour")
     assert [hour for hour, _ in per_hour] == [DAY, DAY + timedelta(hours=1), DAY + timedelta(hours=2)]
     assert per_hour[2][1] == expected
     assert instance.get_materialized_partitions(AQI_HOURLY.key) >= {
@@ -132,8 +160,49 @@ def test_partitions_from_ingested_snapshots(storage: AqiStorage, instance: dg.Da
     daily = materialize(storage, instance, AQI_DAILY, "2026-11-27")
     assert daily.success and all(e.passed for e in daily.get_asset_check_evaluations())
     day_rows = query(storage, "SELECT count(*), max(hours), count(pm25_mean), count(aqi_us_daily) "
-                              "FROM aggregates.aqi_daily")
+                              f"FROM {DAILY_TABLE}")
     assert day_rows[0][0] >= expected and day_rows[0][1] == 3 and day_rows[0][2:] == (0, 0)  # 3 of 18 hours
+
+
+def test_the_checks_read_the_table_the_io_manager_writes(storage: AqiStorage, instance) -> None:
+    """With the IO manager's db_schema "official", the checks read official.aqi_hourly: not a table left in the
+    default schema, and a missing table fails the check step instead of passing on zero rows."""
+    history(storage)
+    assert ingest(storage, instance).success
+    hour = "2026-11-27-02:00"
+    # An older table in the default schema, with wrong indices: the checks of the official one must not read it.
+    assert materialize(storage, instance, AQI_HOURLY, hour).success
+    with duckdb.connect(storage.duckdb_path) as connection:
+        connection.execute(f"UPDATE {HOURLY_TABLE} SET aqi_us_nowcast = aqi_us_nowcast + 7")
+    stale = evaluations(run_hourly_checks(storage, instance, hour, AGGREGATES_SCHEMA))
+    assert not stale["indices_match_concentrations"].passed
+
+    official = materialize(storage, instance, AQI_HOURLY, hour, db_schema="official")
+    assert official.success
+    [stored] = query(storage, "SELECT count(*) FROM official.aqi_hourly")[0]
+    assert stored > 10
+    assert official.asset_materializations_for_node("aqi_hourly")[0].metadata["dagster/table_name"].value == (
+        "official.aqi_hourly"
+    )
+    passed = evaluations(official)
+    assert all(e.passed for e in passed.values()) and len(passed) == 3
+    assert passed["indices_match_concentrations"].metadata["checked_rows"].value == stored
+
+    # One stored row of official.aqi_hourly tampered with: the checks, run alone, catch exactly it.
+    with duckdb.connect(storage.duckdb_path) as connection:
+        connection.execute("UPDATE official.aqi_hourly SET aqi_us_nowcast = aqi_us_nowcast + 7 "
+                           "WHERE sensor_id = (SELECT min(sensor_id) FROM official.aqi_hourly)")
+    tampered = evaluations(run_hourly_checks(storage, instance, hour, "official"))
+    assert not tampered["indices_match_concentrations"].passed
+    assert tampered["indices_match_concentrations"].metadata["failing_rows"].value == 1
+    assert tampered["indices_match_concentrations"].metadata["checked_rows"].value == stored
+
+    # A schema without the table: the check step fails with what to do, and no check reports a pass.
+    missing = run_hourly_checks(storage, instance, hour, "nowhere")
+    assert not missing.success and missing.get_asset_check_evaluations() == []
+    [failure] = missing.get_step_failure_events()
+    message = failure.step_failure_data.error.message
+    assert "nowhere.aqi_hourly does not exist" in message and "materialise aqi_hourly" in message
 
 
 def test_late_data_rematerialises_the_partitions_it_changes(storage: AqiStorage, instance) -> None:
@@ -161,15 +230,15 @@ def test_late_data_rematerialises_the_partitions_it_changes(storage: AqiStorage,
     )
     # 01:00 and every later materialised hour (their NowCast includes 01:00), and the day.
     assert requested == [("aqi_daily", "2026-11-27"), ("aqi_hourly", "2026-11-27-01:00...2026-11-27-02:00")]
-    before = query(storage, "SELECT count(*) FROM aggregates.aqi_hourly WHERE sensor_id >= 90000")[0][0]
+    before = query(storage, f"SELECT count(*) FROM {HOURLY_TABLE} WHERE sensor_id >= 90000")[0][0]
     assert before == 0
     for request in late.run_requests:
         asset = AQI_HOURLY if request.asset_selection == [AQI_HOURLY.key] else AQI_DAILY
         assert materialize(storage, instance, asset, request.partition_key, dict(request.tags)).success
-    late_rows = query(storage, "SELECT hour, count(*) FROM aggregates.aqi_hourly WHERE sensor_id >= 90000 "
+    late_rows = query(storage, f"SELECT hour, count(*) FROM {HOURLY_TABLE} WHERE sensor_id >= 90000 "
                                "GROUP BY hour ORDER BY hour")
     assert late_rows and late_rows[0][0] == DAY + timedelta(hours=1)
-    assert query(storage, "SELECT count(*) FROM aggregates.aqi_daily WHERE sensor_id >= 90000")[0][0] > 0
+    assert query(storage, f"SELECT count(*) FROM {DAILY_TABLE} WHERE sensor_id >= 90000")[0][0] > 0
     # Idempotent: the same events give no new requests once the cursor moved past them.
     again = sensor(dg.build_sensor_context(instance=instance, cursor=late.cursor))
     assert isinstance(again, dg.SkipReason) or not again.run_requests
@@ -224,7 +293,7 @@ def test_cli_materialises_an_hourly_partition(tmp_path: Path) -> None:
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    rows = query(storage, "SELECT min(hour), max(hour), count(*), count(aqi_us_nowcast) FROM aggregates.aqi_hourly")
+    rows = query(storage, f"SELECT min(hour), max(hour), count(*), count(aqi_us_nowcast) FROM {HOURLY_TABLE}")
     assert rows[0][0] == rows[0][1] == DAY + timedelta(hours=1)
     assert rows[0][2] > 10 and rows[0][3] == rows[0][2]
 
@@ -234,21 +303,40 @@ def readings_stub() -> None:
     """Stands for the snapshot merge (unpartitioned)."""
 
 
-@dg.asset(name="archive_readings", partitions_def=dg.DailyPartitionsDefinition("2015-10-01", timezone="UTC"))
+HISTORY_DAYS = dg.DailyPartitionsDefinition("2015-10-01", timezone="UTC")
+
+
+@dg.asset(name=ARCHIVE_READINGS_KEY, partitions_def=HISTORY_DAYS)
 def archive_stub() -> None:
     """Stands for the archive merge (daily from the archive's first day)."""
 
 
-def test_both_merges_are_declared_inputs_of_the_indices() -> None:
-    for asset in (AQI_HOURLY, AQI_DAILY):
-        [spec] = asset.specs
-        assert {dep.asset_key.to_user_string() for dep in spec.deps} == {"aqi_readings", "archive_readings"}
+@dg.asset(name=PARQUET_TIER_KEY, partitions_def=HISTORY_DAYS)
+def tier_stub() -> None:
+    """Stands for the Parquet tier's export (daily from the history's first day)."""
+
+
+def test_every_source_of_the_history_is_a_declared_input_of_the_indices(storage: AqiStorage) -> None:
+    """The snapshot merges, the archive days and the tier's days: an hour or a day maps to its day upstream."""
+    graph = dg.Definitions(assets=[readings_stub, archive_stub, tier_stub, AQI_HOURLY, AQI_DAILY],
+                           resources=resources(storage)).resolve_asset_graph()
+    for asset, key, day in ((AQI_HOURLY, "2026-11-27-23:00", "2026-11-27"), (AQI_DAILY, "2026-11-27", "2026-11-27")):
+        node = graph.get(asset.key)
+        assert {k.to_user_string() for k in node.parent_keys} == {"aqi_readings", "archive_readings",
+                                                                    "aqi_readings_parquet"}
+        for upstream in (ARCHIVE_READINGS_KEY, PARQUET_TIER_KEY):
+            mapping = graph.get_partition_mapping(asset.key, dg.AssetKey(upstream))
+            mapped = mapping.get_upstream_mapped_partitions_result_for_partitions(
+                node.partitions_def.subset_with_partition_keys([key]), node.partitions_def, HISTORY_DAYS
+            ).partitions_subset
+            assert set(mapped.get_partition_keys()) == {day}
 
 
 def cron_requests(storage: AqiStorage, hourly: dg.AssetsDefinition) -> dict[str, set[str]]:
     """Partitions the automation requests at 03:12 UTC after an `aqi_readings` merge landed past the 03:10 tick
-    (the archive never materialised)."""
-    defs = dg.Definitions(assets=[readings_stub, archive_stub, hourly, AQI_DAILY], resources=resources(storage))
+    (neither the archive nor the tier ever materialised)."""
+    defs = dg.Definitions(assets=[readings_stub, archive_stub, tier_stub, hourly, AQI_DAILY],
+                          resources=resources(storage))
 
     def at(minute: int) -> datetime:
         return datetime(2026, 11, 27, 3, minute, tzinfo=timezone.utc)
@@ -267,10 +355,15 @@ def cron_requests(storage: AqiStorage, hourly: dg.AssetsDefinition) -> dict[str,
         }
 
 
-def test_the_hourly_tick_waits_for_the_snapshot_merge_but_not_for_the_archive(storage: AqiStorage) -> None:
+def test_the_hourly_tick_waits_for_the_snapshot_merge_but_not_for_the_archive_or_tier(storage: AqiStorage) -> None:
     assert cron_requests(storage, AQI_HOURLY) == {"aqi_hourly": {"2026-11-27-02:00"}, "aqi_daily": set()}
-    # The same asset with a plain on_cron would wait for an archive day that may never be backfilled.
-    waiting = AQI_HOURLY.map_asset_specs(
-        lambda spec: spec.replace_attributes(automation_condition=dg.AutomationCondition.on_cron("10 * * * *"))
-    )
-    assert cron_requests(storage, waiting) == {"aqi_hourly": set(), "aqi_daily": set()}
+
+    def with_condition(condition: dg.AutomationCondition) -> dg.AssetsDefinition:
+        return AQI_HOURLY.map_asset_specs(lambda spec: spec.replace_attributes(automation_condition=condition))
+
+    # A plain on_cron would wait for an archive day that may never be backfilled, and ignoring the archive alone
+    # would wait for the tier, which exports the day after it ends.
+    plain = dg.AutomationCondition.on_cron("10 * * * *")
+    archive_only = plain.ignore(dg.AssetSelection.assets(ARCHIVE_READINGS_KEY))
+    for waiting in (plain, archive_only):
+        assert cron_requests(storage, with_condition(waiting)) == {"aqi_hourly": set(), "aqi_daily": set()}

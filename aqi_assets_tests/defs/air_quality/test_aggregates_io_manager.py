@@ -12,6 +12,7 @@ import pytest
 from aqi_assets.defs.air_quality.aggregates_io import AggregatesDuckDBIOManager
 from aqi_assets.defs.air_quality.late_data import RANGE_END_TAG, RANGE_START_TAG
 from aqi_assets.defs.common.storage import AqiStorage
+from aqi_assets.lib.air_quality.aggregates import AGGREGATES_SCHEMA, AQI_HOURLY
 
 HOURS = dg.HourlyPartitionsDefinition(start_date=datetime(2026, 1, 1), timezone="UTC")
 
@@ -57,7 +58,8 @@ def run(storage: AqiStorage, *, partition: str | None = None, tags: dict | None 
 
 def table(storage: AqiStorage, name: str = "readings_by_hour") -> list[tuple]:
     with duckdb.connect(storage.duckdb_path, read_only=True) as connection:
-        return connection.execute(f"SELECT hour, sensor_id, value FROM aggregates.{name} ORDER BY ALL").fetchall()
+        sql = f"SELECT hour, sensor_id, value FROM {AGGREGATES_SCHEMA}.{name} ORDER BY ALL"
+        return connection.execute(sql).fetchall()
 
 
 def h(hour: int) -> datetime:
@@ -82,7 +84,7 @@ def test_a_single_run_range_replaces_every_partition_of_the_range(storage: AqiSt
     ]
     metadata = result.asset_materializations_for_node("readings_by_hour")[0].metadata
     assert metadata["dagster/row_count"].value == 4
-    assert metadata["dagster/table_name"].value == "aggregates.readings_by_hour"
+    assert metadata["dagster/table_name"].value == f"{AGGREGATES_SCHEMA}.readings_by_hour"
 
 
 def test_a_failed_write_leaves_the_old_rows(storage: AqiStorage) -> None:
@@ -110,7 +112,7 @@ def test_an_asset_without_partition_expr_is_refused(storage: AqiStorage) -> None
 
 
 def test_the_table_name_of_an_aggregate_follows_the_configured_schema(storage: AqiStorage) -> None:
-    assert AggregatesDuckDBIOManager(storage=storage).table_name("aqi_hourly") == "aggregates.aqi_hourly"
+    assert AggregatesDuckDBIOManager(storage=storage).table_name(AQI_HOURLY) == f"{AGGREGATES_SCHEMA}.{AQI_HOURLY}"
     other = AggregatesDuckDBIOManager(storage=storage, db_schema="indices")
     assert other.table_name("aqi_daily") == "indices.aqi_daily"
     with pytest.raises(ValueError, match="plain identifier"):

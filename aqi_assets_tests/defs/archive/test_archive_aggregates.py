@@ -19,6 +19,7 @@ from aqi_assets.defs.archive.assets import build_archive_assets
 from aqi_assets.defs.archive.resources import ArchiveSource
 from aqi_assets.defs.common.storage import AqiStorage
 from aqi_assets.defs.tiers.resources import TierStorage
+from aqi_assets.lib.air_quality.aggregates import AGGREGATES_SCHEMA
 from aqi_assets.lib.readings.history import HistoryError
 from aqi_assets.lib.readings.schema import readings_connection
 from aqi_assets.lib.tiers.parquet_tier import export_day, verify_day
@@ -29,6 +30,8 @@ DAYS = [date(2025, 10, 14), date(2025, 10, 15), date(2025, 10, 16)]
 ARCHIVE_ASSETS = build_archive_assets("2025-10-01")
 AQI_HOURLY, AQI_DAILY = build_aggregate_assets(datetime(2025, 10, 1))
 CHECKS = build_aggregate_checks(AQI_HOURLY, AQI_DAILY)
+HOURLY_TABLE = f"{AGGREGATES_SCHEMA}.{AQI_HOURLY.key.to_user_string()}"
+DAILY_TABLE = f"{AGGREGATES_SCHEMA}.{AQI_DAILY.key.to_user_string()}"
 
 
 def _tiers(storage: AqiStorage, folder: str = "parquet") -> TierStorage:
@@ -108,7 +111,7 @@ def test_an_archive_backfill_fills_the_daily_indices_and_wins_over_5_minute_read
         assert requested == [("aqi_daily", "2025-10-14...2025-10-15"), ("aqi_hourly", "2025-10-15-12:00")]
     daily = _query(
         storage,
-        "SELECT day, count(*), min(hours), min(archive_hours) FROM aggregates.aqi_daily GROUP BY day ORDER BY day",
+        f"SELECT day, count(*), min(hours), min(archive_hours) FROM {DAILY_TABLE} GROUP BY day ORDER BY day",
     )
     # Every day of the backfill has its PM sensors (SDS011, SPS30, PMS: not the climate sensors), each hour of
     # them from the archive.
@@ -121,7 +124,7 @@ def test_an_archive_backfill_fills_the_daily_indices_and_wins_over_5_minute_read
             AND "timestamp"::DATE = DATE '2025-10-15'""",
     )[0][0]
     [(stored,)] = _query(
-        storage, f"SELECT pm25_mean FROM aggregates.aqi_daily WHERE sensor_id = {SDS011_ID} AND day = '2025-10-15'"
+        storage, f"SELECT pm25_mean FROM {DAILY_TABLE} WHERE sensor_id = {SDS011_ID} AND day = '2025-10-15'"
     )
     # The daily mean is the mean of hourly means; with ~2.5-minute archive cadence it is close to the plain mean.
     assert abs(stored - expected) < 0.05 * max(expected, 1.0)
@@ -143,7 +146,7 @@ def test_an_archive_backfill_fills_the_daily_indices_and_wins_over_5_minute_read
         (hour, (source, pm25))
         for hour, source, pm25 in _query(
             storage,
-            f"SELECT hour, source, pm25_mean FROM aggregates.aqi_hourly WHERE sensor_id = {SDS011_ID} ORDER BY hour",
+            f"SELECT hour, source, pm25_mean FROM {HOURLY_TABLE} WHERE sensor_id = {SDS011_ID} ORDER BY hour",
         )
     )
     archived_hour = rows[datetime(2025, 10, 15, 12)]
@@ -153,8 +156,8 @@ def test_an_archive_backfill_fills_the_daily_indices_and_wins_over_5_minute_read
 
     # Retention moves the first two days (archive and 5-minute rows) to the Parquet tier; the assets read them
     # from there and write the same rows.
-    daily_sql = "SELECT * FROM aggregates.aqi_daily WHERE day <= '2025-10-16' ORDER BY day, sensor_id"
-    hourly_sql = "SELECT * FROM aggregates.aqi_hourly ORDER BY hour, sensor_id"
+    daily_sql = f"SELECT * FROM {DAILY_TABLE} WHERE day <= '2025-10-16' ORDER BY day, sensor_id"
+    hourly_sql = f"SELECT * FROM {HOURLY_TABLE} ORDER BY hour, sensor_id"
     daily_before, hourly_before = _query(storage, daily_sql), _query(storage, hourly_sql)
     location = _tiers(storage).location()
     with readings_connection(storage.duckdb_path) as connection:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -14,10 +14,12 @@ from aqi_assets.defs.archive.definitions import defs as archive_defs
 from aqi_assets.defs.archive.resources import ArchiveSource
 from aqi_assets.defs.common.storage import AqiStorage
 from aqi_assets.defs.tiers.resources import TierStorage
+from aqi_assets.lib.archive.selection import LOCATION_LOOKBACK
+from aqi_assets.lib.common.utc import naive_utc
 from aqi_assets.lib.readings.schema import readings_connection
 from aqi_assets.lib.tiers.parquet_tier import export_day
 from aqi_assets.lib.tiers.retention import prune_hot_tier
-from aqi_assets_tests.support.archive_server import ALL_GOOD_IDS, HTML_ERROR_ID, SDS011_ID, local_archive
+from aqi_assets_tests.support.archive_server import ALL_GOOD_IDS, HTML_ERROR_ID, SDS011_ID, SPS30_ID, local_archive
 
 DAYS = [date(2025, 10, 14), date(2025, 10, 15), date(2025, 10, 16)]
 ASSETS = build_archive_assets("2025-10-01")
@@ -97,24 +99,34 @@ def test_the_run_config_overrides_the_selection_and_an_unset_one_is_disabled(tmp
         assert _metadata(chosen, "archive_readings")["sensors"] == 1
 
 
-def test_countries_resolve_from_locations_already_pruned_to_the_tier(tmp_path: Path) -> None:
-    """A sensor the history knows only from days moved to Parquet is still found by its country."""
+def test_countries_resolve_from_the_recent_locations_even_pruned_to_the_tier(tmp_path: Path) -> None:
+    """Locations come from the readings of the last LOCATION_LOOKBACK, hot or cold: a sensor the history knows
+    only from a day already moved to Parquet (10 days ago) is found by its country; one last heard of before the
+    lookback (40 days ago) is not, and its day's files are never opened (made unreadable here)."""
     resources = _resources(tmp_path, "http://127.0.0.1:9", "DE")
-    old = date(2025, 9, 1)
+    today = naive_utc().date()
+    recent, old = today - timedelta(days=10), today - LOCATION_LOOKBACK - timedelta(days=10)
     tiers = resources["tiers"]
     with readings_connection(resources["storage"].duckdb_path) as connection:
-        rows = synthetic_readings(4, now=datetime(2025, 9, 1, 12), seed=5, per_sensor=1)
-        for row, sensor in zip(rows, (SDS011_ID, 1, 2, 3), strict=True):
-            row.update(sensor_id=sensor, country="DE" if sensor == SDS011_ID else "FR", ingest_seq=1)
-        insert_readings(connection, rows)
-        export_day(connection, tiers.location(), old)
-        assert prune_hot_tier(connection, tiers.location(), today=date(2025, 10, 1), hot_days=7).days_pruned == [old]
+        seen = {recent: (SDS011_ID, 1, 2, 3), old: (SPS30_ID, 4, 5, 6)}  # the first of each day in DE
+        for day, sensors in seen.items():
+            rows = synthetic_readings(4, now=datetime.combine(day, time(12)), seed=5, per_sensor=1)
+            for row, sensor in zip(rows, sensors, strict=True):
+                row.update(sensor_id=sensor, country="DE" if sensor == sensors[0] else "FR", ingest_seq=1)
+            insert_readings(connection, rows)
+            export_day(connection, tiers.location(), day)
+        assert prune_hot_tier(connection, tiers.location(), today=today, hot_days=7).days_pruned == [old, recent]
         assert connection.execute("SELECT count(*) FROM aqi_readings").fetchall() == [(0,)]
+    old_files = list(Path(tiers.parquet_uri).glob(f"period=*/date={old.isoformat()}/*.parquet"))
+    assert old_files
+    for path in old_files:
+        path.write_bytes(b"not a parquet file")
     with local_archive(DAYS[:1]) as archive:
         resources["archive"] = ArchiveSource(url=archive.url, sensors="DE", retries=1, backoff_factor=0.01)
         [result] = _backfill(resources, DAYS[:1])
+        assert archive.file_requests() == [f"/{DAYS[0]}/{DAYS[0]}_sds011_sensor_{SDS011_ID}.csv"]
     raw = _metadata(result, "raw_archive_day")
-    assert raw["selected_sensors"] == 1 and raw["status"] == "fetched"
+    assert raw["selected_sensors"] == 1 and raw["status"] == "fetched" and raw["files"] == 1
 
 
 def test_countries_need_a_history_that_knows_them(tmp_path: Path) -> None:
@@ -122,7 +134,7 @@ def test_countries_need_a_history_that_knows_them(tmp_path: Path) -> None:
         [result] = _backfill(_resources(tmp_path, archive.url, "DE, bbox:5,45,15,55"), DAYS[:1])
         raw = _metadata(result, "raw_archive_day")
         assert raw["status"] == "no sensors"
-        assert "holds no readings yet" in raw["selection_notes"]
+        assert f"holds no readings of the last {LOCATION_LOOKBACK.days} days" in raw["selection_notes"]
 
 
 def test_an_html_error_page_fails_the_day_naming_the_url(tmp_path: Path) -> None:
@@ -148,3 +160,12 @@ def test_partitions_start_at_aqi_archive_start_and_backfill_one_day_per_run(monk
         node = graph.get(dg.AssetKey(name))
         assert node.partitions_def.get_first_partition_key() == "2020-01-01"
         assert node.backfill_policy.max_partitions_per_run == 1
+
+
+def test_the_selection_reads_the_history_as_declared_lineage_without_automation() -> None:
+    from aqi_assets.definitions import defs
+
+    graph = defs().resolve_asset_graph()
+    raw = graph.get(dg.AssetKey("raw_archive_day"))
+    assert set(raw.parent_keys) == {dg.AssetKey("aqi_readings")}, "countries and boxes resolve from the history"
+    assert raw.automation_condition is None, "a new reading never fetches archive days"

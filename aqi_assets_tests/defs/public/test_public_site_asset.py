@@ -7,6 +7,9 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from aqi_assets.defs.common.storage import AqiStorage
 from aqi_assets.defs.public.assets import SITE_AUTOMATION, public_site
 from aqi_assets.defs.public.resources import PUBLIC_SITE_ENV, PublicSiteResource, public_resources
 from aqi_assets.defs.tiers.resources import TierStorage
+from aqi_assets.lib.common.utc import naive_utc
 from aqi_assets.lib.public_site.build import POINTER, read_pointer
 from aqi_assets.lib.readings.schema import readings_connection
 from aqi_assets_tests.support.moto_server import threaded_moto_server
@@ -26,6 +30,7 @@ from aqi_assets_tests.support.site_data import HOURLY_TABLE, ingest_hours, outdo
 
 READINGS = dg.AssetKey("aqi_readings")
 HOURLY = dg.AssetKey("aqi_hourly")
+PARQUET = dg.AssetKey("aqi_readings_parquet")
 SITE = dg.AssetKey("public_site")
 
 
@@ -42,15 +47,20 @@ def _failure(result: dg.ExecuteInProcessResult) -> str:
     return event.step_failure_data.error.message
 
 
-def test_public_site_is_in_the_code_location_and_declares_both_inputs() -> None:
+def test_public_site_is_in_the_code_location_and_declares_every_input(monkeypatch: pytest.MonkeyPatch) -> None:
     from aqi_assets.definitions import defs
 
+    monkeypatch.delenv("AQI_ARCHIVE_START", raising=False)
     graph = defs().resolve_asset_graph()
     node = graph.get(SITE)
     assert node.group_name == "public"
-    assert {READINGS, HOURLY} <= set(node.parent_keys), "it reads aqi_readings and aggregates.aqi_hourly"
+    assert set(node.parent_keys) == {READINGS, HOURLY, PARQUET}, (
+        "it reads aqi_readings (pruned days from aqi_readings_parquet) and aggregates.aqi_hourly"
+    )
     assert graph.get(HOURLY).partitions_def is not None, "aqi_hourly is the hourly-partitioned aggregate"
+    assert graph.get(PARQUET).partitions_def.get_first_partition_key() == "2015-10-01", "the tier's days"
     assert isinstance(public_site.get_partition_mapping(HOURLY), dg.LastPartitionMapping)
+    assert isinstance(public_site.get_partition_mapping(PARQUET), dg.LastPartitionMapping)
     assert node.automation_condition == SITE_AUTOMATION
 
 
@@ -61,7 +71,7 @@ def test_resource_reads_its_settings_from_the_environment(monkeypatch: pytest.Mo
     monkeypatch.setenv("AQI_SITE_DIR", str(tmp_path / "www"))
     monkeypatch.setenv("AQI_SITE_TILE_URL", "")  # empty counts as unset: the OpenStreetMap default
     storage = AqiStorage(data_dir=str(tmp_path / "data"), duckdb_path=str(tmp_path / "data" / "aqi.duckdb"))
-    now = datetime.now(timezone.utc).replace(tzinfo=None, minute=0, second=0, microsecond=0)
+    now = naive_utc().replace(minute=0, second=0, microsecond=0)
     with storage.readings() as connection:
         write_hourly(connection, now, now)  # aqi_hourly exists, no hour computed yet
     result = dg.materialize([public_site], resources={**_resources(storage, tmp_path), **public_resources()})
@@ -72,7 +82,7 @@ def test_resource_reads_its_settings_from_the_environment(monkeypatch: pytest.Mo
 
 
 def test_materialise_writes_the_site_and_publishes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    end = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0) - timedelta(minutes=3)
+    end = naive_utc().replace(microsecond=0) - timedelta(minutes=3)
     database = tmp_path / "data" / "aqi.duckdb"
     records = ingest_hours(database, n_records=200, end=end, hours=2, work_dir=tmp_path / "snapshots")
     storage = AqiStorage(data_dir=str(tmp_path / "data"), duckdb_path=str(database))
@@ -102,7 +112,7 @@ def test_materialise_writes_the_site_and_publishes_it(tmp_path: Path, monkeypatc
 def test_the_table_is_the_one_the_aggregates_io_manager_names_and_a_missing_one_fails(tmp_path: Path) -> None:
     """With the IO manager configured for schema "official", the table in "aggregates" is not read: the build
     fails naming official.aqi_hourly and what to do; once the aggregate is there, it is read."""
-    end = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0) - timedelta(minutes=3)
+    end = naive_utc().replace(microsecond=0) - timedelta(minutes=3)
     database = tmp_path / "data" / "aqi.duckdb"
     ingest_hours(database, n_records=120, end=end, hours=3, work_dir=tmp_path / "snapshots")
     storage = AqiStorage(data_dir=str(tmp_path / "data"), duckdb_path=str(database))
@@ -140,7 +150,11 @@ def test_the_table_is_the_one_the_aggregates_io_manager_names_and_a_missing_one_
 # Automation: evaluated against a Dagster instance on stand-in upstream assets (real runs, real checks).
 
 HOURS = dg.HourlyPartitionsDefinition(start_date="2025-01-01-00:00", timezone="UTC")  # 16,000+ hours back
-OUTCOME = {"aqi_readings": True, "aqi_hourly": True}  # what the stand-ins' blocking checks report
+DAYS = dg.DailyPartitionsDefinition(start_date="2015-10-01", timezone="UTC")  # the tier's days
+OUTCOME = {"aqi_readings": True, "aqi_hourly": True, "aqi_readings_parquet": True}  # the blocking checks' reports
+# The tier stand-in's run waits for EXPORT_MAY_FINISH (set unless a test holds an export in progress).
+EXPORT_STARTED, EXPORT_MAY_FINISH = threading.Event(), threading.Event()
+EXPORT_MAY_FINISH.set()
 
 
 @dg.asset(name="aqi_readings")
@@ -161,13 +175,34 @@ def hourly_stand_in():
     yield dg.AssetCheckResult(passed=OUTCOME["aqi_hourly"])
 
 
+@dg.asset(
+    name="aqi_readings_parquet", partitions_def=DAYS,
+    check_specs=[dg.AssetCheckSpec("day_verified", asset="aqi_readings_parquet", blocking=True)],
+)
+def parquet_stand_in():
+    EXPORT_STARTED.set()
+    assert EXPORT_MAY_FINISH.wait(timeout=60)
+    yield dg.Output(None)
+    yield dg.AssetCheckResult(passed=OUTCOME["aqi_readings_parquet"])
+
+
+@dg.asset(
+    name="export_in_progress_probe",
+    deps=[dg.AssetDep(PARQUET, partition_mapping=dg.LastPartitionMapping())],
+    automation_condition=dg.AutomationCondition.any_deps_in_progress(),
+)
+def export_in_progress_probe() -> None:
+    """Requested exactly while the tier's latest day is being exported: shows the instance sees that run."""
+
+
 class Ticks:
     """The automation sensor's ticks for `public_site`; a requested run is reported done before the next one."""
 
     def __init__(self, site: dg.AssetsDefinition, instance: dg.DagsterInstance, start: datetime) -> None:
         storage = AqiStorage()
         self.defs = dg.Definitions(
-            assets=[readings_stand_in, hourly_stand_in, site], asset_checks=[readings_valid],
+            assets=[readings_stand_in, hourly_stand_in, parquet_stand_in, export_in_progress_probe, site],
+            asset_checks=[readings_valid],
             resources={"storage": storage, "tiers": TierStorage(), "public_site": PublicSiteResource(),
                        "aggregates_io_manager": AggregatesDuckDBIOManager(storage=storage)},
         )
@@ -201,6 +236,31 @@ class Ticks:
         OUTCOME["aqi_hourly"] = passed
         dg.materialize([hourly_stand_in], partition_key=key, instance=self.instance, raise_on_error=False)
 
+    def export(self, key: str, passed: bool = True) -> None:
+        OUTCOME["aqi_readings_parquet"] = passed
+        dg.materialize([parquet_stand_in], partition_key=key, instance=self.instance, raise_on_error=False)
+
+    @contextmanager
+    def export_running(self, key: str) -> Iterator[None]:
+        """An export of the tier's day `key` in progress (a real run, held until the block ends)."""
+        EXPORT_STARTED.clear()
+        EXPORT_MAY_FINISH.clear()
+        worker = threading.Thread(target=self.export, args=(key,))
+        worker.start()
+        try:
+            assert EXPORT_STARTED.wait(timeout=60), "the export run did not start"
+            yield
+        finally:
+            EXPORT_MAY_FINISH.set()
+            worker.join(timeout=60)
+
+    def export_seen_in_progress(self) -> bool:
+        result = dg.evaluate_automation_conditions(
+            defs=self.defs, instance=self.instance,
+            asset_selection=dg.AssetSelection.assets("export_in_progress_probe"), evaluation_time=self.now,
+        )
+        return result.get_num_requested(dg.AssetKey("export_in_progress_probe")) == 1
+
 
 def test_automation_follows_readings_and_each_new_hour_without_waiting_for_the_hours() -> None:
     with dg.instance_for_test() as instance:
@@ -224,6 +284,32 @@ def test_automation_follows_readings_and_each_new_hour_without_waiting_for_the_h
         ticks.readings()
         assert ticks.tick() == 1, "and the next readings update too"
         assert ticks.tick(60) == 0, "a new hour starting (not yet computed) is no reason to rebuild"
+
+
+def test_the_parquet_tier_neither_triggers_a_rebuild_nor_holds_one_back() -> None:
+    """aqi_readings_parquet is declared for lineage only: its latest day is never exported when the site builds
+    (a day is exported after it ends), a nightly export changes nothing the map shows, and an export failing or
+    running says nothing about the readings."""
+    with dg.instance_for_test() as instance:
+        ticks = Ticks(public_site, instance, datetime(2026, 12, 1, 12, 5, tzinfo=timezone.utc))
+        ticks.readings()
+        ticks.hour("2026-12-01-11:00")
+        assert ticks.tick() == 0, "the first tick starts the record"
+        ticks.readings()
+        assert ticks.tick() == 1, "the tier's latest day (2026-11-30) not exported: not waited for"
+        ticks.export("2026-11-30")
+        assert ticks.tick() == 0, "an export does not rebuild the site"
+        ticks.export("2026-11-29")
+        ticks.export("2026-11-30", passed=False)
+        assert ticks.tick() == 0, "nor does a failed one"
+        ticks.readings()
+        assert ticks.tick() == 1, "a failed export check does not hold the next readings update back"
+        with ticks.export_running("2026-11-30"):
+            ticks.readings()
+            assert ticks.export_seen_in_progress()
+            assert ticks.tick() == 1, "nor does an export in progress"
+        assert not ticks.export_seen_in_progress()
+        assert ticks.tick() == 0, "the export's end does not rebuild either"
 
 
 def test_plain_eager_would_stall_the_site_on_aqi_hourly() -> None:

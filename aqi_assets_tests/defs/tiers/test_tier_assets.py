@@ -10,6 +10,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from aqi_assets.bench.sync_common import insert_readings, synthetic_readings
 from aqi_assets.defs.archive.definitions import defs as archive_defs
 from aqi_assets.defs.common.env import from_env
 from aqi_assets.defs.common.storage import AqiStorage
@@ -17,7 +18,8 @@ from aqi_assets.defs.sinks.resources import InfluxDBResource, TimestreamResource
 from aqi_assets.defs.tiers.assets import build_tier_assets
 from aqi_assets.defs.tiers.definitions import defs as tier_defs
 from aqi_assets.defs.tiers.resources import TIERS_ENV, TierStorage
-from aqi_assets.lib.readings.periods import DEFAULT_HISTORY_START, HISTORY_START_ENV
+from aqi_assets.lib.archive.merge import ArchiveDayPrunedError
+from aqi_assets.lib.readings.periods import ARCHIVE, DEFAULT_HISTORY_START, HISTORY_START_ENV
 from aqi_assets_tests.support.tier_history import insert_history, merge_archive, per_day_counts
 
 TODAY = datetime.now(timezone.utc).date()
@@ -89,7 +91,14 @@ def test_a_pruned_day_is_left_as_it_is_and_refused_when_its_rows_come_back(
     assert _metadata(again, "aqi_readings_parquet")["periods_already_pruned"] == ["24h", "5min", "archive"]
 
     with storage.readings() as connection:
-        late = merge_archive(connection, tmp_path / "archive", DAYS[0], sensors=2, rows=10, seed=1)
+        # The archive merge refuses the re-published day outright ...
+        with pytest.raises(ArchiveDayPrunedError):
+            merge_archive(connection, tmp_path / "archive", DAYS[0], sensors=2, rows=10, seed=1)
+        # ... and rows of it arriving another way (a hand-written INSERT) make the export fail loudly.
+        late_rows = [{**row, "period": ARCHIVE} for row in synthetic_readings(
+            3, now=datetime.combine(DAYS[0], datetime.min.time()) + timedelta(hours=12), seed=9, per_sensor=1)]
+        insert_readings(connection, late_rows)
+        late = len(late_rows)
     result = dg.materialize([PARQUET], partition_key=partition, resources=resources, raise_on_error=False)
     assert not result.success
     failure = str(result.failure_data_for_node("aqi_readings_parquet").error)

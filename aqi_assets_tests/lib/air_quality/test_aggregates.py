@@ -11,8 +11,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aqi_assets.lib.air_quality.aggregate_checks import check_daily_partition, check_hourly_partition
+from aqi_assets.lib.air_quality.aggregate_checks import (
+    AggregateTableMissing,
+    check_daily_partition,
+    check_hourly_partition,
+)
 from aqi_assets.lib.air_quality.aggregates import (
+    AGGREGATES_SCHEMA,
+    AQI_DAILY,
+    AQI_HOURLY,
     daily_indices,
     hourly_indices,
     mean_with_coverage,
@@ -26,6 +33,8 @@ from aqi_assets.lib.readings.schema import ensure_schema
 
 NAN = math.nan
 T0 = datetime(2025, 3, 10)
+HOURLY_TABLE = f"{AGGREGATES_SCHEMA}.{AQI_HOURLY}"
+DAILY_TABLE = f"{AGGREGATES_SCHEMA}.{AQI_DAILY}"
 
 
 def window(*values: float) -> np.ndarray:
@@ -272,25 +281,48 @@ def test_checks_pass_on_computed_partitions_and_catch_a_tampered_row(connection:
         add_hours(connection, sensor, {o: float(rng.uniform(0, 120)) for o in range(48) if rng.random() > 0.2},
                   pm10=float(rng.uniform(0, 200)))
     hours = (T0 + timedelta(hours=24), T0 + timedelta(hours=48))
-    replace_partition(connection, "aggregates", "aqi_hourly", hourly_indices(connection, *hours), "hour", hours)
+    replace_partition(connection, AGGREGATES_SCHEMA, AQI_HOURLY, hourly_indices(connection, *hours), "hour", hours)
     days = (T0 + timedelta(days=1), T0 + timedelta(days=2))
-    replace_partition(connection, "aggregates", "aqi_daily", daily_indices(connection, *days), "day", days)
+    replace_partition(connection, AGGREGATES_SCHEMA, AQI_DAILY, daily_indices(connection, *days), "day", days)
     assert all(outcome.passed for outcome in check_hourly_partition(connection, *hours).values())
     assert all(outcome.passed for outcome in check_daily_partition(connection, *days).values())
     sensor, hour = connection.execute(
-        "SELECT sensor_id, hour FROM aggregates.aqi_hourly WHERE pm25_nowcast IS NOT NULL ORDER BY ALL LIMIT 1"
+        f"SELECT sensor_id, hour FROM {HOURLY_TABLE} WHERE pm25_nowcast IS NOT NULL ORDER BY ALL LIMIT 1"
     ).fetchall()[0]
     connection.execute(
-        "UPDATE aggregates.aqi_hourly SET pm25_nowcast = 999, aqi_us_nowcast = 1 WHERE sensor_id = ? AND hour = ?",
+        f"UPDATE {HOURLY_TABLE} SET pm25_nowcast = 999, aqi_us_nowcast = 1 WHERE sensor_id = ? AND hour = ?",
         [sensor, hour],
     )
-    connection.execute("UPDATE aggregates.aqi_daily SET pm25_mean = NULL WHERE sensor_id = 1")
+    connection.execute(f"UPDATE {DAILY_TABLE} SET pm25_mean = NULL WHERE sensor_id = 1")
     hourly = check_hourly_partition(connection, *hours)
     assert not hourly["nowcast_within_hourly_range"].passed and hourly["nowcast_within_hourly_range"].failing_rows == 1
     assert not hourly["indices_match_concentrations"].passed
     assert hourly["completeness_rules"].passed
     daily = check_daily_partition(connection, *days)
     assert not daily["completeness_rules"].passed and daily["completeness_rules"].failing_rows == 1
+
+
+def test_checks_read_the_given_schema_and_fail_on_a_missing_table(connection: duckdb.DuckDBPyConnection) -> None:
+    """The checks read the schema they are given (the IO manager's `db_schema`): a table left in the default
+    schema is not read instead, and a missing table raises rather than passing on zero checked rows."""
+    add_hours(connection, 1, {o: 20.0 + o for o in range(30)}, pm10=25.0)
+    hours = (T0 + timedelta(hours=24), T0 + timedelta(hours=30))
+    days = (T0, T0 + timedelta(days=1))
+    replace_partition(connection, AGGREGATES_SCHEMA, AQI_HOURLY, hourly_indices(connection, *hours), "hour", hours)
+    replace_partition(connection, AGGREGATES_SCHEMA, AQI_DAILY, daily_indices(connection, *days), "day", days)
+    with pytest.raises(AggregateTableMissing, match=r"official\.aqi_hourly does not exist.*'official'"):
+        check_hourly_partition(connection, *hours, schema="official")
+    with pytest.raises(AggregateTableMissing, match=r"official\.aqi_daily does not exist"):
+        check_daily_partition(connection, *days, schema="official")
+
+    replace_partition(connection, "official", AQI_HOURLY, hourly_indices(connection, *hours), "hour", hours)
+    assert all(outcome.passed for outcome in check_hourly_partition(connection, *hours, schema="official").values())
+    connection.execute(f"UPDATE official.{AQI_HOURLY} SET aqi_us_nowcast = aqi_us_nowcast + 7")
+    official = check_hourly_partition(connection, *hours, schema="official")
+    tampered = official["indices_match_concentrations"]
+    assert not tampered.passed and tampered.failing_rows == tampered.checked_rows == 6
+    # The untouched default table still passes: each call read only its own schema.
+    assert all(outcome.passed for outcome in check_hourly_partition(connection, *hours).values())
 
 
 def test_touched_hours_follow_the_merge_number(connection: duckdb.DuckDBPyConnection) -> None:

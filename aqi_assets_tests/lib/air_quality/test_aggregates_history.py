@@ -1,5 +1,6 @@
 """The official indices read the whole history: a day pruned to the Parquet tier recomputes to the same rows, the
-checks read it too, and without the history view every entry point fails loudly instead of reading DuckDB alone.
+checks read it too, and without the history view attached on the connection every entry point fails loudly instead
+of reading DuckDB alone (or a stored view that may predate the last prune).
 
 The tier is the real one (`export_day`, `verify_day`, `prune_hot_tier` on a local directory)."""
 
@@ -14,14 +15,16 @@ import pytest
 
 from aqi_assets.lib.air_quality.aggregate_checks import check_daily_partition, check_hourly_partition
 from aqi_assets.lib.air_quality.aggregates import (
-    HistoryNotAttached,
+    AGGREGATES_SCHEMA,
+    AQI_DAILY,
+    AQI_HOURLY,
     daily_indices,
     hourly_indices,
     source_periods,
 )
 from aqi_assets.lib.common.duckdb_tables import replace_partition
 from aqi_assets.lib.common.location import open_location
-from aqi_assets.lib.readings.history import HistoryError, attach_history
+from aqi_assets.lib.readings.history import HISTORY_VIEW, HistoryError, attach_history
 from aqi_assets.lib.readings.periods import ARCHIVE, PERIODS, Feed, Period
 from aqi_assets.lib.readings.schema import ensure_schema
 from aqi_assets.lib.tiers.parquet_tier import export_day, verify_day
@@ -112,8 +115,8 @@ def test_a_pruned_day_recomputes_to_the_same_indices_from_the_parquet_tier(
     assert sorted_table(daily_after, "day").equals(sorted_table(daily_before, "day"))
 
     # The partition checks recompute their reference from the same view: the stored partitions pass.
-    replace_partition(connection, "aggregates", "aqi_hourly", hourly_after, "hour", hours)
-    replace_partition(connection, "aggregates", "aqi_daily", daily_after, "day", hours)
+    replace_partition(connection, AGGREGATES_SCHEMA, AQI_HOURLY, hourly_after, "hour", hours)
+    replace_partition(connection, AGGREGATES_SCHEMA, AQI_DAILY, daily_after, "day", hours)
     for outcomes in (check_hourly_partition(connection, *hours), check_daily_partition(connection, *hours)):
         assert {name: outcome.passed for name, outcome in outcomes.items()} == dict.fromkeys(outcomes, True)
         assert all(outcome.checked_rows > 0 for outcome in outcomes.values())
@@ -128,11 +131,25 @@ def test_every_entry_point_fails_without_the_history_view(connection: duckdb.Duc
         lambda: check_hourly_partition(connection, *day),
         lambda: check_daily_partition(connection, *day),
     ]
-    for call in calls:
-        with pytest.raises(HistoryNotAttached, match=r"call aqi_assets\.lib\.readings\.history\.attach_history"):
-            call()
+
+    def all_refused() -> None:
+        for call in calls:
+            with pytest.raises(HistoryError, match=r"call aqi_assets\.lib\.readings\.history\.attach_history"):
+                call()
+
+    all_refused()
+    # A view stored in the file (`persist=True`, for the duckdb shell) is not this connection's attachment: it may
+    # predate the last prune, so it is refused too.
+    attach_history(connection, None, persist=True)
+    assert connection.execute(f"SELECT count(*) FROM {HISTORY_VIEW}").fetchall()[0][0] == 48
+    all_refused()
     attach_history(connection, None)
-    assert hourly_indices(connection, *day).num_rows == 24
+    hourly = hourly_indices(connection, *day)
+    assert hourly.num_rows == 24
+    replace_partition(connection, AGGREGATES_SCHEMA, AQI_HOURLY, hourly, "hour", day)
+    replace_partition(connection, AGGREGATES_SCHEMA, AQI_DAILY, daily_indices(connection, *day), "day", day)
+    for check in (check_hourly_partition, check_daily_partition):
+        assert all(outcome.passed and outcome.checked_rows for outcome in check(connection, *day).values())
 
 
 def test_the_sources_are_read_from_the_registry_at_call_time(

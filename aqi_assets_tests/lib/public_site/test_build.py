@@ -8,18 +8,26 @@ from __future__ import annotations
 import gzip
 import json
 import stat
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pytest
 
+from aqi_assets.bench.sync_common import insert_readings, synthetic_readings
 from aqi_assets.lib.air_quality.aggregates import HOURLY_SCHEMA
 from aqi_assets.lib.common.location import open_location
 from aqi_assets.lib.public_site.build import INDEX, POINTER, SiteConfig, build_site, read_pointer
-from aqi_assets.lib.public_site.data import HISTORY_DAYS, HOURLY_COLUMNS_READ, HourlyTableError, check_read_columns
+from aqi_assets.lib.public_site.data import (
+    HISTORY_DAYS,
+    HOURLY_COLUMNS_READ,
+    HourlyTableError,
+    check_read_columns,
+    find_anchor,
+)
 from aqi_assets.lib.public_site.files import cache_control, content_type, is_immutable
-from aqi_assets.lib.readings.history import HistoryError
+from aqi_assets.lib.readings.history import HISTORY_VIEW, HistoryError, attach_history
 from aqi_assets.lib.readings.schema import readings_connection
 from aqi_assets.lib.tiers.parquet_tier import export_day
 from aqi_assets.lib.tiers.retention import prune_hot_tier
@@ -255,10 +263,64 @@ def test_the_map_reads_readings_pruned_to_the_parquet_tier(history, tmp_path: Pa
         with pytest.raises(HistoryError, match="AQI_PARQUET_URI"):
             _build(connection, tmp_path / "nowhere", location=None, now=NOW)
         cold = _build(connection, tmp_path / "cold", location=location, now=NOW)
-    assert cold.cold_days == 2 and hot.cold_days == 0
+    assert cold.cold_days == 1 and hot.cold_days == 0, "the build reads the last hour: one Parquet day"
     assert cold.latest_path == hot.latest_path, "the same map, byte for byte"
     hot_pointer, cold_pointer = read_pointer(tmp_path / "hot"), read_pointer(tmp_path / "cold")
     assert cold_pointer["history"] == hot_pointer["history"] and cold.features == hot.features > 0
+
+
+def test_a_build_never_opens_the_pruned_days_before_the_hour_it_shows(history, tmp_path: Path) -> None:
+    """Two more weeks of older readings, all pruned with the map's own days, then every Parquet file before the
+    newest pruned day overwritten with garbage: reading any of them fails, yet the build succeeds with the same
+    map and histories (its anchor comes from the newest pruned day, its readings from the last hour)."""
+    database = _copy(history[0], tmp_path / "aqi.duckdb")
+    location = open_location(str(tmp_path / "parquet"))
+    old_days = [date(2026, 11, 10) + timedelta(days=i) for i in range(14)]  # 10 to 23 November
+    map_days = [date(2026, 11, 26), date(2026, 11, 27)]
+    with readings_connection(database) as connection:
+        for seed, day in enumerate(old_days):
+            insert_readings(connection, synthetic_readings(60, now=datetime.combine(day, time(12)), seed=seed))
+        hot = _build(connection, tmp_path / "hot", location=None, now=NOW)
+        for day in old_days + map_days:
+            export_day(connection, location, day)
+        report = prune_hot_tier(connection, location, today=date(2026, 11, 28), hot_days=0)
+        assert report.days_pruned == old_days + map_days
+        assert connection.execute("SELECT count(*) FROM aqi_readings").fetchone()[0] == 0
+        spoiled = [
+            path
+            for day in old_days + map_days[:1]
+            for path in (tmp_path / "parquet").glob(f"period=*/date={day.isoformat()}/*.parquet")
+        ]
+        assert len(spoiled) >= len(old_days) + 1
+        for path in spoiled:
+            path.write_bytes(b"not a parquet file")
+        with pytest.raises((duckdb.Error, pa.ArrowException)):  # the whole history cannot be read any more
+            attach_history(connection, location)
+            connection.execute(f"SELECT count(*) FROM {HISTORY_VIEW}").fetchall()
+        cold = _build(connection, tmp_path / "cold", location=location, now=NOW)
+    assert cold.cold_days == 1 and hot.cold_days == 0
+    assert cold.latest_path == hot.latest_path, "the same map, byte for byte"
+    hot_pointer, cold_pointer = read_pointer(tmp_path / "hot"), read_pointer(tmp_path / "cold")
+    assert cold_pointer["history"] == hot_pointer["history"] and cold.features == hot.features > 0
+    assert cold_pointer["data_time"] == END.isoformat() + "Z"
+
+
+def test_the_anchor_is_the_newest_reading_even_when_only_older_days_stayed_hot(history, tmp_path: Path) -> None:
+    """An old day never exported stays in DuckDB while the map's days are pruned: the hot tier's newest reading
+    is then days old, and the anchor is still the newest reading of the whole history."""
+    database = _copy(history[0], tmp_path / "aqi.duckdb")
+    location = open_location(str(tmp_path / "parquet"))
+    stale = datetime(2026, 11, 20, 12)
+    with readings_connection(database) as connection:
+        insert_readings(connection, synthetic_readings(20, now=stale, seed=3))
+        hot = _build(connection, tmp_path / "hot", location=None, now=NOW)
+        for day in (date(2026, 11, 26), date(2026, 11, 27)):
+            export_day(connection, location, day)
+        report = prune_hot_tier(connection, location, today=date(2026, 11, 28), hot_days=0)
+        assert report.days_pruned == [date(2026, 11, 26), date(2026, 11, 27)] and "2026-11-20" in report.skipped
+        assert find_anchor(connection, location, NOW) == END
+        cold = _build(connection, tmp_path / "cold", location=location, now=NOW)
+    assert cold.latest_path == hot.latest_path and cold.cold_days == 1
 
 
 def test_files_are_complete_gzip_copies_world_readable_and_named_by_content(history, tmp_path: Path) -> None:
