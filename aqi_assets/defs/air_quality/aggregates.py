@@ -292,39 +292,32 @@ def build_aggregate_checks(
             for name in names
         ]
 
-    @dg.multi_asset_check(
-        name="aqi_hourly_checks",
-        specs=specs(aqi_hourly, ["indices_match_concentrations", "nowcast_within_hourly_range", "completeness_rules"]),
-        pool="duckdb",
-    )
-    def aqi_hourly_checks(
-        context: dg.AssetCheckExecutionContext,
-        storage: AqiStorage,
-        tiers: TierStorage,
-        aggregates_io_manager: dg.ResourceParam[AggregatesDuckDBIOManager],
-    ):
-        yield from _run_checks(
-            context, storage, tiers, aggregates_io_manager, aggregate_checks.check_hourly_partition, aqi_hourly
-        )
+    def multi_check(
+        name: str, asset: dg.AssetsDefinition, names: list[str], evaluate: Callable[..., Any]
+    ) -> dg.AssetChecksDefinition:
+        @dg.multi_asset_check(name=name, specs=specs(asset, names), pool="duckdb")
+        def checks(
+            context: dg.AssetCheckExecutionContext,
+            storage: AqiStorage,
+            tiers: TierStorage,
+            aggregates_io_manager: dg.ResourceParam[AggregatesDuckDBIOManager],
+        ):
+            yield from _run_checks(context, storage, tiers, aggregates_io_manager, evaluate, asset)
 
-    @dg.multi_asset_check(
-        name="aqi_daily_checks",
-        specs=specs(
-            aqi_daily, ["indices_match_concentrations", "daily_mean_within_hourly_range", "completeness_rules"]
+        return checks
+
+    return [
+        multi_check(
+            "aqi_hourly_checks", aqi_hourly,
+            ["indices_match_concentrations", "nowcast_within_hourly_range", "completeness_rules"],
+            aggregate_checks.check_hourly_partition,
         ),
-        pool="duckdb",
-    )
-    def aqi_daily_checks(
-        context: dg.AssetCheckExecutionContext,
-        storage: AqiStorage,
-        tiers: TierStorage,
-        aggregates_io_manager: dg.ResourceParam[AggregatesDuckDBIOManager],
-    ):
-        yield from _run_checks(
-            context, storage, tiers, aggregates_io_manager, aggregate_checks.check_daily_partition, aqi_daily
-        )
-
-    return [aqi_hourly_checks, aqi_daily_checks]
+        multi_check(
+            "aqi_daily_checks", aqi_daily,
+            ["indices_match_concentrations", "daily_mean_within_hourly_range", "completeness_rules"],
+            aggregate_checks.check_daily_partition,
+        ),
+    ]  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------
