@@ -30,7 +30,7 @@ pytestmark = [
 ]
 CHAIN_JOB = "ingest_5min_job"  # the 5-minute chain: raw_snapshot_5min → aqi_readings (+ its checks)
 READINGS = "aqi_readings"
-GRAPH_VIEWPORT = {"width": 1600, "height": 1600}  # tall enough for the history and its neighbours
+GRAPH_VIEWPORT = {"width": 1800, "height": 2600}  # the history and its 10 neighbours at full node size
 
 # Where the lineage view draws things: asset nodes are <foreignObject>s (group boxes carry class "group") whose
 # name label has a data-tooltip; edges are <path>s with an arrow marker, leaving a node's right side and
