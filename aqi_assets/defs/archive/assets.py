@@ -141,11 +141,11 @@ def build_archive_assets(start_date: str) -> list[dg.AssetsDefinition]:
         backfill_policy=backfill,
         pool="duckdb",
         description=(
-            "The day's archive files merged into `aqi_readings` with `period = 'archive'` (same quarantine rules "
-            "and indices as the snapshots), exactly once per file: a re-run adds nothing, a crash leaves nothing "
-            "half-merged (`archive_files` / `archive_log`). Feeds the official indices (aqi_hourly, aqi_daily) "
-            "and the Parquet tier (aqi_readings_parquet exports the day once it is merged). A day whose archive "
-            "rows were already pruned to the tier is refused."
+            "The day's archive files merged into `aqi_readings` as the registry's archive period (the same "
+            "quarantine rules and indices as the snapshots), exactly once per file: a re-run adds nothing, a crash "
+            "leaves nothing half-merged (`archive_files` / `archive_log`). Feeds the official indices (aqi_hourly, "
+            "aqi_daily) and the Parquet tier (aqi_readings_parquet exports the day once it is merged). A day "
+            "whose archive rows were already pruned to the tier is refused."
         ),
     )
     def archive_readings(context: dg.AssetExecutionContext, storage: AqiStorage) -> dg.MaterializeResult:

@@ -1,8 +1,8 @@
 """One UTC day of `aqi_readings` as Parquet, per period: export (staged, then swapped in), verification against
 DuckDB.
 
-Every period of `period_names(Feed.TIER)` is exported (read at call time: '5min', '24h' and the backfilled
-'archive' days alike), into the layout of `lib.readings.history` (`period=<name>/date=YYYY-MM-DD/`), zstd,
+Every period of `period_names(Feed.TIER)` is exported (read at call time: the snapshot feeds and the
+backfilled archive days alike), into the layout of `lib.readings.history` (`period=<name>/date=YYYY-MM-DD/`), zstd,
 sorted by (sensor_id, timestamp) so one sensor's readings sit in few row groups and their min/max statistics
 let readers skip the rest. The partition columns are not stored in the files (they are in the path), as every
 Hive-style reader expects.
