@@ -17,7 +17,7 @@ from aqi_assets_tests.support.archive_server import ALL_GOOD_IDS, local_archive
 from aqi_assets_tests.support.browser import UiSession
 from aqi_assets_tests.support.samples import PROJECT_ROOT
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 DAYS = [date(2025, 10, 14), date(2025, 10, 15), date(2025, 10, 16)]
 RANGE = f"[{DAYS[0]}...{DAYS[-1]}]"
 
