@@ -31,6 +31,7 @@ setup(
         "shapely>=2.0",
         "pyshp>=2.3",
         "matplotlib>=3.8",
+        "tzfpy>=2.1,<3",  # offline coordinates → IANA time zone, for the local standard day (air_quality.local_time)
     ],
     extras_require={
         "test": [

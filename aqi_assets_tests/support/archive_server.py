@@ -36,13 +36,14 @@ HEADERS = {
 HTML_ERROR_PAGE = b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>upstream error</body></html>"
 
 
-def generated_csv(sensor_type: str, sensor_id: int, day: date, rows: int = 48, seed: int = 0) -> bytes:
-    """A file of ``sensor_type`` in the archive's shape: one measurement every 30 minutes (CRLF lines)."""
+def generated_csv(sensor_type: str, sensor_id: int, day: date, rows: int = 576, seed: int = 0) -> bytes:
+    """A file of ``sensor_type`` in the archive's shape (CRLF lines): ``rows`` measurements spread over the day, by
+    default one every 150 s like a real sensor's (so every hour is a valid hour of the official indices)."""
     rng = random.Random(f"{sensor_type}-{sensor_id}-{day}-{seed}")
     lines = [HEADERS[sensor_type]]
     start = datetime.combine(day, datetime.min.time())
     for index in range(rows):
-        moment = start + timedelta(minutes=30 * index, seconds=rng.randint(0, 59))
+        moment = start + timedelta(seconds=86_400 * index // rows + rng.randint(0, 59))
         base = f"{sensor_id};{sensor_type};{sensor_id + 1000};50.{sensor_id % 1000:03d};8.{sensor_id % 997:03d};" \
                f"{moment:%Y-%m-%dT%H:%M:%S}"
         if sensor_type == "SPS30":

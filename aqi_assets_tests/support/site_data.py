@@ -67,9 +67,32 @@ def ingest_hours(
             path.write_bytes(gzip.compress(json.dumps(records).encode(), compresslevel=1))
             merge_snapshot(connection, path, FIVE_MINUTE.name, now=at)
             last = records
+        fill_hour_slots(connection, FIVE_MINUTE.name)
         first_hour = (end - timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
         write_hourly(connection, first_hour, hourly_end or end.replace(minute=0, second=0, microsecond=0))
     return last
+
+
+def fill_hour_slots(connection: duckdb.DuckDBPyConnection, period: str) -> None:
+    """Each merged reading repeated in the other 5-minute slots of its clock hour (same values, same offset within
+    the slot) up to the newest merged reading: a sensor reporting all hour at that level, so every complete hour
+    of one snapshot is a valid hour of the official indices (>= 9 of 12 slots), while the newest reading stays the
+    merged one."""
+    slot_us = 300_000_000
+    connection.execute(
+        f"""
+        INSERT INTO aqi_readings
+        SELECT * EXCLUDE (k, newest) FROM (
+            SELECT r.* REPLACE (make_timestamp(epoch_us(date_trunc('hour', "timestamp")) + k * {slot_us}
+                                               + epoch_us("timestamp") % {slot_us}) AS "timestamp"),
+                   k, (SELECT max("timestamp") FROM aqi_readings WHERE period = $period) AS newest
+            FROM aqi_readings r, range(12) s(k)
+            WHERE period = $period AND k <> (epoch_us("timestamp") % 3600000000) // {slot_us}
+        )
+        WHERE "timestamp" <= newest
+        """,
+        {"period": period},
+    )
 
 
 def write_hourly(connection: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pa.Table:

@@ -1,9 +1,10 @@
 """The official indices as time-partitioned assets: `aqi_hourly` (NowCast, 24-hour DAQI) and `aqi_daily`.
 
-- Partitions: hourly and daily (UTC) from `AQI_PARTITIONS_START` (default 2025-01-01); only complete hours
-  and days exist as partitions. Archive days before that start (the archive reaches back to AQI_ARCHIVE_START,
-  2015-10-01) get no index partitions: set AQI_PARTITIONS_START to AQI_ARCHIVE_START to cover them (about 90,000
-  hourly partitions from 2015 on).
+- Partitions: hourly (UTC hours) and daily from `AQI_PARTITIONS_START` (default 2025-01-01); only complete hours
+  and days exist as partitions. Daily partition D holds every sensor's local day D (local standard time from
+  its coordinates, UTC without them), so it reads UTC [D - 14 h, D + 36 h). Archive days before that start
+  (the archive reaches back to AQI_ARCHIVE_START, 2015-10-01) get no index partitions: set
+  AQI_PARTITIONS_START to AQI_ARCHIVE_START to cover them (about 90,000 hourly partitions from 2015 on).
 - Inputs: the history as one table, `aqi_readings_all` (`lib.readings.history`): the hot rows of DuckDB plus the
   days retention moved to the Parquet tier (`tiers` resource), so a partition recomputed after its day was
   pruned gives the same rows. All three are declared upstream: `aqi_readings` (snapshot merges),
@@ -14,9 +15,10 @@
   checks read the table from the same manager. `aqi_daily` computes from the history itself (not from
   `aqi_hourly`), so a day never waits for, or depends on, 24 hourly partitions.
 - Automation: `AutomationCondition.on_cron` requests the latest hour 10 minutes after it ends (late snapshots
-  land first) and the latest day at 00:20 UTC, once `aqi_readings` has been updated since that tick (the
-  archive is backfilled on demand, far behind the clock, and the tier holds yesterday at the earliest: the cron
-  waits for neither). Archive days and late snapshots reach already-materialised partitions through
+  land first) and the latest day at 12:20 UTC, when the last time zone (UTC-12) has finished it, once
+  `aqi_readings` has been updated since that tick (the archive is backfilled on demand, far behind the clock,
+  and the tier holds yesterday at the earliest: the cron waits for neither). Archive days and late snapshots
+  reach already-materialised partitions through
   `aqi_late_data_sensor` (`late_data.py`); a day moved to the tier changes no index.
 - Blocking checks per partition (one step, one scan): indices match concentrations, NowCast / daily means
   within the range of their hourly means, completeness rules. A missing table fails the check step.
@@ -54,8 +56,8 @@ from aqi_assets.lib.air_quality.aggregates import (
     DAY,
     HOUR,
     HOURLY_DESCRIPTIONS,
-    LOOKBACK,
     daily_indices,
+    history_window,
     hourly_indices,
     sources_text,
 )
@@ -67,7 +69,9 @@ from aqi_assets.lib.readings.history import attach_history
 PARTITIONS_START_ENV = "AQI_PARTITIONS_START"
 DEFAULT_PARTITIONS_START = "2025-01-01"
 HOURLY_CRON = "10 * * * *"  # an hour is complete 10 minutes after it ends
-DAILY_CRON = "20 0 * * *"
+# A day's partition holds every sensor's local day D, final once the last zone (UTC-12) has ended D: at 12:00 UTC
+# of D + 1 (plus the hourly margin for late snapshots).
+DAILY_CRON = "20 12 * * *"
 OWNERS = ["team:air-quality"]
 
 
@@ -115,19 +119,30 @@ def _partition_metadata(
 
 @contextlib.contextmanager
 def history_connection(
-    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, storage: AqiStorage, tiers: TierStorage
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, storage: AqiStorage, tiers: TierStorage,
+    unit: timedelta,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """The DuckDB file with `aqi_readings_all` attached: hot rows plus the tier's pruned days, limited to what the
-    partition reads (its hours and their 23-hour lookback), so a partition costs the same however many days were
-    pruned. A pruned day the tier cannot serve (no or another location) fails the step (HistoryError) instead of
+    partition reads (`history_window`: its hours and their 23-hour lookback, for days every zone's local day),
+    so a partition costs the same however many days were pruned. A pruned day the tier cannot serve (no or
+    another location) fails the step (HistoryError) instead of
     reading as empty."""
     window = context.partition_time_window
-    reads = (naive_utc(window.start) - LOOKBACK, naive_utc(window.end))
+    reads = history_window(unit, window.start, window.end)
     with storage.readings() as connection:
         view = attach_history(connection, tiers.location(), window=reads)
         if view.cold_days:
             context.log.info(f"history: DuckDB plus {view.cold_days} pruned days from the tier at {view.location}")
         yield connection
+
+
+def unit_of(partitions_def: dg.PartitionsDefinition | None) -> timedelta:
+    """The length of a partition of `aqi_hourly` (an hour) or `aqi_daily` (a day)."""
+    if isinstance(partitions_def, dg.HourlyPartitionsDefinition):
+        return HOUR
+    if isinstance(partitions_def, dg.DailyPartitionsDefinition):
+        return DAY
+    raise TypeError(f"not an aggregate's partitions: {partitions_def!r}")
 
 
 def _window_label(window: dg.TimeWindow, unit: timedelta) -> str:
@@ -176,7 +191,7 @@ def _aggregate_asset(
     ) -> dg.Output[pa.Table]:
         window = context.partition_time_window
         with (
-            history_connection(context, storage, tiers) as connection,
+            history_connection(context, storage, tiers, unit) as connection,
             bounded_memory(connection, COMPUTE_MEMORY_LIMIT),
         ):
             table = compute(connection, window.start, window.end)
@@ -196,8 +211,9 @@ def build_aggregate_assets(start: datetime) -> tuple[dg.AssetsDefinition, dg.Ass
         partitions_def=dg.HourlyPartitionsDefinition(start_date=start, timezone="UTC"),
         cron=HOURLY_CRON,
         partition_expr="hour",
-        description="Per sensor and UTC hour: hourly PM means, the US EPA NowCast (the hourly 'current' AQI, 2024 "
-        "table) and the UK DAQI on trailing 24-hour means — the official indices, computed from the history "
+        description="Per outdoor sensor and UTC hour: hourly PM means of valid hours, the US EPA NowCast (the "
+        "hourly 'current' AQI, 2024 table) and the UK DAQI on trailing 24-hour means — the official indices, "
+        "computed from the history "
         f"(DuckDB and the Parquet tier alike; per sensor-hour, {sources_text()}). Table "
         f"`<db_schema>.{AQI_HOURLY}` of the aggregates IO manager (`aggregates` by default).",
         compute=hourly_indices,
@@ -210,8 +226,10 @@ def build_aggregate_assets(start: datetime) -> tuple[dg.AssetsDefinition, dg.Ass
         partitions_def=dg.DailyPartitionsDefinition(start_date=start, timezone="UTC"),
         cron=DAILY_CRON,
         partition_expr="day",
-        description="Per sensor and UTC day: midnight-to-midnight PM means (>= 18 hours), the US EPA daily AQI "
-        "(2024 table) and the UK DAQI of the day (the highest hourly DAQI on 24-hour means). Computed from the "
+        description="Per outdoor sensor and its local day (midnight to midnight local standard time, as EPA "
+        "computes it; UTC without coordinates): PM means of the valid hours (>= 18), the US EPA daily AQI (2024 "
+        "table), the UK DAQI of the day (the highest hourly DAQI on 24-hour running means, as UK-AIR reports a "
+        "day) and the DAQI of the day's own mean. Computed from the "
         f"history (DuckDB and the Parquet tier alike; per sensor-hour, {sources_text()}). Table "
         f"`<db_schema>.{AQI_DAILY}` of the aggregates IO manager (`aggregates` by default).",
         compute=daily_indices,
@@ -269,7 +287,7 @@ def _run_checks(
     the step with what to do, never passes on zero rows."""
     window = context.partition_time_window
     try:
-        with history_connection(context, storage, tiers) as connection:
+        with history_connection(context, storage, tiers, unit_of(asset.partitions_def)) as connection:
             outcomes = check(connection, window.start, window.end, schema=io_manager.db_schema)
     except aggregate_checks.AggregateTableMissing as error:
         raise dg.Failure(

@@ -22,8 +22,10 @@ from aqi_assets.lib.air_quality.aggregates import (
     AGGREGATES_SCHEMA,
     AQI_DAILY,
     AQI_HOURLY,
-    LOOKBACK,
+    DAY,
+    HOUR,
     MIN_HOURS_FOR_MEAN,
+    MIN_SLOTS_FOR_HOUR,
     NOWCAST_HOURS,
     NOWCAST_MIN_RECENT,
     NOWCAST_RECENT_HOURS,
@@ -31,15 +33,15 @@ from aqi_assets.lib.air_quality.aggregates import (
     TRUNCATION_DIGITS,
     daqi_columns,
     epa_columns,
-    source_choice_sql,
-    source_periods,
+    history_window,
+    outdoor_pm_sql,
+    source_codes,
 )
 from aqi_assets.lib.air_quality.indices import daqi_band
 from aqi_assets.lib.air_quality.sensor_types import mass_concentration_sql_list
 from aqi_assets.lib.common.duckdb_tables import identifier
 from aqi_assets.lib.common.utc import naive_utc
 from aqi_assets.lib.readings.history import HISTORY_VIEW, require_attached
-from aqi_assets.lib.readings.periods import sql_list
 
 SAMPLE_ROWS = 5
 FLOAT_TOLERANCE = 1e-9
@@ -80,25 +82,35 @@ def _outcome(connection: duckdb.DuckDBPyConnection, relation: str, failing: str)
 
 
 def _reference_hourly_means(connection: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> None:
+    """`reference_hourly`: one row per (sensor, hour) with outdoor PM readings in [start, end), and each
+    pollutant's valid mean (NULL unless its best-covering feed has >= MIN_SLOTS_FOR_HOUR distinct slots), by
+    GROUP BY and `arg_max`, independently of the NumPy feed choice."""
     require_attached(connection)
+    codes = source_codes()
+    rank = "CASE period " + " ".join(f"WHEN '{period}' THEN {code}" for period, code in codes.items()) + " END"
+    per_feed = ", ".join(
+        f"count(DISTINCT minute(\"timestamp\") // 5) FILTER (WHERE {p} IS NOT NULL) AS {p}_slots, avg({p}) AS {p}_feed"
+        for p in POLLUTANTS
+    )
+    # Most slots wins; on a tie the lower code (the preferred feed): key = slots * 100 - code.
+    chosen = ", ".join(
+        f"CASE WHEN max({p}_slots) >= {MIN_SLOTS_FOR_HOUR} THEN arg_max({p}_feed, {p}_slots * 100 - code) END AS {p}"
+        for p in POLLUTANTS
+    )
     connection.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE reference_hourly AS
-        SELECT sensor_id, hour, pm25, pm10 FROM (
-            SELECT * FROM (
-                SELECT sensor_id, period, date_trunc('hour', "timestamp") AS hour, avg(pm25) AS pm25,
-                       avg(pm10) AS pm10
-                FROM {HISTORY_VIEW}
-                WHERE period IN {sql_list(source_periods())}
-                  AND "timestamp" >= $lo AND "timestamp" < $end
-                  AND upper(sensor_type) IN ({mass_concentration_sql_list()})
-                  AND (pm25 IS NOT NULL OR pm10 IS NOT NULL)
-                GROUP BY ALL
-            )
-            {source_choice_sql().format(hour="hour")}
+        SELECT sensor_id, hour, {chosen}
+        FROM (
+            SELECT sensor_id, period, {rank} AS code, date_trunc('hour', "timestamp") AS hour, {per_feed}
+            FROM {HISTORY_VIEW}
+            WHERE {outdoor_pm_sql()} AND "timestamp" >= $lo AND "timestamp" < $end
+              AND upper(sensor_type) IN ({mass_concentration_sql_list()})
+            GROUP BY ALL
         )
+        GROUP BY sensor_id, hour
         """,
-        {"lo": start - LOOKBACK, "end": end},
+        {"lo": start, "end": end},
     )
 
 
@@ -131,7 +143,7 @@ def check_hourly_partition(
     start, end = naive_utc(start), naive_utc(end)
     require_attached(connection)
     table = aggregate_table(connection, schema, AQI_HOURLY)
-    _reference_hourly_means(connection, start, end)
+    _reference_hourly_means(connection, *history_window(HOUR, start, end))
     aggregates = ", ".join(
         f"min(m.{p}) FILTER (WHERE a.age < {NOWCAST_HOURS}) AS {p}_min12, "
         f"max(m.{p}) FILTER (WHERE a.age < {NOWCAST_HOURS}) AS {p}_max12, "
@@ -139,18 +151,29 @@ def check_hourly_partition(
         f"count(m.{p}) AS {p}_hours24"
         for p in POLLUTANTS
     )
+    stored = ", ".join(
+        f"t.{name}" for name in ("pm25_nowcast", "pm10_nowcast", "pm25_24h", "pm10_24h", "aqi_us_nowcast", "daqi_24h")
+    )
+    # Every hour that should have a row (readings of its own, or a NowCast or a 24-hour mean from the 23 before
+    # it) beside every stored row: a missing row fails completeness as a wrong one does.
     connection.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE hourly_check AS
-        SELECT t.sensor_id, t.hour, any_value(t.pm25_nowcast) AS pm25_nowcast,
-               any_value(t.pm10_nowcast) AS pm10_nowcast, any_value(t.pm25_24h) AS pm25_24h,
-               any_value(t.pm10_24h) AS pm10_24h, any_value(t.aqi_us_nowcast) AS aqi_us_nowcast,
-               any_value(t.daqi_24h) AS daqi_24h, {aggregates}
-        FROM {table} t
-        CROSS JOIN range(24) a(age)
-        LEFT JOIN reference_hourly m ON m.sensor_id = t.sensor_id AND m.hour = t.hour - to_hours(a.age)
-        WHERE t.hour >= $start AND t.hour < $end
-        GROUP BY t.sensor_id, t.hour
+        WITH candidates AS (
+            SELECT DISTINCT sensor_id, hour + to_hours(a.age) AS hour
+            FROM reference_hourly CROSS JOIN range(24) a(age)
+        ), reference AS (
+            SELECT c.sensor_id, c.hour, bool_or(a.age = 0 AND m.sensor_id IS NOT NULL) AS has_readings, {aggregates}
+            FROM candidates c
+            CROSS JOIN range(24) a(age)
+            LEFT JOIN reference_hourly m ON m.sensor_id = c.sensor_id AND m.hour = c.hour - to_hours(a.age)
+            WHERE c.hour >= $start AND c.hour < $end
+            GROUP BY c.sensor_id, c.hour
+        )
+        SELECT coalesce(t.sensor_id, r.sensor_id) AS sensor_id, coalesce(t.hour, r.hour) AS hour,
+               t.sensor_id IS NOT NULL AS stored, {stored}, r.* EXCLUDE (sensor_id, hour)
+        FROM (SELECT * FROM {table} WHERE hour >= $start AND hour < $end) t
+        FULL JOIN reference r ON r.sensor_id = t.sensor_id AND r.hour = t.hour
         """,
         {"start": start, "end": end},
     )
@@ -159,14 +182,22 @@ def check_hourly_partition(
         f"- {FLOAT_TOLERANCE} AND {p}_nowcast <= {p}_max12 + {FLOAT_TOLERANCE}))"
         for p in POLLUTANTS
     )
+    expected_row = " OR ".join(
+        ["coalesce(has_readings, false)",
+         *(f"coalesce({p}_recent3 >= {NOWCAST_MIN_RECENT} OR {p}_hours24 >= {MIN_HOURS_FOR_MEAN}, false)"
+           for p in POLLUTANTS)]
+    )  # fmt: skip
     completeness = " OR ".join(
         [
-            *(f"(({p}_nowcast IS NOT NULL) <> ({p}_recent3 >= {NOWCAST_MIN_RECENT}))" for p in POLLUTANTS),
-            *(f"(({p}_24h IS NOT NULL) <> ({p}_hours24 >= {MIN_HOURS_FOR_MEAN}))" for p in POLLUTANTS),
+            f"(stored <> ({expected_row}))",
+            *(f"(stored AND ({p}_nowcast IS NOT NULL) <> coalesce({p}_recent3 >= {NOWCAST_MIN_RECENT}, false))"
+              for p in POLLUTANTS),
+            *(f"(stored AND ({p}_24h IS NOT NULL) <> coalesce({p}_hours24 >= {MIN_HOURS_FOR_MEAN}, false))"
+              for p in POLLUTANTS),
             "((aqi_us_nowcast IS NOT NULL) <> (pm25_nowcast IS NOT NULL OR pm10_nowcast IS NOT NULL))",
             "((daqi_24h IS NOT NULL) <> (pm25_24h IS NOT NULL OR pm10_24h IS NOT NULL))",
         ]
-    )
+    )  # fmt: skip
     frame = connection.execute(
         f"SELECT * FROM {table} WHERE hour >= $start AND hour < $end", {"start": start, "end": end}
     ).df()
@@ -184,21 +215,26 @@ def check_hourly_partition(
 def check_daily_partition(
     connection: duckdb.DuckDBPyConnection, start: datetime, end: datetime, schema: str = AGGREGATES_SCHEMA
 ) -> dict[str, PartitionCheck]:
-    """The blocking checks of `<schema>.aqi_daily` for the days in [start, end) (midnights)."""
+    """The blocking checks of `<schema>.aqi_daily` for the days in [start, end) (midnights), each row over its
+    sensor's local day (the stored `utc_offset_hours`)."""
     start, end = naive_utc(start), naive_utc(end)
     require_attached(connection)
     table = aggregate_table(connection, schema, AQI_DAILY)
-    _reference_hourly_means(connection, start, end)
+    _reference_hourly_means(connection, *history_window(DAY, start, end))
     per_day = ", ".join(
         f"min(m.{p}) AS {p}_min, max(m.{p}) AS {p}_max, count(m.{p}) AS {p}_count" for p in POLLUTANTS
     )
-    # Hours of the day at which a trailing 24-hour mean exists (>= 18 hours of either pollutant).
+    # Hours of the day at which a trailing 24-hour mean exists (>= 18 valid hours of either pollutant).
     trailing = " OR ".join(f"count(w.{p}) >= {MIN_HOURS_FOR_MEAN}" for p in POLLUTANTS)
     connection.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE daily_check AS
-        WITH day_hours AS (
-            SELECT sensor_id, hour, CAST(hour AS DATE) AS day FROM reference_hourly WHERE hour >= $start
+        WITH stored AS (
+            SELECT *, CAST(day AS TIMESTAMP) - to_hours(utc_offset_hours) AS day_start
+            FROM {table} WHERE day >= $start AND day < $end
+        ), day_hours AS (
+            SELECT s.sensor_id, s.day, s.day_start + to_hours(h.h) AS hour
+            FROM stored s CROSS JOIN range(24) h(h)
         ), with_daqi AS (
             SELECT d.sensor_id, d.day, bool_or(has_mean) AS any_24h_mean
             FROM (
@@ -209,16 +245,16 @@ def check_daily_partition(
             ) d
             GROUP BY d.sensor_id, d.day
         ), reference AS (
-            SELECT m.sensor_id, CAST(m.hour AS DATE) AS day, count(*) AS hours_ref, {per_day}
-            FROM reference_hourly m WHERE m.hour >= $start
+            SELECT h.sensor_id, h.day, count(m.pm25) + count(m.pm10) - count(m.pm25 + m.pm10) AS hours_ref,
+                   count(m.sensor_id) AS reading_hours, {per_day}
+            FROM day_hours h LEFT JOIN reference_hourly m ON m.sensor_id = h.sensor_id AND m.hour = h.hour
             GROUP BY ALL
         )
-        SELECT t.sensor_id, t.day, t.hours, t.pm25_hours, t.pm10_hours, t.pm25_mean, t.pm10_mean,
-               t.aqi_us_daily, t.daqi_daily, r.* EXCLUDE (sensor_id, day), q.any_24h_mean
-        FROM {table} t
+        SELECT t.sensor_id, t.day, t.utc_offset_hours, t.hours, t.pm25_hours, t.pm10_hours, t.pm25_mean,
+               t.pm10_mean, t.aqi_us_daily, t.daqi_daily, r.* EXCLUDE (sensor_id, day), q.any_24h_mean
+        FROM stored t
         LEFT JOIN reference r USING (sensor_id, day)
         LEFT JOIN with_daqi q USING (sensor_id, day)
-        WHERE t.day >= $start AND t.day < $end
         """,
         {"start": start, "end": end},
     )
@@ -235,6 +271,7 @@ def check_daily_partition(
     )
     completeness = " OR ".join(
         [
+            "(reading_hours = 0)",  # a row for a local day without readings
             *(f"(({p}_mean IS NOT NULL) <> ({p}_count >= {MIN_HOURS_FOR_MEAN}))" for p in POLLUTANTS),
             "((aqi_us_daily IS NOT NULL) <> (pm25_mean IS NOT NULL OR pm10_mean IS NOT NULL))",
             "((daqi_daily IS NOT NULL) <> coalesce(any_24h_mean, false))",
@@ -246,7 +283,9 @@ def check_daily_partition(
     recomputed = {
         **epa_columns("aqi_us_daily", _floats(frame, "pm25_mean"), _floats(frame, "pm10_mean")),
         "daqi_daily_band": daqi_band(_floats(frame, "daqi_daily")),
+        **daqi_columns("daqi_daily_mean", _floats(frame, "pm25_mean"), _floats(frame, "pm10_mean")),
     }
+    recomputed = {name: values for name, values in recomputed.items() if name in frame.columns}
     return {
         "indices_match_concentrations": _indices_check(frame, recomputed, ["sensor_id", "day"]),
         "daily_mean_within_hourly_range": _outcome(connection, "daily_check", within),

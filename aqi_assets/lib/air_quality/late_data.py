@@ -1,10 +1,10 @@
 """Late data: which hours a merge touched, and which partitions of the indices that changes.
 
-A merge reports the hours its new rows fall in (`hours_touched`, JSON metadata of the materialisation); a
-merged archive day touches its own 24 hours. The indices of an hour depend on the hour itself and the 23
-before it (NowCast over 12 hours, trailing 24-hour means), so touched hours change themselves and the next
-23 hours, and the days those fall in. Everything here is pure arithmetic on naive UTC datetimes and partition
-keys (the key format is the partitions definition's `fmt`), apart from the two queries of the merge number.
+A merge reports the hours its new rows fall in (`hours_touched`, JSON metadata of the materialisation); a merged archive
+day touches its own 24 hours. The indices of an hour depend on the hour itself and the 23 before it (NowCast over 12
+hours, trailing 24-hour means), so touched hours change themselves and the next 23 hours, and the local days those fall
+in, in any zone from UTC-12 to UTC+14. Everything here is pure arithmetic on naive UTC datetimes and partition keys (the
+key format is the partitions definition's `fmt`), apart from the two queries of the merge number.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import duckdb
 
-from aqi_assets.lib.air_quality.aggregates import DAY, HOUR, LOOKBACK
+from aqi_assets.lib.air_quality.aggregates import DAY, EARLIEST_ZONE_AHEAD, HOUR, LATEST_ZONE_BEHIND, LOOKBACK
 from aqi_assets.lib.common.utc import naive_utc
 from aqi_assets.lib.readings.periods import index_sources, sql_list
 
@@ -91,12 +91,13 @@ def _floor(moment: datetime, unit: timedelta) -> datetime:
 
 
 def affected_range(touched: HourRange, unit: timedelta) -> HourRange:
-    """[start, end) of the partitions of length ``unit`` whose indices ``touched`` changes: the affected hours,
-    widened to whole days for daily partitions (a day holds an affected hour if any of its hours is one)."""
+    """[start, end) of the partitions of length ``unit`` whose indices ``touched`` changes: the affected hours;
+    for daily partitions every local day (UTC-12 .. UTC+14) holding an affected hour, widened to whole days."""
     _check_unit(unit)
     start, end = affected_hours((naive_utc(touched[0]), naive_utc(touched[1])))
     if unit == HOUR:
         return _floor(start, HOUR), end
+    start, end = start - LATEST_ZONE_BEHIND, end + EARLIEST_ZONE_AHEAD
     return _floor(start, DAY), _floor(end - timedelta(microseconds=1), DAY) + DAY
 
 

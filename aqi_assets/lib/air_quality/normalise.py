@@ -75,8 +75,10 @@ def _duckdb_type(shape: object) -> str:
 
 
 RECORD_COLUMNS = {name: _duckdb_type(child) for name, child in RECORD_SHAPE.items()}
-# The API's format is the first; the others are accepted because a UTC time in ISO form is unambiguous.
-TIMESTAMP_FORMATS = "['%Y-%m-%d %H:%M:%S', '%Y-%m-%dT%H:%M:%S', '%Y-%m-%dT%H:%M:%SZ', '%Y-%m-%dT%H:%M:%S.%fZ']"
+# A zone after the time (`Z`, `+02:00`, `-0500`, ` UTC`, ` Europe/Berlin`, ...): past the time's last field, its
+# fraction and any blanks, a character that is no digit, dot or colon. Other text after the time matches too, so
+# it is read with the time or the time is rejected, never cut off.
+TIME_ZONE_SUFFIX = r":\d*(\.\d*)?[[:space:]]*[^\d.:[:space:]]"
 MAX_OBJECT_BYTES = 64 << 20  # a single record larger than this is not a Sensor.Community record
 MAX_KEPT_RAW_CHARS = 500  # longer raw values are cut in rejected_values (the raw file keeps them whole)
 DUPLICATE_REASON = "duplicate record: superseded by the one with the highest measurement id"
@@ -98,6 +100,24 @@ PLAUSIBLE_RANGES: dict[str, tuple[float, float]] = {
     # Reduced to sea level: the official map's range (world records 87.0 and 108.4 kPa).
     "pressure_at_sealevel": (85_000.0, 120_000.0),
 }
+
+
+def utc_timestamp_sql(text: str) -> str:
+    """SQL for the naive UTC TIMESTAMP that the timestamp text `text` (an SQL expression) stands for; NULL when
+    it is no reading time. One rule for the snapshots and the archive.
+
+    A time without a zone is UTC (the API's and the archive's convention) and is read as written, by DuckDB's
+    fast cast (`2016-07-14 11:02:46`, `2016-07-14T11:02:46.5`). A time with a zone is converted:
+    `2016-07-14T13:02:46+02:00` is 11:02:46. The cast to TIMESTAMP would silently drop the zone, so such text is
+    cast to TIMESTAMPTZ (the zone fixes the instant) and made naive through its epoch, which no session TimeZone
+    can shift; a zone DuckDB cannot read gives NULL. Text without a time of day (a date alone, `epoch`,
+    `infinity`) gives NULL too.
+    """
+    return (
+        f"CASE WHEN regexp_matches({text}, '{TIME_ZONE_SUFFIX}') "
+        f"THEN make_timestamp(epoch_us(TRY_CAST({text} AS TIMESTAMPTZ))) "
+        f"WHEN contains({text}, ':') THEN TRY_CAST({text} AS TIMESTAMP) END"
+    )
 
 
 class SnapshotFormatError(ValueError):
@@ -254,7 +274,7 @@ def _records_sql(source: str) -> str:
                    TRY_CAST(id AS BIGINT) AS measurement_id,
                    TRY_CAST(sensor.id AS BIGINT) AS sensor_id,
                    "timestamp" AS raw_timestamp,
-                   TRY_STRPTIME("timestamp", {TIMESTAMP_FORMATS}) AS ts,
+                   {utc_timestamp_sql('"timestamp"')} AS ts,
                    TRY_CAST(location.id AS BIGINT) AS location_id,
                    nullif(trim(location.country), '') AS country,
                    TRY_CAST(nullif(trim(location.latitude), '') AS DOUBLE) AS lat,

@@ -3,11 +3,12 @@
 All the day's files are read in one DuckDB pass, each line as one text value (no CSV sniffing: the files'
 columns differ by sensor type, and a broken line must not stop the others). Each file's first header line
 gives its columns; rows are split on `;` and mapped by name, so a missing column, extra per-type columns, a
-second header in the middle, an empty or header-only file, a malformed row, either timestamp format and
-decimal commas are each handled and counted, never aborting the day.
+second header in the middle, an empty or header-only file, a malformed row, either timestamp format (a
+time with a zone is converted to UTC) and decimal commas are each handled and counted, never aborting the day.
+A row's UTC time may fall on a neighbouring day: it is kept there, as any row of another day in the files is.
 
 Values go through the snapshots' rules (`aqi_assets.lib.air_quality.normalise`: the same plausibility limits,
-timestamp formats and reasons), so archived and live readings are judged alike. An empty cell is no
+timestamp reading and reasons), so archived and live readings are judged alike. An empty cell is no
 measurement (the API leaves such value types out), not a bad value.
 
 Exactly once: every merged file is logged in `archive_files` (name and sha256) in the same transaction as its
@@ -35,8 +36,8 @@ from aqi_assets.lib.air_quality.normalise import (
     FUTURE_TOLERANCE,
     MAX_KEPT_RAW_CHARS,
     PLAUSIBLE_RANGES,
-    TIMESTAMP_FORMATS,
     index_table,
+    utc_timestamp_sql,
 )
 from aqi_assets.lib.air_quality.sensor_types import (
     NOT_MASS_CONCENTRATION_REASON,
@@ -325,9 +326,8 @@ def _stage_records(
                    TRY_CAST({_cleaned("parts[p.i_lat]")} AS DOUBLE) AS lat,
                    TRY_CAST({_cleaned("parts[p.i_lon]")} AS DOUBLE) AS lon,
                    parts[p.i_timestamp] AS raw_timestamp,
-                   -- the cast reads both archive formats (`T` or space) fast; the formats catch the rest
-                   coalesce(TRY_CAST(trim(parts[p.i_timestamp]) AS TIMESTAMP),
-                            TRY_STRPTIME(trim(parts[p.i_timestamp]), {TIMESTAMP_FORMATS})) AS ts,
+                   -- both archive formats, `2016-07-14 11:02:46` (UTC) and `2016-07-14T13:02:46+02:00` (→ UTC)
+                   {utc_timestamp_sql("parts[p.i_timestamp]")} AS ts,
                    coalesce({commas}, false) AS decimal_comma
                    {raw_values},
                    {other_map} AS other_map

@@ -60,7 +60,8 @@ def write_snapshot(storage: AqiStorage, at: datetime, seed: int, *, fetched_at: 
     return path
 
 
-def history(storage: AqiStorage, hours: int = 3, every_minutes: int = 10) -> None:
+def history(storage: AqiStorage, hours: int = 3, every_minutes: int = 5) -> None:
+    """Snapshots every 5 minutes: each sensor fills the twelve slots of an hour (a valid hour)."""
     for minute in range(0, hours * 60, every_minutes):
         write_snapshot(storage, DAY + timedelta(minutes=minute + 5), seed=minute)
 
@@ -274,7 +275,7 @@ def test_late_data_leaves_partitions_to_runs_that_will_read_it(storage: AqiStora
 
 def test_cli_materialises_an_hourly_partition(tmp_path: Path) -> None:
     storage = AqiStorage(data_dir=str(tmp_path / "data"), duckdb_path=str(tmp_path / "data" / "aqi.duckdb"))
-    history(storage, hours=2, every_minutes=20)
+    history(storage, hours=2)
     with dg.instance_for_test() as test_instance:
         assert ingest(storage, test_instance).success
     home = tmp_path / "dagster_home"

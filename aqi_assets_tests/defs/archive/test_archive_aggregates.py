@@ -1,5 +1,6 @@
 """Archived history feeds the official indices: a 3-day archive backfill, then `aqi_daily` for those days; per
-sensor-hour the archive wins over 5-minute readings (never both), and `source` / `archive_hours` say which. A
+sensor-hour and pollutant the feed covering more 5-minute slots makes the hour (never both), and `pm25_source` /
+`archive_hours` say which. A
 merged archive day re-materialises the partitions it changes (`aqi_late_data_sensor`), and once retention moved
 the days to the Parquet tier the assets recompute them from there, to the same rows."""
 
@@ -99,8 +100,9 @@ def test_an_archive_backfill_fills_the_daily_indices_and_wins_over_5_minute_read
         for day in DAYS:
             _materialize(storage, AQI_DAILY, day.isoformat(), instance)
         _materialize(storage, AQI_HOURLY, "2025-10-15-12:00", instance)
-        # The first day merged again (a re-run adds nothing, but it is a new materialisation): its days and the
-        # materialised hours within 23 hours of it are requested again, one run per contiguous range.
+        # The first day merged again (a re-run adds nothing, but it is a new materialisation): the local days its
+        # hours and the 23 after them fall in (UTC-12 reaches into the 16th) and the materialised hours within 23
+        # hours of it are requested again, one run per contiguous range.
         merge_archive_day(DAYS[0])
         late = sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
         requested = sorted(
@@ -108,16 +110,19 @@ def test_an_archive_backfill_fills_the_daily_indices_and_wins_over_5_minute_read
              r.partition_key or f"{r.tags[RANGE_START_TAG]}...{r.tags[RANGE_END_TAG]}")
             for r in late.run_requests
         )
-        assert requested == [("aqi_daily", "2025-10-14...2025-10-15"), ("aqi_hourly", "2025-10-15-12:00")]
+        assert requested == [("aqi_daily", "2025-10-14...2025-10-16"), ("aqi_hourly", "2025-10-15-12:00")]
     daily = _query(
         storage,
-        f"SELECT day, count(*), min(hours), min(archive_hours) FROM {DAILY_TABLE} GROUP BY day ORDER BY day",
+        f"SELECT day, count(*), min(hours), bool_and(hours = archive_hours), min(utc_offset_hours), "
+        f"max(utc_offset_hours) FROM {DAILY_TABLE} GROUP BY day ORDER BY day",
     )
-    # Every day of the backfill has its PM sensors (SDS011, SPS30, PMS: not the climate sensors), each hour of
-    # them from the archive.
+    # Every day of the backfill has its PM sensors (SDS011, SPS30, PMS: not the climate sensors), each valid hour
+    # of them from the archive. Their local days (European zones, ahead of UTC) start before UTC midnight: the
+    # middle day lies wholly inside the backfilled days, the first one misses the hours before them.
     assert [row[0] for row in daily] == DAYS
-    for _day, sensors, hours, archive_hours in daily:
-        assert sensors == 3 and hours == archive_hours == 24
+    for day, sensors, hours, all_archived, lowest_offset, highest_offset in daily:
+        assert sensors == 3 and all_archived and 1 <= lowest_offset <= highest_offset <= 3
+        assert hours == (24 - highest_offset if day == DAYS[0] else 24), day
     expected = _query(
         storage,
         f"""SELECT avg(pm25) FROM aqi_readings WHERE period = 'archive' AND sensor_id = {SDS011_ID}
@@ -129,24 +134,26 @@ def test_an_archive_backfill_fills_the_daily_indices_and_wins_over_5_minute_read
     # The daily mean is the mean of hourly means; with ~2.5-minute archive cadence it is close to the plain mean.
     assert abs(stored - expected) < 0.05 * max(expected, 1.0)
 
-    # A 5-minute reading inside an archived hour is ignored; one in an hour the archive does not cover is used.
-    covered, uncovered = datetime(2025, 10, 15, 12, 30), datetime(2025, 10, 17, 0, 30)
+    # Half an hour of 5-minute readings inside an archived hour loses to the archive, which covers more of its
+    # slots; a whole hour of them where the archive has nothing makes that hour.
+    covered, uncovered = datetime(2025, 10, 15, 12), datetime(2025, 10, 17, 0)
     with readings_connection(storage.duckdb_path) as connection:
-        for moment in (covered, uncovered):
-            connection.execute(
-                """INSERT INTO aqi_readings (period, sensor_id, "timestamp", sensor_type, pm25, pm10, snapshot,
-                                            ingested_at, ingest_seq)
-                   VALUES ('5min', ?, ?, 'SDS011', 500.0, 600.0, 'a-late-snapshot', now()::TIMESTAMP,
-                           nextval('aqi_ingest_seq'))""",
-                [SDS011_ID, moment],
-            )
+        for hour, slots in ((covered, 6), (uncovered, 12)):
+            for slot in range(slots):
+                connection.execute(
+                    """INSERT INTO aqi_readings (period, sensor_id, "timestamp", sensor_type, pm25, pm10, snapshot,
+                                                ingested_at, ingest_seq)
+                       VALUES ('5min', ?, ?, 'SDS011', 500.0, 600.0, 'a-late-snapshot', now()::TIMESTAMP,
+                               nextval('aqi_ingest_seq'))""",
+                    [SDS011_ID, hour + timedelta(minutes=5 * slot + 2)],
+                )
     _materialize(storage, AQI_HOURLY, "2025-10-15-12:00", instance)
     _materialize(storage, AQI_HOURLY, "2025-10-17-00:00", instance)
     rows = dict(
         (hour, (source, pm25))
         for hour, source, pm25 in _query(
             storage,
-            f"SELECT hour, source, pm25_mean FROM {HOURLY_TABLE} WHERE sensor_id = {SDS011_ID} ORDER BY hour",
+            f"SELECT hour, pm25_source, pm25_mean FROM {HOURLY_TABLE} WHERE sensor_id = {SDS011_ID} ORDER BY hour",
         )
     )
     archived_hour = rows[datetime(2025, 10, 15, 12)]

@@ -151,20 +151,24 @@ def add_hours(
     *,
     pm10: float | None = None,
     sensor_type: str = "SDS011",
-    per_hour: int = 2,
+    per_hour: int = 12,
     period: str = "5min",
     start: datetime = T0,
+    indoor: bool = False,
+    latitude: float | None = 51.5,  # London: local standard time is UTC, so local days are UTC days
+    longitude: float | None = -0.12,
 ) -> None:
-    """Readings for ``sensor_id`` at offsets (hours from ``start``): ``per_hour`` readings whose mean is the
-    given PM2.5 (``value - 1`` and ``value + 1``)."""
+    """Readings for ``sensor_id`` at offsets (hours from ``start``): ``per_hour`` readings, one in each of the
+    hour's first ``per_hour`` 5-minute slots (12: a complete hour), whose mean is the given PM2.5 (spread evenly
+    from ``value - 1`` to ``value + 1``)."""
     rows = []
     for offset, value in hourly_pm25.items():
         hour = start + timedelta(hours=offset)
         for k in range(per_hour):
             spread = (k - (per_hour - 1) / 2) * 2 / max(per_hour - 1, 1) if value is not None else 0
             pm25 = None if value is None else value + spread
-            rows.append((period, sensor_id, hour + timedelta(minutes=5 + 20 * k), "DE", 50.0, 8.0, False,
-                         sensor_type, pm25, pm10, "test", hour, 1))
+            rows.append((period, sensor_id, hour + timedelta(minutes=5 * k, seconds=150), "GB", latitude, longitude,
+                         indoor, sensor_type, pm25, pm10, "test", hour, 1))
     connection.executemany(
         'INSERT INTO aqi_readings (period, sensor_id, "timestamp", country, latitude, longitude, indoor, '
         "sensor_type, pm25, pm10, snapshot, ingested_at, ingest_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -188,7 +192,7 @@ def test_hourly_partition_from_readings(connection: duckdb.DuckDBPyConnection) -
     rows = rows_by_sensor(table)
     assert set(rows) == {1, 2, 3}
     stable = rows[1]
-    assert stable["hour"] == T0 + timedelta(hours=h) and stable["readings"] == 2
+    assert stable["hour"] == T0 + timedelta(hours=h) and stable["readings"] == 12
     assert stable["pm25_mean"] == pytest.approx(20.0) and stable["pm25_nowcast"] == 20.0
     assert stable["pm10_nowcast"] == 30.0
     assert stable["aqi_us_nowcast_pm25"] == 71 and stable["aqi_us_nowcast_pm10"] == 28  # oracle 20.0 → 71
@@ -210,9 +214,9 @@ def test_daqi_on_24_hour_means_at_band_edges(connection: duckdb.DuckDBPyConnecti
     # A constant concentration makes the 24-hour mean exact; Met Office rounding: 11.4 → 1, 11.5 → 2, …
     cases = {11: (11.4, 1), 12: (11.5, 2), 13: (70.4, 9), 14: (70.5, 10)}
     for sensor, (value, _) in cases.items():
-        add_hours(connection, sensor, {o: value for o in range(24)}, per_hour=1)
-    add_hours(connection, 15, {o: 1.0 for o in range(24)}, pm10=100.5, per_hour=1)
-    add_hours(connection, 16, {o: 1.0 for o in range(24)}, pm10=100.4, per_hour=1)
+        add_hours(connection, sensor, {o: value for o in range(24)})
+    add_hours(connection, 15, {o: 1.0 for o in range(24)}, pm10=100.5)
+    add_hours(connection, 16, {o: 1.0 for o in range(24)}, pm10=100.4)
     rows = rows_by_sensor(hourly_indices(connection, T0 + timedelta(hours=23), T0 + timedelta(hours=24)))
     for sensor, (value, daqi) in cases.items():
         assert rows[sensor]["pm25_24h"] == pytest.approx(value) and rows[sensor]["daqi_24h"] == daqi, sensor
@@ -255,7 +259,7 @@ def test_daily_mean_lies_between_min_and_max_of_hourly_means(hourly: list[float]
     with duckdb.connect() as connection:
         ensure_schema(connection)
         attach_history(connection, None)
-        add_hours(connection, 1, dict(enumerate(hourly)), per_hour=1)
+        add_hours(connection, 1, dict(enumerate(hourly)))
         row = daily_indices(connection, T0, T0 + timedelta(days=1)).to_pylist()[0]
     assert min(hourly) - 1e-9 <= row["pm25_mean"] <= max(hourly) + 1e-9
 

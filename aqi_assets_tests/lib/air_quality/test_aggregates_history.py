@@ -52,14 +52,15 @@ def fill_history(connection: duckdb.DuckDBPyConnection) -> None:
     DAY (where they win over 5-minute readings of the same hours), 24-hour averages, a counting sensor."""
     hours = range(72)
     add_hours(connection, 1, {h: quarter(8 + (h * 7) % 40) for h in hours}, pm10=30.5)
-    add_hours(connection, 2, {h: quarter(12 + (h * 5) % 30) for h in range(12, 48)}, pm10=41.25, per_hour=3,
+    add_hours(connection, 2, {h: quarter(12 + (h * 5) % 30) for h in range(12, 48)}, pm10=41.25,
               period=ARCHIVE, start=START)
-    # 5-minute readings of sensor 2: ignored inside the archived hours, used in the hours after them.
+    # 5-minute readings of sensor 2: covering no more slots than the archived hours, they lose to them (the
+    # archive wins a tie); used in the hours after them.
     add_hours(connection, 2, {h: 300.0 for h in range(34, 40)}, start=START)
     add_hours(connection, 2, {h: quarter(20 + h % 9) for h in range(48, 60)}, start=START)
     add_hours(connection, 3, {h: 15.5 for h in range(0, 72, 24)}, period="24h", start=START)  # never an input
     add_hours(connection, 4, {h: 60.0 for h in hours}, sensor_type="PPD42NS", start=START)  # counts, not µg/m³
-    add_hours(connection, 5, {h: quarter(3 + h % 11) for h in hours if h % 5}, pm10=9.75, per_hour=1)
+    add_hours(connection, 5, {h: quarter(3 + h % 11) for h in hours if h % 5}, pm10=9.75)
 
 
 def sorted_table(table: pa.Table, time_column: str) -> pa.Table:
@@ -83,7 +84,7 @@ def test_a_pruned_day_recomputes_to_the_same_indices_from_the_parquet_tier(
     daily_before = daily_indices(connection, *hours)
     # The day under test holds both sources: sensor 2's hours are archived ones, sensor 1's 5-minute ones.
     day_end = midnight(NEXT_DAY)
-    sources = {(row["sensor_id"], row["source"]) for row in hourly_before.to_pylist() if row["hour"] < day_end}
+    sources = {(row["sensor_id"], row["pm25_source"]) for row in hourly_before.to_pylist() if row["hour"] < day_end}
     assert {(1, "5min"), (2, ARCHIVE), (5, "5min")} <= sources and (2, "5min") not in sources
     assert {row["sensor_id"] for row in hourly_before.to_pylist()} == {1, 2, 5}
     day_rows = {row["sensor_id"]: row for row in daily_before.to_pylist() if row["day"] == DAY}
@@ -141,7 +142,7 @@ def test_every_entry_point_fails_without_the_history_view(connection: duckdb.Duc
     # A view stored in the file (`persist=True`, for the duckdb shell) is not this connection's attachment: it may
     # predate the last prune, so it is refused too.
     attach_history(connection, None, persist=True)
-    assert connection.execute(f"SELECT count(*) FROM {HISTORY_VIEW}").fetchall()[0][0] == 48
+    assert connection.execute(f"SELECT count(*) FROM {HISTORY_VIEW}").fetchall()[0][0] == 24 * 12
     all_refused()
     attach_history(connection, None)
     hourly = hourly_indices(connection, *day)
@@ -155,14 +156,14 @@ def test_every_entry_point_fails_without_the_history_view(connection: duckdb.Duc
 def test_the_sources_are_read_from_the_registry_at_call_time(
     connection: duckdb.DuckDBPyConnection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A period registered later with the best rank wins a sensor-hour over the 5-minute readings."""
+    """A period registered later with the best rank wins a tie of covered slots over the 5-minute readings."""
     add_hours(connection, 1, {0: 10.0, 1: 10.0}, start=START)
     add_hours(connection, 1, {1: 50.0}, period="1min", start=START)
     attach_history(connection, None)
     hour = (START + timedelta(hours=1), START + timedelta(hours=2))
-    assert hourly_indices(connection, *hour).to_pylist()[0]["source"] == "5min"  # '1min' unknown: not an input
+    assert hourly_indices(connection, *hour).to_pylist()[0]["pm25_source"] == "5min"  # '1min' unknown: not an input
     monkeypatch.setitem(PERIODS, "1min", Period(name="1min", source="a test feed", averaging="1 minute",
                                                 feeds=frozenset(Feed), index_rank=0))
     assert source_periods()[0] == "1min"
     [row] = hourly_indices(connection, *hour).to_pylist()
-    assert row["source"] == "1min" and row["pm25_mean"] == pytest.approx(50.0)
+    assert row["pm25_source"] == "1min" and row["pm25_mean"] == pytest.approx(50.0)

@@ -41,11 +41,14 @@ def test_a_touched_hour_changes_itself_and_the_next_23() -> None:
     assert affected_range((at(1), at(2)), HOUR) == (at(1), at(25))
 
 
-def test_daily_partitions_widen_to_whole_days() -> None:
-    # 01:00 changes 01:00 .. 00:00 the next day (exclusive end 01:00): both days.
-    assert affected_range((at(1), at(2)), DAY) == (T, T + 2 * DAY)
-    # 00:00 alone changes 00:00 .. 23:00: one day.
-    assert affected_range((at(0), at(1)), DAY) == (T, T + DAY)
+def test_daily_partitions_widen_to_every_local_day_of_the_affected_hours() -> None:
+    # 01:00 changes 01:00 .. 00:00 the next day (exclusive end 01:00); at UTC-12 the first is the previous local
+    # day's 13:00, at UTC+14 the last is the next day's 14:00: three local days.
+    assert affected_range((at(1), at(2)), DAY) == (T - DAY, T + 2 * DAY)
+    # 10:00 .. 11:00 changes 10:00 .. 09:00 the next day: 22:00 the day before at UTC-12 .. 23:00 at UTC+14.
+    assert affected_range((at(10), at(11)), DAY) == (T - DAY, T + 2 * DAY)
+    # 13:00 changes 13:00 .. 12:00 the next day: 01:00 of the same local day at UTC-12 .. 02:00 two days on.
+    assert affected_range((at(13), at(14)), DAY) == (T, T + 3 * DAY)
     # An aware range is converted to UTC first (07:00-05:00 is 12:00 UTC).
     eastern = timezone(timedelta(hours=-5))
     aware = (datetime(2026, 11, 27, 7, tzinfo=eastern), datetime(2026, 11, 27, 8, tzinfo=eastern))

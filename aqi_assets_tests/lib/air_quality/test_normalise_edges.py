@@ -13,7 +13,7 @@ import pytest
 from aqi_assets.lib.air_quality import checks
 from aqi_assets.lib.air_quality.generator import Quirks, generate_records
 from aqi_assets.lib.air_quality.indices import compute_indices
-from aqi_assets.lib.air_quality.normalise import LATER_COPY_REASON, merge_snapshot
+from aqi_assets.lib.air_quality.normalise import LATER_COPY_REASON, merge_snapshot, utc_timestamp_sql
 from aqi_assets.lib.air_quality.sensor_types import (
     AT_MEASURING_LIMIT_REASON,
     BEYOND_MEASURING_LIMIT_REASON,
@@ -314,3 +314,68 @@ def test_a_later_copy_differing_only_in_other_values_is_recorded(history, tmp_pa
         ("noise_LA_max", "60.1", LATER_COPY_REASON), ("noise_LAeq", "55.0", LATER_COPY_REASON)
     ]
     assert rows(history, "SELECT other_values FROM aqi_readings") == [({"noise_LAeq": "41.2", "noise_LA_max": "60.1"},)]
+
+
+# 9. Timestamps with a zone ---------------------------------------------------------------------------------
+
+# Text → the naive UTC time it stands for (None: no reading time). A zone is applied, never dropped.
+TIMESTAMP_TEXTS = [
+    ("2016-07-14 11:02:46", datetime(2016, 7, 14, 11, 2, 46)),  # the API's form: UTC
+    ("2016-07-14T11:02:46", datetime(2016, 7, 14, 11, 2, 46)),
+    ("2016-07-14T11:02:46.75", datetime(2016, 7, 14, 11, 2, 46, 750000)),
+    (" 2016-07-14 11:02:46 ", datetime(2016, 7, 14, 11, 2, 46)),
+    ("2016-07-14T13:02:46+02:00", datetime(2016, 7, 14, 11, 2, 46)),
+    ("2016-07-14T06:02:46-05:00", datetime(2016, 7, 14, 11, 2, 46)),
+    ("2016-07-14T13:02:46+0200", datetime(2016, 7, 14, 11, 2, 46)),
+    ("2016-07-14T13:02:46+02", datetime(2016, 7, 14, 11, 2, 46)),
+    ("2016-07-14T11:02:46Z", datetime(2016, 7, 14, 11, 2, 46)),
+    ("2016-07-14T11:02:46+00:00", datetime(2016, 7, 14, 11, 2, 46)),
+    ("2016-07-14T13:02:46.250+02:00", datetime(2016, 7, 14, 11, 2, 46, 250000)),
+    ("2016-07-14T11:02:46.123456Z", datetime(2016, 7, 14, 11, 2, 46, 123456)),
+    ("2016-07-14 13:02:46 Europe/Berlin", datetime(2016, 7, 14, 11, 2, 46)),  # a named zone, with its DST
+    ("2016-07-14T00:30:00+02:00", datetime(2016, 7, 13, 22, 30)),  # the day before, in UTC
+    ("2016-07-14T23:30:00-05:00", datetime(2016, 7, 15, 4, 30)),  # the day after
+    ("2016-07-14 13:02:46 CEST", None),  # a zone DuckDB cannot read: unknown instant
+    ("2016-07-14 01:02:46 PM", None),  # the TIMESTAMP cast alone would read 01:02:46
+    ("2016-07-14", None),  # no time of day
+    ("epoch", None),
+    ("-infinity", None),
+    ("16.04.2019 14:22", None),
+    ("garbage", None),
+    ("", None),
+    (None, None),
+]
+
+
+@pytest.mark.parametrize("time_zone", ["UTC", "America/New_York", "Asia/Kolkata", "Pacific/Kiritimati"])
+def test_timestamp_text_is_read_as_utc_whatever_the_session_time_zone(time_zone: str) -> None:
+    connection = duckdb.connect()
+    connection.execute(f"SET TimeZone = '{time_zone}'")
+    texts = [text for text, _ in TIMESTAMP_TEXTS]
+    read = connection.execute(
+        f"SELECT {utc_timestamp_sql('text')} FROM unnest($texts) WITH ORDINALITY AS t(text, n) ORDER BY n",
+        {"texts": texts},
+    ).fetchall()
+    assert list(zip(texts, (utc for (utc,) in read), strict=True)) == TIMESTAMP_TEXTS
+
+
+def test_a_live_timestamp_with_an_offset_is_merged_at_its_utc_time(history, tmp_path) -> None:
+    history.execute("SET TimeZone = 'America/New_York'")  # a session zone must not move anything
+    records = [
+        typed(1, "SDS011", [("P2", "5")], timestamp="2026-11-27 12:00:00"),
+        typed(2, "SDS011", [("P2", "5")], timestamp="2026-11-27T13:00:00+01:00"),  # 12:00 UTC
+        typed(3, "SDS011", [("P2", "5")], timestamp="2026-11-27T07:00:00.5-05:00"),  # 12:00:00.5 UTC
+        typed(4, "SDS011", [("P2", "5")], timestamp="2026-11-27T12:00:00Z"),
+        typed(5, "SDS011", [("P2", "5")], timestamp="2026-11-27T12:00:00-05:00"),  # 17:00 UTC: the future
+    ]
+    stats = merge(history, tmp_path, records)
+    assert rows(history, 'SELECT sensor_id, "timestamp" FROM aqi_readings ORDER BY 1') == [
+        (1, datetime(2026, 11, 27, 12, 0)),
+        (2, datetime(2026, 11, 27, 12, 0)),
+        (3, datetime(2026, 11, 27, 12, 0, 0, 500000)),
+        (4, datetime(2026, 11, 27, 12, 0)),
+    ]
+    assert rows(history, 'SELECT sensor_id, "timestamp", reason FROM rejected_values') == [
+        (5, datetime(2026, 11, 27, 17, 0), "timestamp in the future")
+    ]
+    assert stats.rows_inserted == 4
