@@ -76,10 +76,15 @@ def test_live_snapshots_and_an_old_archive_day_flow_through_every_capability(
         assert {"aqi_readings", "archive_readings"} <= parents["aqi_readings_parquet"]
         assert {"aqi_readings", "aqi_hourly"} <= parents["public_site"]
 
-        # Live: 5-minute snapshots of the last two complete hours (a NowCast needs 2 of the 3 latest hours),
-        # fetched and merged by the real ingest job.
-        for minutes in (-30, 10, 30, 50):
-            body = generate_snapshot(60, seed=minutes + 60, at=last_hour + timedelta(minutes=minutes))
+        # Live: the last two complete hours (a NowCast needs 2 of the 3 latest hours valid, an hour >= 9 of its
+        # twelve 5-minute slots), each fetched as one body holding the sensors' readings of its 12 slots (a
+        # backlog, as after an outage) and merged by the real ingest job.
+        for hour in (last_hour - timedelta(hours=1), last_hour):
+            body = json.dumps([
+                record
+                for slot in range(12)
+                for record in json.loads(generate_snapshot(60, seed=7, at=hour + timedelta(minutes=5 * slot + 2)))
+            ]).encode()
             snapshots.clear()
             snapshots.expect_request("/data.json").respond_with_data(body, content_type="application/json")
             result = defs.resolve_job_def("ingest_5min_job").execute_in_process(instance=instance)
@@ -104,7 +109,8 @@ def test_live_snapshots_and_an_old_archive_day_flow_through_every_capability(
     before_daily = _aggregates(database, "aqi_daily", "day", day_start, day_start + timedelta(days=1))
     before_hourly = _aggregates(database, "aqi_hourly", "hour", day_start, day_start + timedelta(days=1))
     assert before_daily and {row[1] for row in before_hourly} >= set(old_hours)
-    sources = _query(database, "SELECT DISTINCT source FROM aggregates.aqi_hourly ORDER BY 1")
+    sources = _query(database, "SELECT DISTINCT pm25_source FROM aggregates.aqi_hourly WHERE pm25_source "
+                               "IS NOT NULL ORDER BY 1")
     assert sources == [("5min",), ("archive",)]
 
     # The tier takes the archive day; retention moves it out of DuckDB.

@@ -72,6 +72,13 @@ def table_columns(connection: duckdb.DuckDBPyConnection, schema: str, table: str
     ]
 
 
+def _add_missing_columns(connection: duckdb.DuckDBPyConnection, qualified: str, view: str) -> None:
+    have = {row[0] for row in connection.execute(f"DESCRIBE {qualified}").fetchall()}
+    for name, data_type, *_ in connection.execute(f"DESCRIBE SELECT * FROM {view}").fetchall():
+        if name not in have:
+            connection.execute(f"ALTER TABLE {qualified} ADD COLUMN {identifier(name)} {data_type}")
+
+
 def replace_partition(
     connection: duckdb.DuckDBPyConnection,
     schema: str,
@@ -86,9 +93,11 @@ def replace_partition(
 
     Delete and insert commit together, so a re-run never duplicates and a failed write leaves the old rows.
     The table is created from the frame's columns on first use (with ``primary_key`` when given); columns are
-    matched by name. ``frame`` is a pandas DataFrame or a pyarrow Table (typed columns: give Arrow when the
-    column types matter, e.g. a partition whose first write has only NULLs in a column). Returns the rows
-    written (an empty frame clears the partition: no data is a result here).
+    matched by name, and a column the frame has and an existing table lacks is added to it (NULL in the rows
+    written before: a table kept across a release that added columns). ``frame`` is a pandas DataFrame or a
+    pyarrow Table (typed columns: give Arrow when the column types matter, e.g. a partition whose first write
+    has only NULLs in a column). Returns the rows written (an empty frame clears the partition: no data is a
+    result here).
     """
     start, end = bounds
     qualified = f"{identifier(schema)}.{identifier(table)}"
@@ -106,6 +115,8 @@ def replace_partition(
                     # DuckDB cannot add a primary key later; an index enforces the same uniqueness.
                     keys = ", ".join(identifier(k) for k in primary_key)
                     connection.execute(f"CREATE UNIQUE INDEX {identifier(table + '_key')} ON {qualified} ({keys})")
+            else:
+                _add_missing_columns(connection, qualified, view)
             connection.execute(f"DELETE FROM {qualified} WHERE {column} >= ? AND {column} < ?", [start, end])
             names = ", ".join(identifier(c) for c in column_names(frame))
             connection.execute(f"INSERT INTO {qualified} ({names}) SELECT {names} FROM {view}")

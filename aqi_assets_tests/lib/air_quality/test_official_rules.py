@@ -327,3 +327,23 @@ def test_nothing_before_the_changes(connection: duckdb.DuckDBPyConnection) -> No
     assert daily_indices(connection, D, D + timedelta(days=1)).num_rows == 0
     assert hourly_indices(connection, D, D + HOUR).num_rows == 0
     assert date(2025, 1, 15) == D.date()
+
+
+def test_a_table_written_before_the_new_columns_takes_them(connection: duckdb.DuckDBPyConnection) -> None:
+    """A database kept from the release before these rules: its aqi_hourly lacks the new columns and has the old
+    `source`; the next write adds the columns (NULL in the old rows) instead of failing."""
+    insert(connection, hour_rows(1, D + 10 * HOUR, 20.0) + hour_rows(1, D + 11 * HOUR, 30.0))
+    connection.execute(f"CREATE SCHEMA {AGGREGATES_SCHEMA}")
+    connection.execute(
+        f"CREATE TABLE {AGGREGATES_SCHEMA}.{AQI_HOURLY} (sensor_id BIGINT, hour TIMESTAMP, source VARCHAR, "
+        "pm25_mean DOUBLE, aqi_us_nowcast SMALLINT)"
+    )
+    connection.execute(f"INSERT INTO {AGGREGATES_SCHEMA}.{AQI_HOURLY} VALUES (9, ?, '5min', 5.0, 28)", [D])
+    span = (D + 10 * HOUR, D + 13 * HOUR)
+    replace_partition(connection, AGGREGATES_SCHEMA, AQI_HOURLY, hourly_indices(connection, *span), "hour", span)
+    rows = connection.execute(
+        f"SELECT sensor_id, hour, source, pm25_slots, pm25_nowcast FROM {AGGREGATES_SCHEMA}.{AQI_HOURLY} ORDER BY hour"
+    ).fetchall()
+    assert rows == [(9, D, "5min", None, None), (1, D + 10 * HOUR, None, 12, None), (1, D + 11 * HOUR, None, 12, 26.0),
+                    (1, D + 12 * HOUR, None, 0, 26.0)]
+    assert all(outcome.passed for outcome in check_hourly_partition(connection, *span).values())
