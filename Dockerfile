@@ -1,5 +1,6 @@
 # User-code image of the aqi_assets code location: the gRPC code server, and each run's process or task.
-# The install steps are the README's own (`make install`: a venv, pip upgraded, `pip install -e .`);
+# The install steps are the README's own (`make install`: a venv, pip upgraded, `pip install -e .` constrained to
+# the lock, requirements/lock.txt, so the image runs the versions the tests ran);
 # aqi_assets_tests/system/deployment/test_dockerfile.py checks that they stay so and runs them.
 # Build: docker build -t aqi-assets:0.1.0 .   (daemon and webserver use the same image with another command)
 FROM python:3.11-slim-bookworm
@@ -11,11 +12,12 @@ ENV PYTHONUNBUFFERED=1 \
 
 WORKDIR /opt/dagster/app
 COPY setup.py pyproject.toml README.md workspace.yaml ./
+COPY requirements ./requirements
 COPY aqi_assets ./aqi_assets
 
 RUN python3 -m venv .venv
 RUN .venv/bin/pip install --quiet --upgrade pip
-RUN .venv/bin/pip install --quiet -e .
+RUN .venv/bin/pip install --quiet -c requirements/lock.txt -e .
 
 # The ECS instance and workspace; the Helm chart mounts its own dagster.yaml over this one.
 COPY deploy/ecs/dagster.yaml deploy/ecs/workspace.yaml /opt/dagster/dagster_home/

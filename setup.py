@@ -38,6 +38,7 @@ setup(
             "pytest>=8",
             "pytest-httpserver>=1.1",
             "pytest-timeout>=2.3",
+            "pytest-xdist>=3.6,<4",  # `make test-fast` runs on every core
             "hypothesis>=6.100",
             "moto[server]>=5.1,<6",
             "playwright>=1.45",
@@ -46,6 +47,11 @@ setup(
             "pyspark>=4.0,<5",  # the Spark test reads the Parquet tier (local mode; needs Java 17)
             "locust>=2.30,<3",  # the site-load benchmark (python -m aqi_assets.bench site-load)
             "ruff==0.17.6",  # lint rules change between releases; CI must not turn red by itself
+        ],
+        # The documentation site (mkdocs.yml, docs/): `make docs` serves it, a test builds it with --strict.
+        "docs": [
+            "mkdocs>=1.6,<2",
+            "mkdocs-material>=9.5,<10",
         ],
     },
 )

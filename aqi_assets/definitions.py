@@ -2,10 +2,13 @@
 
 Built by a `@dg.definitions` function so that environment variables are read when the code location loads,
 never at import time. Each domain contributes its own assets, checks, jobs, schedules, sensors and resources;
-the storage resource (raw lake and DuckDB file) is shared by all of them.
+the storage resource (raw lake and DuckDB file) is shared by all of them. Whatever `dg scaffold defs` wrote into
+`aqi_assets/components/` (the project's `defs_module`) is loaded by Dagster's defs-folder loading and merged in.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import dagster as dg
 
@@ -32,4 +35,5 @@ def defs() -> dg.Definitions:
         tiers.defs(),
         public.defs(),
         archive.defs(),
+        dg.load_from_defs_folder(path_within_project=Path(__file__).parent),
     )

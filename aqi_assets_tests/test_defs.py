@@ -45,9 +45,11 @@ CHECKS = {
     ("aqi_hourly", "indices_match_concentrations"),
     ("aqi_hourly", "nowcast_within_hourly_range"),
     ("aqi_hourly", "completeness_rules"),
+    ("aqi_hourly", "means_match_history"),
     ("aqi_daily", "indices_match_concentrations"),
     ("aqi_daily", "daily_mean_within_hourly_range"),
     ("aqi_daily", "completeness_rules"),
+    ("aqi_daily", "means_match_history"),
     ("covid_monthly_clusters", "optimal_partition_bounds_both"),
 }
 JOBS = {

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from aqi_assets.bench.__main__ import main
+
+pytestmark = pytest.mark.server
 
 
 def test_site_load_bench_reports_per_file_percentiles_and_no_errors(capsys) -> None:

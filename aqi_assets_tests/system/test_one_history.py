@@ -46,6 +46,7 @@ def _aggregates(path: Path, table: str, column: str, first: datetime, end: datet
                   [first, end])
 
 
+@pytest.mark.slow
 def test_live_snapshots_and_an_old_archive_day_flow_through_every_capability(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -45,6 +45,11 @@ from aqi_assets.defs.air_quality.late_data import (
     build_late_data_sensor,
 )
 from aqi_assets.defs.common.env import setting
+from aqi_assets.defs.common.intended_beta import (
+    PARTITIONS_DEF_ON_CHECK_SPEC,
+    asset_with_backfill_policy,
+    intended,
+)
 from aqi_assets.defs.common.storage import AqiStorage
 from aqi_assets.defs.tiers.resources import TierStorage
 from aqi_assets.lib.air_quality import aggregate_checks, aggregate_report
@@ -167,7 +172,7 @@ def _aggregate_asset(
     """One aggregate: a partition = `compute(connection, start, end)`, written by the partition IO manager."""
     unit_label = "sensor-hours" if unit == HOUR else "sensor-days"
 
-    @dg.asset(
+    @asset_with_backfill_policy(
         name=name,
         # Every source of the history: the snapshot merges, the archive days and the tier's days (read once
         # pruned from DuckDB). Daily upstreams map by time window: an hour or a day to its day.
@@ -249,6 +254,9 @@ CHECK_DESCRIPTIONS = {
     "(recomputed from the history, aqi_readings_all) and the hour counts match.",
     "completeness_rules": "An index exists exactly where the data suffice: NowCast with >= 2 of the 3 latest "
     "hours, 24-hour and daily means with >= 18 hours.",
+    "means_match_history": "The stored means, covered slots and feeds equal those recomputed from the history (valid "
+    "hours only, the best-covering feed per pollutant); daily rows over their local day, with the zone of their "
+    "coordinates and the day's highest DAQI of the running 24-hour means.",
 }
 
 
@@ -302,13 +310,15 @@ def build_aggregate_checks(
     """One blocking multi-check per asset: every rule of a partition from one scan of its readings."""
 
     def specs(asset: dg.AssetsDefinition, names: list[str]) -> list[dg.AssetCheckSpec]:
-        return [
-            dg.AssetCheckSpec(
-                name, asset=asset, blocking=True, description=CHECK_DESCRIPTIONS[name],
-                partitions_def=asset.partitions_def,
-            )
-            for name in names
-        ]
+        # Partitioned check specs (Preview) are intended: each partition's checks run with it.
+        with intended(dg.PreviewWarning, PARTITIONS_DEF_ON_CHECK_SPEC):
+            return [
+                dg.AssetCheckSpec(
+                    name, asset=asset, blocking=True, description=CHECK_DESCRIPTIONS[name],
+                    partitions_def=asset.partitions_def,
+                )
+                for name in names
+            ]
 
     def multi_check(
         name: str, asset: dg.AssetsDefinition, names: list[str], evaluate: Callable[..., Any]
@@ -327,12 +337,14 @@ def build_aggregate_checks(
     return [
         multi_check(
             "aqi_hourly_checks", aqi_hourly,
-            ["indices_match_concentrations", "nowcast_within_hourly_range", "completeness_rules"],
+            ["indices_match_concentrations", "nowcast_within_hourly_range", "completeness_rules",
+             "means_match_history"],
             aggregate_checks.check_hourly_partition,
         ),
         multi_check(
             "aqi_daily_checks", aqi_daily,
-            ["indices_match_concentrations", "daily_mean_within_hourly_range", "completeness_rules"],
+            ["indices_match_concentrations", "daily_mean_within_hourly_range", "completeness_rules",
+             "means_match_history"],
             aggregate_checks.check_daily_partition,
         ),
     ]  # fmt: skip

@@ -111,9 +111,9 @@ def aqi_readings(context: dg.AssetExecutionContext, config: AqiReadingsConfig, s
         for period in snapshot_periods():
             for path in pending_snapshots(connection, storage.raw_dir, period, full_rescan=config.full_rescan):
                 try:
-                    stats = merge_snapshot(connection, path, period, run_id=context.run_id)
+                    stats = merge_snapshot(connection, path, period, run_id=context.run.run_id)
                 except SnapshotFormatError as error:
-                    record_unreadable(connection, path.name, period, str(error), run_id=context.run_id)
+                    record_unreadable(connection, path.name, period, str(error), run_id=context.run.run_id)
                     unreadable.append(f"{path}: {error}")
                     continue
                 merged.append(stats)

@@ -22,6 +22,7 @@ from aqi_assets.lib.air_quality.late_data import (
     HOURS_TOUCHED_KEY,
     candidate_keys,
     key_runs,
+    merged_ranges,
     parse_hours_touched,
     serialise_hours_touched,
 )
@@ -161,7 +162,7 @@ def build_late_data_sensor(
         state = json.loads(context.cursor) if context.cursor else {}
         now = datetime.now(timezone.utc)
         requests: list[dg.RunRequest] = []
-        # Snapshot merges report the hours they touched; a merged archive day touches its own 24 hours.
+        # Merges report the hours they touched; a merged archive day touches at least its own 24 hours.
         readings = context.instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=dg.AssetKey(readings_key), after_storage_id=state.get("after")),
             limit=100,
@@ -184,11 +185,16 @@ def build_late_data_sensor(
                 )
         for record in archive:
             if record.partition_key:
+                # The day's own 24 hours (a re-merge adding nothing still asks for them), plus any hour of a
+                # neighbouring day its rows landed in (timestamps with an offset, converted to UTC).
                 day = datetime.strptime(record.partition_key, ARCHIVE_DAY_FORMAT)
+                metadata = record.asset_materialization.metadata if record.asset_materialization else {}
+                touched_value = metadata.get(HOURS_TOUCHED_KEY)
+                touched = parse_hours_touched(touched_value.value if touched_value is not None else None)
                 requests.extend(
                     late_data_requests(
-                        context.instance, [(day, day + timedelta(days=1))], targets, now, record.storage_id,
-                        record.timestamp,
+                        context.instance, merged_ranges([(day, day + timedelta(days=1)), *touched]), targets, now,
+                        record.storage_id, record.timestamp,
                     )
                 )
         cursor = json.dumps(

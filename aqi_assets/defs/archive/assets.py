@@ -11,8 +11,15 @@ from pathlib import Path
 import dagster as dg
 
 from aqi_assets.defs.archive.resources import ArchiveSource
+from aqi_assets.defs.common.intended_beta import asset_with_backfill_policy
 from aqi_assets.defs.common.storage import AqiStorage
 from aqi_assets.defs.tiers.resources import TierStorage
+from aqi_assets.lib.air_quality.late_data import (
+    HOURS_TOUCHED_KEY,
+    latest_ingest_seq,
+    serialise_hours_touched,
+    touched_hour_ranges,
+)
 from aqi_assets.lib.archive.fetch import archive_day_dir, lake_files
 from aqi_assets.lib.archive.merge import ArchiveDayPrunedError, merge_archive_day
 from aqi_assets.lib.archive.selection import (
@@ -60,7 +67,7 @@ def build_archive_assets(start_date: str) -> list[dg.AssetsDefinition]:
     partitions = dg.DailyPartitionsDefinition(start_date=start_date, timezone="UTC")
     backfill = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
 
-    @dg.asset(
+    @asset_with_backfill_policy(
         name="raw_archive_day",
         # Countries and boxes resolve from the locations in the history (lineage only: no automation here).
         deps=["aqi_readings"],
@@ -131,7 +138,7 @@ def build_archive_assets(start_date: str) -> list[dg.AssetsDefinition]:
             }
         )
 
-    @dg.asset(
+    @asset_with_backfill_policy(
         name="archive_readings",
         deps=[raw_archive_day],
         group_name=GROUP,
@@ -157,10 +164,14 @@ def build_archive_assets(start_date: str) -> list[dg.AssetsDefinition]:
                           "reason": "no archive file of this day in the lake (nothing selected or fetched)"}
             )
         with storage.readings() as connection:
+            seq_before = latest_ingest_seq(connection)
             try:
-                stats = merge_archive_day(connection, day, paths, run_id=context.run_id)
+                stats = merge_archive_day(connection, day, paths, run_id=context.run.run_id)
             except ArchiveDayPrunedError as error:
                 raise dg.Failure(description=str(error), allow_retries=False) from None
+            # The hours the new rows fall in: a timestamp with an offset may land on a neighbouring UTC day, whose
+            # indices aqi_late_data_sensor then re-materialises too.
+            hours_touched = touched_hour_ranges(connection, seq_before)
         context.log.info(
             f"{day}: {stats.files} files merged ({stats.files_already_merged} before), {stats.rows_inserted} new "
             f"readings, {stats.values_quarantined} values and {stats.records_quarantined} rows quarantined"
@@ -180,6 +191,7 @@ def build_archive_assets(start_date: str) -> list[dg.AssetsDefinition]:
                 "sensors": dg.MetadataValue.int(stats.sensors),
                 "problems": dg.MetadataValue.json(stats.details),
                 "dagster/row_count": dg.MetadataValue.int(stats.rows_inserted),
+                HOURS_TOUCHED_KEY: dg.MetadataValue.json(serialise_hours_touched(hours_touched)),
             }
         )
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import pandas as pd
 
 from aqi_assets.lib.air_quality.aggregates import (
     AGGREGATES_SCHEMA,
@@ -37,7 +38,8 @@ from aqi_assets.lib.air_quality.aggregates import (
     outdoor_pm_sql,
     source_codes,
 )
-from aqi_assets.lib.air_quality.indices import daqi_band
+from aqi_assets.lib.air_quality.indices import daqi_band, daqi_sub_index, overall
+from aqi_assets.lib.air_quality.local_time import local_zones
 from aqi_assets.lib.air_quality.sensor_types import mass_concentration_sql_list
 from aqi_assets.lib.common.duckdb_tables import identifier
 from aqi_assets.lib.common.utc import naive_utc
@@ -45,6 +47,8 @@ from aqi_assets.lib.readings.history import HISTORY_VIEW, require_attached
 
 SAMPLE_ROWS = 5
 FLOAT_TOLERANCE = 1e-9
+# Stored means are rounded to 9 decimals (exact truncation) and summed in another order than here.
+MEAN_TOLERANCE = 1e-8
 
 
 class AggregateTableMissing(LookupError):
@@ -94,7 +98,9 @@ def _reference_hourly_means(connection: duckdb.DuckDBPyConnection, start: dateti
     )
     # Most slots wins; on a tie the lower code (the preferred feed): key = slots * 100 - code.
     chosen = ", ".join(
-        f"CASE WHEN max({p}_slots) >= {MIN_SLOTS_FOR_HOUR} THEN arg_max({p}_feed, {p}_slots * 100 - code) END AS {p}"
+        f"CASE WHEN max({p}_slots) >= {MIN_SLOTS_FOR_HOUR} THEN arg_max({p}_feed, {p}_slots * 100 - code) END AS {p}, "
+        f"max({p}_slots) AS {p}_slots, "
+        f"CASE WHEN max({p}_slots) > 0 THEN arg_max(period, {p}_slots * 100 - code) END AS {p}_source"
         for p in POLLUTANTS
     )
     connection.execute(
@@ -105,7 +111,7 @@ def _reference_hourly_means(connection: duckdb.DuckDBPyConnection, start: dateti
             SELECT sensor_id, period, {rank} AS code, date_trunc('hour', "timestamp") AS hour, {per_feed}
             FROM {HISTORY_VIEW}
             WHERE {outdoor_pm_sql()} AND "timestamp" >= $lo AND "timestamp" < $end
-              AND upper(sensor_type) IN ({mass_concentration_sql_list()})
+              AND upper(trim(sensor_type)) IN ({mass_concentration_sql_list()})
             GROUP BY ALL
         )
         GROUP BY sensor_id, hour
@@ -116,7 +122,6 @@ def _reference_hourly_means(connection: duckdb.DuckDBPyConnection, start: dateti
 
 def _index_mismatches(frame, recomputed: dict[str, np.ndarray]) -> np.ndarray:
     """Rows where any stored index column differs from its recomputed value (NULL, NaN and None alike)."""
-    import pandas as pd
 
     bad = np.zeros(len(frame), dtype=bool)
     for name, expected in recomputed.items():
@@ -209,6 +214,7 @@ def check_hourly_partition(
         "indices_match_concentrations": _indices_check(frame, recomputed, ["sensor_id", "hour"]),
         "nowcast_within_hourly_range": _outcome(connection, "hourly_check", within),
         "completeness_rules": _outcome(connection, "hourly_check", completeness),
+        "means_match_history": _hourly_means_check(connection, table, start, end),
     }
 
 
@@ -290,7 +296,101 @@ def check_daily_partition(
         "indices_match_concentrations": _indices_check(frame, recomputed, ["sensor_id", "day"]),
         "daily_mean_within_hourly_range": _outcome(connection, "daily_check", within),
         "completeness_rules": _outcome(connection, "daily_check", completeness),
+        "means_match_history": _daily_means_check(connection, frame),
     }
+
+
+def _differs(stored: str, expected: str, tolerance: float = MEAN_TOLERANCE) -> str:
+    """SQL: the stored value is not the expected one (NULL-aware; floats within a relative tolerance)."""
+    return (f"(({stored} IS NULL) <> ({expected} IS NULL) OR abs({stored} - {expected}) > "
+            f"{tolerance} * greatest(1, abs({expected})))")
+
+
+def _hourly_means_check(connection: duckdb.DuckDBPyConnection, table: str, start: datetime,
+                        end: datetime) -> PartitionCheck:
+    """Each stored hour's means, covered slots and feeds equal the reference's, and its 24-hour means equal the
+    mean of the valid hourly means of the 24 hours ending with it (>= 18 of them)."""
+    trailing = ", ".join(
+        f"CASE WHEN count(w.{p}) >= {MIN_HOURS_FOR_MEAN} THEN avg(w.{p}) END AS {p}_24h_ref" for p in POLLUTANTS
+    )
+    connection.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE hourly_means_check AS
+        SELECT t.sensor_id, t.hour, {", ".join(f"any_value(t.{p}_mean) AS {p}_mean, any_value(m.{p}) AS {p}_ref, "
+                                               f"any_value(t.{p}_slots) AS {p}_slots, "
+                                               f"coalesce(any_value(m.{p}_slots), 0) AS {p}_slots_ref, "
+                                               f"any_value(t.{p}_source) AS {p}_source, "
+                                               f"any_value(m.{p}_source) AS {p}_source_ref, "
+                                               f"any_value(t.{p}_24h) AS {p}_24h" for p in POLLUTANTS)},
+               {trailing}
+        FROM {table} t
+        LEFT JOIN reference_hourly m ON m.sensor_id = t.sensor_id AND m.hour = t.hour
+        CROSS JOIN range(24) a(age)
+        LEFT JOIN reference_hourly w ON w.sensor_id = t.sensor_id AND w.hour = t.hour - to_hours(a.age)
+        WHERE t.hour >= $start AND t.hour < $end
+        GROUP BY t.sensor_id, t.hour
+        """,
+        {"start": start, "end": end},
+    )
+    failing = " OR ".join(
+        f"{_differs(f'{p}_mean', f'{p}_ref')} OR {p}_slots IS DISTINCT FROM {p}_slots_ref "
+        f"OR {p}_source IS DISTINCT FROM {p}_source_ref OR {_differs(f'{p}_24h', f'{p}_24h_ref')}"
+        for p in POLLUTANTS
+    )
+    return _outcome(connection, "hourly_means_check", failing)
+
+
+def _daily_means_check(connection: duckdb.DuckDBPyConnection, frame) -> PartitionCheck:
+    """Each stored day's means equal the mean of the valid hourly means of its local day (from the stored offset),
+    its `daqi_daily` the highest DAQI of the day's trailing 24-hour means, and its offset the one of the zone at
+    its coordinates (`local_time`): a day computed on the wrong clock fails."""
+    per_hour = connection.execute(
+        f"""
+        WITH stored AS (
+            SELECT sensor_id, day, CAST(day AS TIMESTAMP) - to_hours(utc_offset_hours) AS day_start
+            FROM daily_check
+        ), day_hours AS (
+            SELECT s.sensor_id, s.day, s.day_start + to_hours(h.h) AS hour FROM stored s CROSS JOIN range(24) h(h)
+        )
+        SELECT d.sensor_id, d.day, d.hour, {", ".join(f"any_value(m.{p}) AS {p}" for p in POLLUTANTS)},
+               {", ".join(f"CASE WHEN count(w.{p}) >= {MIN_HOURS_FOR_MEAN} THEN avg(w.{p}) END AS {p}_24h"
+                          for p in POLLUTANTS)}
+        FROM day_hours d
+        LEFT JOIN reference_hourly m ON m.sensor_id = d.sensor_id AND m.hour = d.hour
+        CROSS JOIN range(24) a(age)
+        LEFT JOIN reference_hourly w ON w.sensor_id = d.sensor_id AND w.hour = d.hour - to_hours(a.age)
+        GROUP BY d.sensor_id, d.day, d.hour
+        """
+    ).df()
+    per_hour["daqi"] = overall(daqi_sub_index(_floats(per_hour, "pm25_24h"), "pm25"),
+                               daqi_sub_index(_floats(per_hour, "pm10_24h"), "pm10"))
+    reference = per_hour.groupby(["sensor_id", "day"]).agg(
+        pm25_ref=("pm25", "mean"), pm25_n=("pm25", "count"), pm10_ref=("pm10", "mean"), pm10_n=("pm10", "count"),
+        daqi_ref=("daqi", "max"),
+    )
+    merged = frame.merge(reference.reset_index(), on=["sensor_id", "day"], how="left")
+    bad = np.zeros(len(merged), dtype=bool)
+    for p in POLLUTANTS:
+        expected = np.where(merged[f"{p}_n"].to_numpy() >= MIN_HOURS_FOR_MEAN, _floats(merged, f"{p}_ref"), np.nan)
+        stored = _floats(merged, f"{p}_mean")
+        bad |= np.isnan(stored) != np.isnan(expected)
+        both = ~np.isnan(stored) & ~np.isnan(expected)
+        bad[both] |= np.abs(stored[both] - expected[both]) > MEAN_TOLERANCE * np.maximum(1, np.abs(expected[both]))
+    stored_daqi, expected_daqi = _floats(merged, "daqi_daily"), _floats(merged, "daqi_ref")
+    bad |= ~((stored_daqi == expected_daqi) | (np.isnan(stored_daqi) & np.isnan(expected_daqi)))
+    latitudes, longitudes = _floats(merged, "latitude"), _floats(merged, "longitude")
+    expected_offset = np.zeros(len(merged))
+    days = pd.to_datetime(merged["day"]).dt.date.to_numpy()
+    for day in set(days):
+        rows = days == day
+        expected_offset[rows] = [zone.standard_offset_hours for zone in
+                                 local_zones(latitudes[rows], longitudes[rows], day)]
+    located = ~np.isnan(latitudes) & ~np.isnan(longitudes)
+    bad[located] |= _floats(merged, "utc_offset_hours")[located] != expected_offset[located]
+    columns = ["sensor_id", "day", "utc_offset_hours", "pm25_mean", "pm25_ref", "pm10_mean", "pm10_ref", "daqi_daily",
+               "daqi_ref"]
+    sample = merged.loc[bad, columns].head(SAMPLE_ROWS).to_dict("records")
+    return PartitionCheck(not bad.any(), len(merged), int(bad.sum()), sample)
 
 
 def _floats(frame, column: str) -> np.ndarray:

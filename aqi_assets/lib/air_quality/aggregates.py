@@ -102,6 +102,7 @@ TRUNCATION_DIGITS = {"pm25": 1, "pm10": 0}  # EPA: PM2.5 to 0.1 µg/m³, PM10 to
 EXACT_DECIMALS = 9
 DAY_BASIS_LOCAL = "local standard time"
 DAY_BASIS_UTC = "UTC: the sensor has no coordinates"
+DAY_BASIS_NO_ZONE = "UTC: no time zone at the sensor's coordinates"
 
 LOCATION_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
     ("country", pa.string()),
@@ -210,7 +211,7 @@ DAILY_DESCRIPTIONS: dict[str, str] = {
     "time_zone": "IANA time zone of the sensor's coordinates (NULL without coordinates)",
     "utc_offset_hours": "hours added to UTC for the day's local standard time (zones off the whole hour: the day "
     "starts at the first whole UTC hour after local midnight)",
-    "day_basis": f"'{DAY_BASIS_LOCAL}', or '{DAY_BASIS_UTC}'",
+    "day_basis": f"'{DAY_BASIS_LOCAL}', '{DAY_BASIS_UTC}' or '{DAY_BASIS_NO_ZONE}'",
     "hours": "valid hours of the day (either pollutant)",
     "archive_hours": f"of those, hours with a mean from the period '{ARCHIVE}' (archived measurements)",
     "pm25_hours": "valid PM2.5 hours of the day",
@@ -458,8 +459,9 @@ class HourlyMatrix:
     slots: dict[str, np.ndarray]  # pollutant → (S, T) int8: slots covered by the chosen feed
     means: dict[str, np.ndarray]  # pollutant → (S, T) float: the chosen feed's mean, NaN unless the hour is valid
     sources: dict[str, np.ndarray]  # pollutant → (S, T) int8: `source_codes()` of the chosen feed (0 = none)
-    last_us: np.ndarray  # (S, T) int64: epoch µs of each hour's last reading, carried forward over empty hours
-    last_source: np.ndarray  # (S, T) int8: the feed of that reading (0 = no reading yet)
+    last_us: np.ndarray  # (S, T) int64: epoch µs of the last reading of each hour's PM2.5 feed (else its PM10
+    # feed), carried forward over hours without readings
+    last_source: np.ndarray  # (S, T) int8: that feed's code (0 = no reading yet)
     first_target: int  # hour column of the first target hour
 
     @property
@@ -484,21 +486,20 @@ def hourly_matrix(connection: duckdb.DuckDBPyConnection, start: datetime, end: d
     sensor_index = np.searchsorted(sensor_ids, sensor_column)
     shape = (len(sensor_ids), _hours_between(origin, end))
     feed_readings: list[np.ndarray] = []
-    last_us = np.zeros(shape, dtype=np.int64)
-    last_source = np.zeros(shape, dtype=np.int8)
+    feed_last_us: list[np.ndarray] = []
     feed_slots: dict[str, list[np.ndarray]] = {p: [] for p in POLLUTANTS}
     feed_means: dict[str, list[np.ndarray]] = {p: [] for p in POLLUTANTS}
     period_column = table.column("period")
     row_last_us = table.column("last_us").to_numpy()
-    for period, code in source_codes().items():
+    for period in source_codes():  # in code order: feed lists are indexed by code - 1
         is_period = pc.equal(period_column, period).to_numpy(zero_copy_only=False)
         rows, cols = sensor_index[is_period], hour_index[is_period]
         counts = np.zeros(shape, dtype=np.int32)
         counts[rows, cols] = table.column("readings").to_numpy()[is_period]
         feed_readings.append(counts)
-        later = row_last_us[is_period] > last_us[rows, cols]
-        last_us[rows[later], cols[later]] = row_last_us[is_period][later]
-        last_source[rows[later], cols[later]] = code
+        last = np.zeros(shape, dtype=np.int64)
+        last[rows, cols] = row_last_us[is_period]
+        feed_last_us.append(last)
         for pollutant in POLLUTANTS:
             slots = np.zeros(shape, dtype=np.int8)
             slots[rows, cols] = table.column(f"{pollutant}_slots").to_numpy()[is_period]
@@ -507,13 +508,18 @@ def hourly_matrix(connection: duckdb.DuckDBPyConnection, start: datetime, end: d
             feed_slots[pollutant].append(slots)
             feed_means[pollutant].append(mean)
     chosen = {p: choose_by_coverage(feed_slots[p], feed_means[p]) for p in POLLUTANTS}
-    # The readings of the feeds the hour's means come from: a feed that lost on both pollutants adds none.
+    # The readings of the feeds the hour's means come from: a feed that lost on both pollutants adds none. The
+    # hour's location is that of the last reading of its PM2.5 feed (else its PM10 feed): a feed that lost never
+    # moves a sensor or blanks its country.
     readings = np.zeros(shape, dtype=np.int32)
-    for code, counts in enumerate(feed_readings, start=1):
+    last_source = np.where(chosen["pm25"][2] > 0, chosen["pm25"][2], chosen["pm10"][2]).astype(np.int8)
+    last_us = np.zeros(shape, dtype=np.int64)
+    for code, (counts, last) in enumerate(zip(feed_readings, feed_last_us, strict=True), start=1):
         readings += np.where((chosen["pm25"][2] == code) | (chosen["pm10"][2] == code), counts, 0)
+        last_us = np.where(last_source == code, last, last_us)
     # Carry each sensor's last reading forward over hours without one: rows kept for their NowCast or 24-hour
     # mean take the location of the sensor's latest reading before them.
-    latest = np.maximum.accumulate(np.where(readings > 0, np.arange(shape[1]), 0), axis=1)
+    latest = np.maximum.accumulate(np.where(last_source > 0, np.arange(shape[1]), 0), axis=1)
     rows = np.arange(shape[0])[:, None]
     return HourlyMatrix(
         origin, sensor_ids, readings,
@@ -623,18 +629,22 @@ def daily_indices(connection: duckdb.DuckDBPyConnection, start: datetime, end: d
         raise ValueError(f"day range must start and end at midnight: {start} .. {end}")
     require_attached(connection)
     parts = []
-    for chunk_start, _ in _chunks(start, end):
-        parts.extend(_local_days(connection, chunk_start))
+    for day_start, _ in _chunks(start, end, DAY):
+        parts.extend(_local_days(connection, day_start))
     return pa.concat_tables(parts) if parts else DAILY_SCHEMA.empty_table()
 
 
-def _zones(connection: duckdb.DuckDBPyConnection, hourly: HourlyMatrix, day: date) -> list[LocalZone]:
-    """Each sensor's zone, from the coordinates of its latest reading in the span read that has them (a reading
-    without coordinates does not make a located sensor a UTC one)."""
+def _zones(
+    connection: duckdb.DuckDBPyConnection, hourly: HourlyMatrix, day: date, zone_column: int
+) -> tuple[list[LocalZone], pa.Table]:
+    """Each sensor's zone, and the location fields the daily row shows: those of its latest reading before the
+    hour column ``zone_column`` + 1 (the end of UTC day D: a sensor moved after its day keeps the zone of its day),
+    or of its latest reading at all if it had none by then. A reading without coordinates does not make a located
+    sensor a UTC one: its latest located reading in the span read gives the zone then."""
     sensors = np.arange(len(hourly.sensor_ids))
-    last = np.full(len(sensors), hourly.hours - 1)
-    location = _locations(connection, hourly.sensor_ids, hourly.last_us[sensors, last],
-                          hourly.last_source[sensors, last])
+    columns = np.where(hourly.last_source[:, zone_column] > 0, zone_column, hourly.hours - 1)
+    location = _locations(connection, hourly.sensor_ids, hourly.last_us[sensors, columns],
+                          hourly.last_source[sensors, columns])
     latitudes = np.asarray(location.column("latitude").to_numpy(zero_copy_only=False), dtype=np.float64)
     longitudes = np.asarray(location.column("longitude").to_numpy(zero_copy_only=False), dtype=np.float64)
     unlocated = np.isnan(latitudes) | np.isnan(longitudes)
@@ -655,7 +665,7 @@ def _zones(connection: duckdb.DuckDBPyConnection, hourly: HourlyMatrix, day: dat
         index = {sensor: i for i, sensor in enumerate(hourly.sensor_ids.tolist())}
         for sensor, latitude, longitude in found:
             latitudes[index[sensor]], longitudes[index[sensor]] = latitude, longitude
-    return local_zones(latitudes, longitudes, day)
+    return local_zones(latitudes, longitudes, day), location
 
 
 def _local_days(connection: duckdb.DuckDBPyConnection, day_start: datetime) -> list[pa.Table]:
@@ -663,10 +673,11 @@ def _local_days(connection: duckdb.DuckDBPyConnection, day_start: datetime) -> l
     hourly = hourly_matrix(connection, day_start - EARLIEST_ZONE_AHEAD, day_start + DAY + LATEST_ZONE_BEHIND)
     if not len(hourly.sensor_ids):
         return []
-    zones = _zones(connection, hourly, day_start.date())
+    utc_midnight = hourly.first_target + int(EARLIEST_ZONE_AHEAD / HOUR)  # the column of UTC D 00:00
+    zones, location = _zones(connection, hourly, day_start.date(), zone_column=utc_midnight + MEAN_HOURS - 1)
     offsets = np.array([zone.standard_offset_hours for zone in zones], dtype=np.int64)
-    # The local day of an offset o starts at UTC midnight - o: column first_target + 14 - o.
-    first = hourly.first_target + int(EARLIEST_ZONE_AHEAD / HOUR) - offsets
+    # The local day of an offset o starts at UTC midnight - o.
+    first = utc_midnight - offsets
     sensors = np.arange(len(hourly.sensor_ids))
     day_columns = first[:, None] + np.arange(MEAN_HOURS)  # (S, 24)
 
@@ -686,7 +697,7 @@ def _local_days(connection: duckdb.DuckDBPyConnection, day_start: datetime) -> l
         "day": np.full(len(sensor_index), np.datetime64(day_start.date(), "D")),
         "time_zone": [zones[i].time_zone for i in sensor_index],
         "utc_offset_hours": offsets[sensor_index],
-        "day_basis": [DAY_BASIS_LOCAL if zones[i].time_zone else DAY_BASIS_UTC for i in sensor_index],
+        "day_basis": [_day_basis(zones[i], location, i) for i in sensor_index],
         "hours": valid_hour.sum(axis=1)[sensor_index],
         "archive_hours": from_archive.sum(axis=1)[sensor_index],
     }
@@ -707,7 +718,15 @@ def _local_days(connection: duckdb.DuckDBPyConnection, day_start: datetime) -> l
     daqi[~has_daqi.any(axis=1)] = np.nan
     columns["daqi_daily"] = daqi
     columns["daqi_daily_band"] = daqi_band(daqi)
-    # Location: the sensor's last hour with readings in its local day.
-    last_hour = MEAN_HOURS - 1 - np.argmax(with_readings[sensor_index, ::-1], axis=1)
-    hour_index = first[sensor_index] + last_hour
-    return [_with_location(connection, columns, hourly, sensor_index, hour_index, DAILY_SCHEMA)]
+    # Location: the reading that set the sensor's zone (see `_zones`); mass-concentration PM sensors only.
+    chosen = location.take(pa.array(sensor_index, pa.int64()))
+    for name, _ in LOCATION_FIELDS:
+        columns[name] = chosen.column(name)
+    return [_table(columns, DAILY_SCHEMA).filter(chosen.column("mass_pm"))]
+
+
+def _day_basis(zone: LocalZone, location: pa.Table, index: int) -> str:
+    if zone.time_zone:
+        return DAY_BASIS_LOCAL
+    located = location.column("latitude")[index].is_valid and location.column("longitude")[index].is_valid
+    return DAY_BASIS_NO_ZONE if located else DAY_BASIS_UTC

@@ -73,6 +73,17 @@ def hour_runs(hours: Iterable[datetime]) -> list[HourRange]:
     return ranges
 
 
+def merged_ranges(ranges: Iterable[HourRange]) -> list[HourRange]:
+    """[start, end) hour ranges (whole hours) merged where they overlap or touch, in time order."""
+    merged: list[HourRange] = []
+    for start, end in sorted(ranges):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
 def affected_hours(touched: HourRange) -> HourRange:
     """Hours whose indices change when readings of ``touched`` change: the hours themselves and the next 23
     (whose NowCast and 24-hour means include them)."""

@@ -126,7 +126,7 @@ def test_partitions_from_ingested_snapshots(storage: AqiStorage, instance: dg.Da
     assert result.success
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {"indices_match_concentrations": True, "nowcast_within_hourly_range": True,
-                      "completeness_rules": True}
+                      "completeness_rules": True, "means_match_history": True}
     expected = query(storage, """
         SELECT count(DISTINCT sensor_id) FROM aqi_readings
         WHERE period = '5min' AND "timestamp" >= '2026-11-27 02:00' AND "timestamp" < '2026-11-27 03:00'
@@ -186,7 +186,7 @@ def test_the_checks_read_the_table_the_io_manager_writes(storage: AqiStorage, in
         "official.aqi_hourly"
     )
     passed = evaluations(official)
-    assert all(e.passed for e in passed.values()) and len(passed) == 3
+    assert all(e.passed for e in passed.values()) and len(passed) == 4
     assert passed["indices_match_concentrations"].metadata["checked_rows"].value == stored
 
     # One stored row of official.aqi_hourly tampered with: the checks, run alone, catch exactly it.
@@ -273,6 +273,7 @@ def test_late_data_leaves_partitions_to_runs_that_will_read_it(storage: AqiStora
     assert hourly == ["2026-11-27-02:00"]
 
 
+@pytest.mark.slow
 def test_cli_materialises_an_hourly_partition(tmp_path: Path) -> None:
     storage = AqiStorage(data_dir=str(tmp_path / "data"), duckdb_path=str(tmp_path / "data" / "aqi.duckdb"))
     history(storage, hours=2)

@@ -11,6 +11,7 @@ import pytest
 
 from aqi_assets.defs.air_quality.aggregates_io import AggregatesDuckDBIOManager
 from aqi_assets.defs.air_quality.late_data import RANGE_END_TAG, RANGE_START_TAG
+from aqi_assets.defs.common.intended_beta import asset_with_backfill_policy
 from aqi_assets.defs.common.storage import AqiStorage
 from aqi_assets.lib.air_quality.aggregates import AGGREGATES_SCHEMA, AQI_HOURLY
 
@@ -22,8 +23,8 @@ class ValueConfig(dg.Config):
     broken: bool = False  # return a frame the table cannot take
 
 
-@dg.asset(partitions_def=HOURS, io_manager_key="aggregates", metadata={"partition_expr": "hour"},
-          backfill_policy=dg.BackfillPolicy.single_run())
+@asset_with_backfill_policy(partitions_def=HOURS, io_manager_key="aggregates", metadata={"partition_expr": "hour"},
+                            backfill_policy=dg.BackfillPolicy.single_run())
 def readings_by_hour(context: dg.AssetExecutionContext, config: ValueConfig) -> pa.Table:
     hours = [datetime.strptime(key, HOURS.fmt) for key in context.partition_keys]
     rows = [(sensor, hour) for hour in hours for sensor in (1, 2)]

@@ -74,6 +74,7 @@ def instance() -> dg.DagsterInstance:
         yield test_instance
 
 
+@pytest.mark.slow
 def test_an_archive_backfill_fills_the_daily_indices_and_wins_over_5_minute_readings(
     tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:

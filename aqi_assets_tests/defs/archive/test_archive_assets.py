@@ -137,6 +137,7 @@ def test_countries_need_a_history_that_knows_them(tmp_path: Path) -> None:
         assert f"holds no readings of the last {LOCATION_LOOKBACK.days} days" in raw["selection_notes"]
 
 
+@pytest.mark.slow
 def test_an_html_error_page_fails_the_day_naming_the_url(tmp_path: Path) -> None:
     with local_archive(DAYS[:1]) as archive:
         resources = _resources(tmp_path, archive.url, f"{SDS011_ID},{HTML_ERROR_ID}")

@@ -166,6 +166,7 @@ def file_holds(path: Path) -> list[tuple[float, float, int, bool]]:
     return sorted(holds)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(RUN_TIMEOUT_S + 60)
 def test_overlapping_runs_share_the_duckdb_file(
     dagster_home: Path, snapshot_server: HTTPServer, tmp_path: Path

@@ -18,6 +18,7 @@ from aqi_assets.lib.air_quality.late_data import (
     hour_runs,
     key_runs,
     keys_between,
+    merged_ranges,
     parse_hours_touched,
     serialise_hours_touched,
 )
@@ -127,3 +128,12 @@ def test_hours_touched_round_trip() -> None:
 def test_malformed_hours_touched_fail_loudly(value: object) -> None:
     with pytest.raises(ValueError):
         parse_hours_touched(value)
+
+
+def test_an_archive_day_and_the_hours_its_rows_spilled_into_merge_into_runs() -> None:
+    day = (T, T + DAY)
+    # 01:00+02:00 on the day is 23:00 UTC the day before: that hour joins the day's run.
+    assert merged_ranges([day, (T - timedelta(hours=1), T)]) == [(T - timedelta(hours=1), T + DAY)]
+    assert merged_ranges([day, (at(5), at(7))]) == [day]  # inside the day: nothing new
+    assert merged_ranges([(at(30), at(31)), day]) == [day, (at(30), at(31))]  # apart: two runs, in time order
+    assert merged_ranges([]) == []

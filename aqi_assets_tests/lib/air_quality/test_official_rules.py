@@ -7,7 +7,7 @@ clocks change."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 import duckdb
 import numpy as np
@@ -134,6 +134,18 @@ def test_a_reading_without_coordinates_does_not_move_a_located_sensor_to_utc(
     assert (rows[2]["time_zone"], rows[2]["utc_offset_hours"], rows[2]["day_basis"]) == (None, 0, DAY_BASIS_UTC)
 
 
+def test_a_sensor_moved_after_its_day_keeps_the_zone_of_its_day(connection: duckdb.DuckDBPyConnection) -> None:
+    # Its whole Los Angeles day at 40, then it reports from London from D+1 09:00 UTC on.
+    for h in range(8, 32):
+        insert(connection, hour_rows(1, D + h * HOUR, 40.0, lat=34.05, lon=-118.24))
+    for h in range(33, 36):
+        insert(connection, hour_rows(1, D + h * HOUR, 5.0))
+    row = one_day(connection, D)[1]
+    assert (row["time_zone"], row["utc_offset_hours"], row["hours"], row["aqi_us_daily"]) == (
+        "America/Los_Angeles", -8, 24, 112)
+    assert (row["latitude"], row["longitude"]) == (34.05, -118.24)  # where it was on its day
+
+
 # --- 3. Valid hours: >= 9 of the 12 five-minute slots --------------------------------------------------------
 
 
@@ -166,6 +178,18 @@ def test_a_feed_covering_more_slots_makes_the_hour(connection: duckdb.DuckDBPyCo
     row = one_hour(connection, D + 10 * HOUR)[1]
     assert row["pm25_mean"] == 10.0 and row["pm25_source"] == FIVE_MIN and row["pm25_slots"] == 12
     assert row["readings"] == 12  # the archived measurement lost: it is not counted
+
+
+def test_a_feed_that_lost_never_sets_the_location(connection: duckdb.DuckDBPyConnection) -> None:
+    # The archive stores no country: its one late measurement must not blank the hour's country.
+    insert(connection, hour_rows(1, D + 10 * HOUR, 10.0))
+    connection.execute(
+        'INSERT INTO aqi_readings (period, sensor_id, "timestamp", latitude, longitude, indoor, sensor_type, pm25, '
+        "snapshot, ingested_at, ingest_seq) VALUES (?, 1, ?, 51.5, -0.12, false, 'SDS011', 40.0, 'a', ?, 1)",
+        [ARCHIVE, D + 10 * HOUR + timedelta(minutes=59), D],
+    )
+    row = one_hour(connection, D + 10 * HOUR)[1]
+    assert row["country"] == "XX" and row["pm25_source"] == FIVE_MIN
 
 
 def test_a_feed_lacking_a_pollutant_never_blanks_it(connection: duckdb.DuckDBPyConnection) -> None:
@@ -326,7 +350,6 @@ def test_nothing_before_the_changes(connection: duckdb.DuckDBPyConnection) -> No
     """An empty history gives empty tables (the local-day lookup has no sensors to place)."""
     assert daily_indices(connection, D, D + timedelta(days=1)).num_rows == 0
     assert hourly_indices(connection, D, D + HOUR).num_rows == 0
-    assert date(2025, 1, 15) == D.date()
 
 
 def test_a_table_written_before_the_new_columns_takes_them(connection: duckdb.DuckDBPyConnection) -> None:
@@ -347,3 +370,31 @@ def test_a_table_written_before_the_new_columns_takes_them(connection: duckdb.Du
     assert rows == [(9, D, "5min", None, None), (1, D + 10 * HOUR, None, 12, None), (1, D + 11 * HOUR, None, 12, 26.0),
                     (1, D + 12 * HOUR, None, 0, 26.0)]
     assert all(outcome.passed for outcome in check_hourly_partition(connection, *span).values())
+
+
+def test_the_checks_catch_a_table_computed_by_other_rules(connection: duckdb.DuckDBPyConnection) -> None:
+    """Stored rows that break the rules while staying self-consistent (indices matching their concentrations) fail
+    `means_match_history`: the UTC day for a Los Angeles sensor, a wrong day's DAQI, a wrong hourly mean, slot count
+    or feed."""
+    for h in range(-12, 48):
+        insert(connection, hour_rows(1, D + h * HOUR, 40.0 if 8 <= h < 32 else 5.0, lat=34.05, lon=-118.24))
+    days, hours = (D, D + timedelta(days=1)), (D + 10 * HOUR, D + 12 * HOUR)
+    replace_partition(connection, AGGREGATES_SCHEMA, AQI_DAILY, daily_indices(connection, *days), "day", days)
+    replace_partition(connection, AGGREGATES_SCHEMA, AQI_HOURLY, hourly_indices(connection, *hours), "hour", hours)
+    assert all(o.passed for o in check_daily_partition(connection, *days).values())
+    assert all(o.passed for o in check_hourly_partition(connection, *hours).values())
+    daily_table, hourly_table = f"{AGGREGATES_SCHEMA}.{AQI_DAILY}", f"{AGGREGATES_SCHEMA}.{AQI_HOURLY}"
+    # The old rules' UTC day: 8 hours at 5 and 16 at 40 (28.3), its indices consistent with that mean.
+    connection.execute(f"UPDATE {daily_table} SET utc_offset_hours = 0, pm25_mean = 28.333333333, "
+                       "aqi_us_daily = 87, aqi_us_daily_pm25 = 87, aqi_us_daily_category = 'Moderate'")
+    assert not check_daily_partition(connection, *days)["means_match_history"].passed
+    replace_partition(connection, AGGREGATES_SCHEMA, AQI_DAILY, daily_indices(connection, *days), "day", days)
+    connection.execute(f"UPDATE {daily_table} SET daqi_daily = 1, daqi_daily_band = 'Low'")
+    outcome = check_daily_partition(connection, *days)
+    assert not outcome["means_match_history"].passed and outcome["indices_match_concentrations"].passed
+    for tampering in ("pm25_mean = 999", "pm25_slots = 1", "pm25_source = 'archive'"):
+        replace_partition(connection, AGGREGATES_SCHEMA, AQI_HOURLY, hourly_indices(connection, *hours), "hour",
+                          hours)
+        connection.execute(f"UPDATE {hourly_table} SET {tampering} WHERE hour = ?", [D + 10 * HOUR])
+        outcome = check_hourly_partition(connection, *hours)["means_match_history"]
+        assert not outcome.passed and outcome.failing_rows == 1, tampering

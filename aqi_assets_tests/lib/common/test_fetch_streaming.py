@@ -73,6 +73,7 @@ GZIP_BODY_FETCH = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_200_mb_gzip_encoded_body_is_decoded_to_disk_in_bounded_memory(tmp_path: Path) -> None:
     if not Path("/proc/self/status").is_file():
         pytest.skip("peak RSS is read from /proc/self/status (Linux only)")

@@ -48,6 +48,7 @@ def test_vendored_leaflet_matches_its_manifest() -> None:
     assert {"leaflet.js", "leaflet.css", "LICENSE"} <= set(files)
 
 
+@pytest.mark.server
 def test_nginx_serves_gzip_copies_with_types_and_cache_rules(built_site) -> None:
     site, result = built_site
     pointer = read_pointer(site)

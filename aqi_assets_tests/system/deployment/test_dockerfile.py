@@ -61,7 +61,7 @@ def test_dockerfile_install_steps_are_the_readme_ones() -> None:
     assert "make run" in readme and "creates .venv, installs the project" in readme
     copies = [rest.split() for keyword, rest in dockerfile_instructions() if keyword == "COPY"]
     copied = {source for args in copies for source in args[:-1]}
-    assert {"setup.py", "pyproject.toml", "aqi_assets"} <= copied
+    assert {"setup.py", "pyproject.toml", "requirements", "aqi_assets"} <= copied
     cmd = next(rest for keyword, rest in dockerfile_instructions() if keyword == "CMD")
     assert '"code-server", "start", "-m", "aqi_assets.definitions"' in cmd
 
@@ -87,9 +87,10 @@ def test_dockerfile_install_steps_run_in_a_fresh_venv_and_the_location_loads(tmp
     # project's editable install, are not processed), so `aqi_assets` can only come from the fresh install.
     (venv_site / "zz_test_venv_dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     install = commands[-1]
-    assert install[1:] == ["install", "--quiet", "-e", "."]
-    subprocess.run(
-        [".venv/bin/pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "-e", "."],
+    assert install[1:] == ["install", "--quiet", "-c", "requirements/lock.txt", "-e", "."]
+    subprocess.run(  # with the lock from the copied build context: pip fails if the COPY left it out
+        [".venv/bin/pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "-c", "requirements/lock.txt",
+         "-e", "."],
         cwd=app,
         check=True,
         capture_output=True,
