@@ -35,11 +35,11 @@ def _get(url: str) -> bytes | None:
         return None
 
 
-def _wait_for(read, what: str, process: subprocess.Popen, timeout_s: float = 240) -> bytes:
+def _wait_for(read, what: str, process: subprocess.Popen, log: Path, timeout_s: float = 240) -> bytes:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"the demo exited ({process.returncode}) before {what}")
+            raise AssertionError(f"the demo exited ({process.returncode}) before {what}:\n{log.read_text()[-3000:]}")
         body = read()
         if body is not None:
             return body
@@ -53,26 +53,33 @@ def test_the_demo_serves_a_map_with_real_data_and_the_ui(tmp_path: Path) -> None
     site_port, ui_port = _free_port(), _free_port()
     env = {name: value for name, value in os.environ.items() if not name.startswith(("AQI_", "DAGSTER_"))}
     env["PYTHONPATH"] = str(clone)  # the clone's code, with this environment's installed dependencies
+    log_path = tmp_path / "demo.log"  # a file, not a pipe: dagster dev's log would fill a pipe nobody reads yet
+    log = log_path.open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "aqi_assets.demo", "--data-dir", str(tmp_path / "demo"), "--site-port",
          str(site_port), "--ui-port", str(ui_port)],
-        cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        cwd=clone, env=env, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
     try:
         site = f"http://127.0.0.1:{site_port}"
-        pointer = json.loads(_wait_for(lambda: _get(f"{site}/current.json"), "the map's pointer", process))
-        latest = json.loads(_wait_for(lambda: _get(f"{site}/{pointer['latest']}"), "the map's features", process))
+        pointer = json.loads(_wait_for(lambda: _get(f"{site}/current.json"), "the map's pointer", process, log_path))
+        latest = json.loads(_wait_for(lambda: _get(f"{site}/{pointer['latest']}"), "the map's features", process,
+                                    log_path))
         assert pointer["features"] == len(latest["features"]) > 100  # the 2019 snapshot's PM sensors
         assert b"leaflet" in (_get(f"{site}/") or b"").lower()
-        info = json.loads(_wait_for(lambda: _get(f"http://127.0.0.1:{ui_port}/server_info"), "the UI", process))
+        info = json.loads(_wait_for(lambda: _get(f"http://127.0.0.1:{ui_port}/server_info"), "the UI", process,
+                                     log_path))
         assert "dagster_webserver_version" in info
     finally:
-        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the demo stops nginx and dagster dev
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the demo stops nginx and dagster dev
         try:
-            output, _ = process.communicate(timeout=60)
+            process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
-            output, _ = process.communicate()
+            process.wait()
+        log.close()
+    output = log_path.read_text()
     assert process.returncode == 0, output[-3000:]
     lines = output.splitlines()
     for step in ("ingest", "archive", "indices", "tier", "site", "map", "ui"):
