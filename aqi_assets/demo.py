@@ -154,11 +154,12 @@ def _serve(data_dir: Path, env: dict[str, str], site_port: int, ui_port: int) ->
     ]
     print(f"map           http://127.0.0.1:{site_port}/\nui            http://127.0.0.1:{ui_port}/ "
           "(Ctrl-C stops both)", flush=True)
+    interrupted = False
     try:
         while all(process.poll() is None for process in processes):
             time.sleep(0.5)
     except KeyboardInterrupt:
-        pass
+        interrupted = True
     finally:
         for process in processes:
             if process.poll() is None:
@@ -168,7 +169,10 @@ def _serve(data_dir: Path, env: dict[str, str], site_port: int, ui_port: int) ->
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
-    return 0
+    if interrupted:
+        return 0
+    print("stopped: a server exited on its own (its error is above); the other was stopped", file=sys.stderr)
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from aqi_assets_tests.support.samples import PROJECT_ROOT
+from aqi_assets_tests.support.site_data import world_readable_dir
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(600)]
 
@@ -55,8 +57,10 @@ def test_the_demo_serves_a_map_with_real_data_and_the_ui(tmp_path: Path) -> None
     env["PYTHONPATH"] = str(clone)  # the clone's code, with this environment's installed dependencies
     log_path = tmp_path / "demo.log"  # a file, not a pipe: dagster dev's log would fill a pipe nobody reads yet
     log = log_path.open("w")
+    # nginx's workers (user nobody when the tests run as root) must be able to enter the site's directories.
+    data_dir = world_readable_dir("aqi-demo-") / "demo"
     process = subprocess.Popen(
-        [sys.executable, "-m", "aqi_assets.demo", "--data-dir", str(tmp_path / "demo"), "--site-port",
+        [sys.executable, "-m", "aqi_assets.demo", "--data-dir", str(data_dir), "--site-port",
          str(site_port), "--ui-port", str(ui_port)],
         cwd=clone, env=env, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
@@ -79,6 +83,7 @@ def test_the_demo_serves_a_map_with_real_data_and_the_ui(tmp_path: Path) -> None
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         log.close()
+        shutil.rmtree(data_dir.parent, ignore_errors=True)
     output = log_path.read_text()
     assert process.returncode == 0, output[-3000:]
     lines = output.splitlines()
