@@ -22,6 +22,7 @@ import functools
 import gzip
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -143,27 +144,40 @@ def run_pipeline(data_dir: Path, verbose: bool = False) -> list[str]:
     return lines
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _interruptible() -> None:
+    """In each server's process, before it starts: Ctrl-C (SIGINT) stops it even when the demo itself was started
+    with SIGINT ignored (a background job of a script), so the demo can always stop it as Ctrl-C would."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _serve(data_dir: Path, env: dict[str, str], site_port: int, ui_port: int) -> int:
     """Step 3: nginx for the site and `dagster dev` for the UI, until Ctrl-C (or either exits)."""
     bin_dir = Path(sys.executable).parent
     processes = [
         subprocess.Popen([sys.executable, "-m", "aqi_assets.lib.public_site.nginx", "--root", str(data_dir / "site"),
-                          "--port", str(site_port)], env=env),
+                          "--port", str(site_port)], env=env, preexec_fn=_interruptible),
         subprocess.Popen([str(bin_dir / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p",
-                          str(ui_port)], env=env),
+                          str(ui_port)], env=env, preexec_fn=_interruptible),
     ]
     print(f"map           http://127.0.0.1:{site_port}/\nui            http://127.0.0.1:{ui_port}/ "
           "(Ctrl-C stops both)", flush=True)
     interrupted = False
+    signal.signal(signal.SIGTERM, _stop)  # `kill` stops the demo as Ctrl-C does
     try:
         while all(process.poll() is None for process in processes):
             time.sleep(0.5)
     except KeyboardInterrupt:
         interrupted = True
     finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the shutdown short
+            signal.signal(signum, signal.SIG_IGN)
         for process in processes:
             if process.poll() is None:
-                process.terminate()
+                process.send_signal(signal.SIGINT)  # what Ctrl-C sends: dagster dev stops its webserver and daemon
         for process in processes:
             try:
                 process.wait(timeout=30)
