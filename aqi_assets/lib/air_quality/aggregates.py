@@ -378,19 +378,20 @@ def source_names(codes: np.ndarray) -> list[str | None]:
     return names[np.asarray(codes).ravel()].tolist()
 
 
-def _hour_index_sql() -> str:
-    return '(epoch_us("timestamp") // 3600000000 - $base_hour)::INTEGER'
+# A reading's 5-minute slot since the epoch: its hour is slot // 12, its slot within the hour slot % 12.
+SLOT_SQL = f'(epoch_us("timestamp") // {int(SLOT / timedelta(microseconds=1))})'
 
 
-# The 5-minute slot of a reading within its hour (0..11).
-SLOT_SQL = f'((epoch_us("timestamp") % 3600000000) // {int(SLOT / timedelta(microseconds=1))})::INTEGER'
+def _period_code_sql() -> str:
+    """The period as its `source_codes()` number: grouping by a small integer, not by text."""
+    return "CASE period " + " ".join(f"WHEN '{p}' THEN {c}" for p, c in source_codes().items()) + " END::TINYINT"
 
 
 def outdoor_pm_sql() -> str:
     """The readings that can enter an index: a period feeding the indices, a PM value, not flagged indoor (an
     unknown flag is not indoor: the archive holds outdoor sensors only and says so)."""
     return (f"period IN {sql_list(source_periods())} AND (pm25 IS NOT NULL OR pm10 IS NOT NULL) "
-            "AND indoor IS NOT TRUE")
+            "AND NOT coalesce(indoor, false)")  # IS NOT TRUE is not pushed into the scan: 25 % slower
 
 
 def _hourly_feed_means_sql() -> str:
@@ -398,17 +399,18 @@ def _hourly_feed_means_sql() -> str:
     hour's last reading (to look its location up). The sensor-type filter and the location are applied to the
     output rows only: per-row string work and `arg_max` over every reading cost several times the aggregation."""
     slots = ", ".join(
-        f"bit_count(coalesce(bit_or(1 << slot) FILTER (WHERE {p} IS NOT NULL), 0))::TINYINT AS {p}_slots"
+        f"bit_count(coalesce(bit_or(bit) FILTER (WHERE {p} IS NOT NULL), 0))::TINYINT AS {p}_slots"
         for p in POLLUTANTS
     )
     return f"""
-        SELECT sensor_id, hour_index, period, count(*)::INTEGER AS readings, {slots},
+        SELECT sensor_id, hour_index, code, count(*)::INTEGER AS readings, {slots},
                avg(pm25) AS pm25_mean, avg(pm10) AS pm10_mean, epoch_us(max("timestamp")) AS last_us
         FROM (
-            SELECT sensor_id, period, "timestamp", pm25, pm10, {_hour_index_sql()} AS hour_index,
-                   {SLOT_SQL} AS slot
-            FROM {HISTORY_VIEW}
-            WHERE {outdoor_pm_sql()} AND "timestamp" >= $lookback AND "timestamp" < $end
+            SELECT sensor_id, {_period_code_sql()} AS code, "timestamp", pm25, pm10,
+                   (slot // {SLOTS_PER_HOUR} - $base_hour)::INTEGER AS hour_index,
+                   (1 << (slot % {SLOTS_PER_HOUR})::INTEGER) AS bit
+            FROM (SELECT *, {SLOT_SQL} AS slot FROM {HISTORY_VIEW}
+                  WHERE {outdoor_pm_sql()} AND "timestamp" >= $lookback AND "timestamp" < $end)
         )
         GROUP BY ALL"""
 
@@ -435,7 +437,7 @@ def _locations(
             SELECT w.position, {names}, {is_mass_concentration_sql("r.sensor_type")} AS mass_pm
             FROM wanted_locations w
             JOIN {HISTORY_VIEW} r ON r.sensor_id = w.sensor_id AND r."timestamp" = w.ts AND r.period = w.period
-            WHERE r."timestamp" >= $lo AND r."timestamp" <= $hi AND r.indoor IS NOT TRUE
+            WHERE r."timestamp" >= $lo AND r."timestamp" <= $hi AND NOT coalesce(r.indoor, false)
               AND (r.pm25 IS NOT NULL OR r.pm10 IS NOT NULL)
             QUALIFY row_number() OVER (PARTITION BY w.position) = 1
             ORDER BY w.position
@@ -489,10 +491,10 @@ def hourly_matrix(connection: duckdb.DuckDBPyConnection, start: datetime, end: d
     feed_last_us: list[np.ndarray] = []
     feed_slots: dict[str, list[np.ndarray]] = {p: [] for p in POLLUTANTS}
     feed_means: dict[str, list[np.ndarray]] = {p: [] for p in POLLUTANTS}
-    period_column = table.column("period")
+    code_column = table.column("code").to_numpy()
     row_last_us = table.column("last_us").to_numpy()
-    for period in source_codes():  # in code order: feed lists are indexed by code - 1
-        is_period = pc.equal(period_column, period).to_numpy(zero_copy_only=False)
+    for code in source_codes().values():  # in code order: feed lists are indexed by code - 1
+        is_period = code_column == code
         rows, cols = sensor_index[is_period], hour_index[is_period]
         counts = np.zeros(shape, dtype=np.int32)
         counts[rows, cols] = table.column("readings").to_numpy()[is_period]
