@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 
 .PHONY: install install-test lock run run-24h demo covid dev test test-fast lint docs bench system-deps prod prod-stop site \
-	vendor-leaflet
+	vendor
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -95,6 +95,8 @@ site: install
 	$(BIN)/dagster asset materialize -m aqi_assets.definitions --select public_site
 	$(BIN)/python -m aqi_assets.lib.public_site.nginx --root $${AQI_SITE_DIR:-data/site} --port $(SITE_PORT)
 
-# Re-check the vendored Leaflet against the npm registry (npm pack; integrity and file contents).
-vendor-leaflet: install
-	$(BIN)/python -m aqi_assets.lib.public_site.vendor --from-npm
+# Re-check every vendored npm package (the site's Leaflet and supercluster, the tests' axe-core) against the npm
+# registry (npm pack; integrity and file contents).
+vendor: install
+	$(BIN)/python -m aqi_assets.lib.public_site.vendor --from-npm aqi_assets/lib/public_site/static/vendor \
+		aqi_assets_tests/data/vendor

@@ -11,9 +11,14 @@ from aqi_assets_tests.support.samples import PROJECT_ROOT, TEST_DATA, sample_byt
 README = TEST_DATA / "README.md"
 
 
+VENDORED = TEST_DATA / "vendor"  # vendored test tools: checked file by file against their MANIFEST.json instead
+
+
 def sample_files() -> list[str]:
     return sorted(
-        path.relative_to(TEST_DATA).as_posix() for path in TEST_DATA.rglob("*") if path.is_file() and path != README
+        path.relative_to(TEST_DATA).as_posix()
+        for path in TEST_DATA.rglob("*")
+        if path.is_file() and path != README and VENDORED not in path.parents
     )
 
 

@@ -59,11 +59,12 @@ SITE_AUTOMATION = (
     pool="duckdb",  # it reads the DuckDB file (the write of the site itself happens after the read)
     automation_condition=SITE_AUTOMATION,
     description=(
-        "Static public map of the latest outdoor PM readings (Leaflet, vendored) with the official indices of "
-        "`aqi_hourly`: latest.geojson, 7-day hourly histories (256 files by sensor id), per-country summary and "
-        "index.html, written atomically to AQI_SITE_DIR (default data/site) and uploaded to AQI_SITE_S3_BUCKET "
-        "when set. Reads the latest hour of the history through aqi_readings_all (DuckDB plus the Parquet tier). "
-        "Serve it locally with `make site`."
+        "Static public map of the latest outdoor PM readings (Leaflet and supercluster, vendored: sensors grouped "
+        "by their median at low zoom) with the official indices of `aqi_hourly` and their official health advice, "
+        "temperature and humidity layers, in English and German: latest.geojson, 7-day hourly histories (256 "
+        "files by sensor id), per-country summary and index.html, written atomically to AQI_SITE_DIR (default "
+        "data/site) and uploaded to AQI_SITE_S3_BUCKET when set. Reads the latest hour of the history through "
+        "aqi_readings_all (DuckDB plus the Parquet tier). Serve it locally with `make site`."
     ),
 )
 def public_site(

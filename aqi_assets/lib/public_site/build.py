@@ -5,7 +5,9 @@ Layout (every URL relative, so the site works under any prefix of a web server o
     index.html                      the page; replaced last (short cache)
     current.json                    the data pointer the page polls; replaced just before index.html
     assets/app.<hash>.js, assets/style.<hash>.css
-    vendor/leaflet-1.9.4/...        Leaflet from npm, vendored
+    assets/i18n-<lang>.<hash>.json  the texts, one catalogue per language (`i18n.py`)
+    assets/places.<hash>.json       the places the search knows
+    vendor/leaflet-1.9.4/...        Leaflet from npm, vendored (and supercluster: every package of `vendor.py`)
     data/latest.<hash>.geojson      one feature per outdoor sensor
     data/countries.<hash>.json      per-country summaries
     data/history-<hash>/<k>.json.gz 7-day hourly histories of the sensors with id % shards == k (a directory
@@ -22,6 +24,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -42,7 +45,8 @@ from aqi_assets.lib.public_site.files import (
     write_gzip_only_fast,
     write_with_gzip,
 )
-from aqi_assets.lib.public_site.vendor import LEAFLET_DIR, STATIC_DIR
+from aqi_assets.lib.public_site.i18n import DEFAULT_LANG, check_catalogues, load_catalogues
+from aqi_assets.lib.public_site.vendor import LEAFLET_DIR, STATIC_DIR, SUPERCLUSTER_DIR, vendored_packages
 
 DEFAULT_TILE_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 DEFAULT_TILE_ATTRIBUTION = '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'
@@ -50,6 +54,9 @@ STALE_AFTER_S = 30 * 60
 POINTER = "current.json"
 INDEX = "index.html"
 VENDOR_DIR = f"vendor/{LEAFLET_DIR.name}"
+SUPERCLUSTER_VENDOR_DIR = f"vendor/{SUPERCLUSTER_DIR.name}"
+# The project's notes in a vendored package directory: not published.
+UNPUBLISHED_VENDOR_FILES = ("MANIFEST.json", "README.md")
 
 GEOJSON_SCHEMA = {
     "id": "Sensor.Community sensor id",
@@ -64,6 +71,8 @@ GEOJSON_SCHEMA = {
     "uk": "UK DAQI 1-10",
     "uk_band": "DAQI band",
     "uk_basis": "'24h': 24-hour running mean (official); 'reading': one 5-minute reading (indicative)",
+    "t": "temperature °C of the station's climate sensor (same location id, same hour), or null",
+    "rh": "relative humidity % of the station's climate sensor, or null",
 }
 
 
@@ -71,7 +80,7 @@ GEOJSON_SCHEMA = {
 class SiteConfig:
     tile_url: str = DEFAULT_TILE_URL  # empty: no tile layer (tests, offline use)
     tile_attribution: str = DEFAULT_TILE_ATTRIBUTION
-    title: str = "Air quality now: Sensor.Community outdoor sensors"
+    title: str = ""  # empty: the catalogue's title, in the visitor's language
     stale_after_s: int = STALE_AFTER_S
     refresh_s: int = 60  # how often the page re-reads the pointer
 
@@ -168,51 +177,66 @@ def _write_history_dir(site_dir: Path, histories: site_data_module.Histories) ->
 
 
 def _static_assets(site_dir: Path) -> tuple[dict[str, str], list[str]]:
-    """Copy the page's own script and style under hashed names, and Leaflet under its versioned path."""
+    """Copy the page's own script, style, text catalogues and places under hashed names, and every vendored
+    package under its versioned path."""
     names = {}
     files = []
-    for source_name, key in (("app.js", "app_js"), ("style.css", "style_css")):
+    sources = [("app.js", "app_js", "app"), ("style.css", "style_css", "style"), ("places.json", "places", "places")]
+    sources += [(f"i18n/{lang}.json", f"i18n_{lang}", f"i18n-{lang}") for lang in sorted(load_catalogues())]
+    for source_name, key, stem in sources:
         body = (STATIC_DIR / source_name).read_bytes()
-        stem, suffix = source_name.rsplit(".", 1)
-        relative, _ = _hashed_write(site_dir, "assets", stem, f".{suffix}", body)
+        relative, _ = _hashed_write(site_dir, "assets", stem, "." + source_name.rsplit(".", 1)[1], body)
         names[key] = relative
         files.append(relative)
-    for source in sorted(LEAFLET_DIR.rglob("*")):
-        if source.is_dir() or source.name in ("MANIFEST.json",):
-            continue
-        relative = f"{VENDOR_DIR}/{source.relative_to(LEAFLET_DIR).as_posix()}"
-        target = site_dir / relative
-        if not target.is_file() or target.stat().st_size != source.stat().st_size:
-            make_dirs(target.parent)
-            write_with_gzip(target, source.read_bytes())
-        files.append(relative)
+    for package in vendored_packages():
+        for source in sorted(package.rglob("*")):
+            if source.is_dir() or source.name in UNPUBLISHED_VENDOR_FILES:
+                continue
+            relative = f"vendor/{package.name}/{source.relative_to(package).as_posix()}"
+            target = site_dir / relative
+            if not target.is_file() or target.stat().st_size != source.stat().st_size:
+                make_dirs(target.parent)
+                write_with_gzip(target, source.read_bytes())
+            files.append(relative)
     return names, files
 
 
 def render_index(config: SiteConfig, assets: dict[str, str]) -> bytes:
-    """index.html from the template: asset names and the configuration (JSON in a non-executed script tag,
-    `<` escaped so no value can close the tag)."""
+    """index.html from the template: asset names, the configuration (JSON in a non-executed script tag, `<`
+    escaped so no value can close the tag) and the texts of the default language (`{{t:key}}`; the script
+    switches them to the visitor's language)."""
     template = (STATIC_DIR / "index.html").read_text()
+    catalogues = load_catalogues()
+    check_catalogues(catalogues)
+    default = catalogues[DEFAULT_LANG]
     page_config = {
         "pointer": POINTER,
         "tileUrl": config.tile_url,
         "tileAttribution": config.tile_attribution,
         "staleAfterS": config.stale_after_s,
         "refreshS": config.refresh_s,
+        "title": config.title,
+        "defaultLang": DEFAULT_LANG,
+        "i18n": {lang: assets[f"i18n_{lang}"] for lang in sorted(catalogues)},
+        "languages": {lang: catalogues[lang]["language_name"] for lang in sorted(catalogues)},
+        "places": assets["places"],
     }
     config_json = json.dumps(page_config).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     tile_origin = _origin(config.tile_url)
     replacements = {
-        "{{TITLE}}": html.escape(config.title),
+        "{{TITLE}}": html.escape(config.title or default["ui"]["title"]),
+        "{{LANG}}": DEFAULT_LANG,
         "{{CONFIG_JSON}}": config_json,
         "{{APP_JS}}": html.escape(assets["app_js"]),
         "{{STYLE_CSS}}": html.escape(assets["style_css"]),
         "{{LEAFLET_JS}}": html.escape(f"{VENDOR_DIR}/leaflet.js"),
         "{{LEAFLET_CSS}}": html.escape(f"{VENDOR_DIR}/leaflet.css"),
+        "{{SUPERCLUSTER_JS}}": html.escape(f"{SUPERCLUSTER_VENDOR_DIR}/supercluster.min.js"),
         "{{TILE_ORIGIN}}": html.escape(tile_origin),
     }
     for placeholder, value in replacements.items():
         template = template.replace(placeholder, value)
+    template = re.sub(r"\{\{t:(\w+)\}\}", lambda match: html.escape(default["ui"][match.group(1)]), template)
     return template.encode()
 
 

@@ -179,18 +179,33 @@ def read_window(anchor: datetime) -> tuple[datetime, datetime]:
 
 
 def latest_readings(connection: duckdb.DuckDBPyConnection, anchor: datetime) -> list[tuple]:
-    """The latest valid, indexed PM reading per outdoor sensor with coordinates, within the window."""
+    """The latest valid, indexed PM reading per outdoor sensor with coordinates, within the window, with the
+    temperature and humidity of the newest climate reading (DHT22, BME280, ...) of the same station
+    (`location_id`) in the same window (NULL where the station has none)."""
     return connection.execute(
         f"""
-        SELECT sensor_id, "timestamp", country, latitude, longitude, sensor_type, pm25, pm10,
-               aqi_us, aqi_us_category, daqi, daqi_band
-        FROM {HISTORY_VIEW}
-        WHERE period = $period
-          AND "timestamp" > $start AND "timestamp" <= $anchor
-          AND indoor IS NOT TRUE
-          AND latitude IS NOT NULL AND longitude IS NOT NULL
-          AND (aqi_us IS NOT NULL OR daqi IS NOT NULL)
-        QUALIFY row_number() OVER (PARTITION BY sensor_id ORDER BY "timestamp" DESC) = 1
+        WITH pm AS (
+            SELECT sensor_id, "timestamp", country, latitude, longitude, sensor_type, pm25, pm10,
+                   aqi_us, aqi_us_category, daqi, daqi_band, location_id
+            FROM {HISTORY_VIEW}
+            WHERE period = $period
+              AND "timestamp" > $start AND "timestamp" <= $anchor
+              AND indoor IS NOT TRUE
+              AND latitude IS NOT NULL AND longitude IS NOT NULL
+              AND (aqi_us IS NOT NULL OR daqi IS NOT NULL)
+            QUALIFY row_number() OVER (PARTITION BY sensor_id ORDER BY "timestamp" DESC) = 1
+        ),
+        climate AS (
+            SELECT location_id, temperature, humidity
+            FROM {HISTORY_VIEW}
+            WHERE period = $period
+              AND "timestamp" > $start AND "timestamp" <= $anchor
+              AND location_id IN (SELECT location_id FROM pm)
+              AND (temperature IS NOT NULL OR humidity IS NOT NULL)
+            QUALIFY row_number() OVER (PARTITION BY location_id ORDER BY "timestamp" DESC, sensor_id) = 1
+        )
+        SELECT pm.* EXCLUDE (location_id), climate.temperature, climate.humidity
+        FROM pm LEFT JOIN climate USING (location_id)
         ORDER BY sensor_id
         """,
         {"period": FIVE_MINUTE.name, "start": anchor - LATEST_WINDOW, "anchor": anchor},
@@ -215,7 +230,7 @@ def latest_hourly(
 
 def build_features(rows: list[tuple], hourly: dict[int, tuple[Any, ...]]) -> list[dict[str, Any]]:
     features = []
-    for sensor_id, ts, country, lat, lon, sensor_type, pm25, pm10, aqi_us, us_cat, daqi, band in rows:
+    for sensor_id, ts, country, lat, lon, sensor_type, pm25, pm10, aqi_us, us_cat, daqi, band, temp, rh in rows:
         digits = pm_digits(sensor_type)
         properties: dict[str, Any] = {
             "id": sensor_id,
@@ -230,6 +245,8 @@ def build_features(rows: list[tuple], hourly: dict[int, tuple[Any, ...]]) -> lis
             "uk": clean_number(daqi),
             "uk_band": band,
             "uk_basis": READING,
+            "t": clean_number(temp, 1),
+            "rh": clean_number(rh, 0),
         }
         official = hourly.get(sensor_id)
         if official is not None:

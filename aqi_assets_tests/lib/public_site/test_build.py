@@ -128,6 +128,16 @@ def test_map_shows_every_outdoor_pm_sensor_with_official_indices_from_aqi_hourly
     daily = [f for f in geojson["features"] if f["properties"]["uk_basis"] == "24h"]
     assert len(official) > len(ids) // 2 and len(daily) > len(ids) // 2, "29 hours of data: official indices"
 
+    # Temperature and humidity: the generator's climate sensor of the same station (location id), if any.
+    climate = {}
+    for record in records:
+        values = {e["value_type"]: float(e["value"]) for e in record["sensordatavalues"]}
+        if "temperature" in values:
+            climate[record["location"]["id"]] = (round(values["temperature"], 1), round(values["humidity"]))
+    shown = {f["properties"]["id"]: (f["properties"]["t"], f["properties"]["rh"]) for f in geojson["features"]}
+    assert shown == {s: climate.get(expected[s]["location"]["id"], (None, None)) for s in shown}
+    assert sum(t is not None for t, _ in shown.values()) > len(shown) // 2, "most stations have a climate sensor"
+
 
 def test_sensor_history_holds_the_hourly_aggregate_of_complete_hours(history, tmp_path: Path) -> None:
     database, _ = history
@@ -344,8 +354,14 @@ def test_files_are_complete_gzip_copies_world_readable_and_named_by_content(hist
     assert is_immutable(result.latest_path) and cache_control(POINTER) == cache_control(INDEX) == "public, max-age=60"
     assert content_type(result.latest_path) == "application/geo+json"
     index = (site / INDEX).read_text()
-    for asset in ("assets/app.", "assets/style.", "vendor/leaflet-1.9.4/leaflet.js"):
+    for asset in ("assets/app.", "assets/style.", "vendor/leaflet-1.9.4/leaflet.js",
+                  "vendor/supercluster-8.0.1/supercluster.min.js", "assets/i18n-en.", "assets/i18n-de.",
+                  "assets/places."):
         assert asset in index
+    published = {r.split("/")[1] for r in result.files if r.startswith("vendor/")}
+    assert published == {"leaflet-1.9.4", "supercluster-8.0.1"}, "axe-core is a test tool: never published"
+    assert not [r for r in result.files if r.endswith(("MANIFEST.json", "README.md"))]
+    assert (site / "vendor/supercluster-8.0.1/LICENSE-kdbush").is_file()
     for relative in [r for r in result.files if r.startswith("assets/")]:
         assert relative.split("/")[-1].split(".")[1] in index
 
