@@ -38,6 +38,7 @@ import pyarrow as pa
 
 from aqi_assets.defs.air_quality.aggregates_io import IO_MANAGER_KEY, AggregatesDuckDBIOManager
 from aqi_assets.defs.air_quality.late_data import (
+    ARCHIVE_MONTH_KEYS,
     ARCHIVE_READINGS_KEY,
     PARQUET_TIER_KEY,
     READINGS_KEY,
@@ -81,7 +82,7 @@ OWNERS = ["team:air-quality"]
 
 
 # The indices' upstream assets that are not waited for by the cron (see `_aggregate_asset`).
-NOT_WAITED_FOR = (ARCHIVE_READINGS_KEY, PARQUET_TIER_KEY)
+NOT_WAITED_FOR = (ARCHIVE_READINGS_KEY, *ARCHIVE_MONTH_KEYS, PARQUET_TIER_KEY)
 
 
 def partitions_start_setting() -> datetime:
@@ -174,9 +175,9 @@ def _aggregate_asset(
 
     @asset_with_backfill_policy(
         name=name,
-        # Every source of the history: the snapshot merges, the archive days and the tier's days (read once
+        # Every source of the history: the snapshot merges, the archive days and months, the tier days (read once
         # pruned from DuckDB). Daily upstreams map by time window: an hour or a day to its day.
-        deps=[READINGS_KEY, ARCHIVE_READINGS_KEY, PARQUET_TIER_KEY],
+        deps=[READINGS_KEY, ARCHIVE_READINGS_KEY, *ARCHIVE_MONTH_KEYS, PARQUET_TIER_KEY],
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
         # Archive days are backfilled on demand, far behind the clock, and the tier exports a day after it ends:

@@ -31,6 +31,8 @@ LATE_DATA_SENSOR_NAME = "aqi_late_data_sensor"
 # The asset keys the official indices read, typed once (the assets' own definitions and their readers import them).
 READINGS_KEY = "aqi_readings"  # snapshot merges: report `hours_touched`
 ARCHIVE_READINGS_KEY = "archive_readings"  # a merged archive day is late data for the hours it covers
+# The monthly backfill (defs.archive.monthly): its tier days and its hot days, each reporting `hours_touched`.
+ARCHIVE_MONTH_KEYS = ("archive_month_readings", "archive_month_hot")
 # The Parquet tier (defs.tiers.assets): the indices read its pruned days, but exporting or pruning a day never
 # changes them, so it is no late data.
 PARQUET_TIER_KEY = "aqi_readings_parquet"
@@ -141,7 +143,10 @@ def _keys_of_runs_not_started_before(
 
 
 def build_late_data_sensor(
-    targets: Sequence[LateDataTarget], readings_key: str = READINGS_KEY, archive_key: str = ARCHIVE_READINGS_KEY
+    targets: Sequence[LateDataTarget],
+    readings_key: str = READINGS_KEY,
+    archive_key: str = ARCHIVE_READINGS_KEY,
+    month_keys: Sequence[str] = ARCHIVE_MONTH_KEYS,
 ) -> dg.SensorDefinition:
     """Re-materialise partitions of ``targets`` that late readings changed (see the module docstring)."""
     names = " / ".join(target.asset.key.to_user_string() for target in targets)
@@ -152,8 +157,9 @@ def build_late_data_sensor(
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
-            f"Reads the `{HOURS_TOUCHED_KEY}` metadata of each new {readings_key} materialisation (and the day of "
-            f"each merged {archive_key} partition) and requests the already-materialised {names} partitions "
+            f"Reads the `{HOURS_TOUCHED_KEY}` metadata of each new {readings_key} and monthly archive "
+            f"({', '.join(month_keys)}) materialisation (and the day of each merged {archive_key} partition) "
+            f"and requests the already-materialised {names} partitions "
             "those readings change (one run per contiguous range). Reads Dagster's event log only; RUNNING by "
             "default."
         ),
@@ -173,9 +179,18 @@ def build_late_data_sensor(
             limit=100,
             ascending=True,
         ).records
-        if not readings and not archive:
-            return dg.SkipReason(f"no new {readings_key} or {archive_key} materialisation")
-        for record in readings:
+        monthly = {
+            key: context.instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), after_storage_id=state.get(f"after:{key}")),
+                limit=100,
+                ascending=True,
+            ).records
+            for key in month_keys
+        }
+        if not readings and not archive and not any(monthly.values()):
+            return dg.SkipReason(f"no new {readings_key}, {archive_key} or monthly archive materialisation")
+        # A backfilled month reports the hours it brought readings to (its tier days and its hot days alike).
+        for record in [*readings, *(r for records in monthly.values() for r in records)]:
             metadata = record.asset_materialization.metadata if record.asset_materialization else {}
             touched_value = metadata.get(HOURS_TOUCHED_KEY)
             touched = parse_hours_touched(touched_value.value if touched_value is not None else None)
@@ -202,6 +217,8 @@ def build_late_data_sensor(
                 "version": CURSOR_VERSION,
                 "after": readings[-1].storage_id if readings else state.get("after"),
                 "archive_after": archive[-1].storage_id if archive else state.get("archive_after"),
+                **{f"after:{key}": records[-1].storage_id if records else state.get(f"after:{key}")
+                   for key, records in monthly.items()},
             }
         )
         if not requests:

@@ -5,7 +5,7 @@ failure only the failed days are re-run. Both steps are idempotent: the fetch sk
 the merge skips files already merged.
 """
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -31,7 +31,8 @@ from aqi_assets.lib.archive.selection import (
 )
 from aqi_assets.lib.common.fetch import FetchError
 from aqi_assets.lib.common.markdown import markdown_table
-from aqi_assets.lib.readings.history import attach_history, has_history
+from aqi_assets.lib.readings.history import attach_history, backfilled, has_history
+from aqi_assets.lib.readings.periods import ARCHIVE
 
 OWNERS = ["team:air-quality"]
 GROUP = "archive"
@@ -47,7 +48,8 @@ def _day(context: dg.AssetExecutionContext) -> date:
     return date.fromisoformat(context.partition_key)
 
 
-def _resolve(storage: AqiStorage, tiers: TierStorage, text: str):
+def resolve_for_backfill(storage: AqiStorage, tiers: TierStorage, text: str):
+    """The selection text parsed and resolved to sensors (None when empty: the backfill is disabled)."""
     try:
         selection = parse_selection(text)
     except SelectionError as error:
@@ -94,22 +96,23 @@ def build_archive_assets(start_date: str) -> list[dg.AssetsDefinition]:
     ) -> dg.MaterializeResult:
         day = _day(context)
         text = archive.sensors if config.sensors is None else config.sensors
-        selection, resolved = _resolve(storage, tiers, text)
+        selection, resolved = resolve_for_backfill(storage, tiers, text)
         if resolved is None:
             return dg.MaterializeResult(
                 metadata={"status": "disabled", "reason": "no sensors selected (AQI_ARCHIVE_SENSORS is empty)"}
             )
         metadata: dict[str, object] = {
             "selection": selection.describe(),
+            "selected": resolved.describe(),
             "selected_sensors": dg.MetadataValue.int(len(resolved.sensor_ids)),
         }
         if resolved.notes:
             metadata["selection_notes"] = "; ".join(resolved.notes)
-        if not resolved.sensor_ids:
+        if resolved.empty:
             context.log.warning(f"{day}: the selection resolves to no sensor ({'; '.join(resolved.notes)})")
             return dg.MaterializeResult(metadata={"status": "no sensors", **metadata})
         try:
-            fetched = archive.fetch(day, resolved.sensor_ids, storage.raw_dir)
+            fetched = archive.fetch(day, resolved, storage.raw_dir)
         except FetchError as error:
             raise dg.Failure(description=str(error), allow_retries=not error.permanent, metadata=metadata) from None
         rows = [[f.name, f.bytes, f.sha256[:16], "fetched" if f.downloaded else "in lake"]
@@ -155,7 +158,9 @@ def build_archive_assets(start_date: str) -> list[dg.AssetsDefinition]:
             "whose archive rows were already pruned to the tier is refused."
         ),
     )
-    def archive_readings(context: dg.AssetExecutionContext, storage: AqiStorage) -> dg.MaterializeResult:
+    def archive_readings(
+        context: dg.AssetExecutionContext, storage: AqiStorage, tiers: TierStorage
+    ) -> dg.MaterializeResult:
         day = _day(context)
         paths = lake_files(storage.raw_dir, day)
         if not paths:
@@ -166,7 +171,18 @@ def build_archive_assets(start_date: str) -> list[dg.AssetsDefinition]:
         with storage.readings() as connection:
             seq_before = latest_ingest_seq(connection)
             try:
-                stats = merge_archive_day(connection, day, paths, run_id=context.run.run_id)
+                # Days the monthly backfill wrote straight to the tier (the day and its neighbours, which a
+                # file's offset timestamps may reach) are refused like pruned ones.
+                backfilled_rows = {
+                    d: entry.rows
+                    for (period, d), entry in backfilled(
+                        tiers.location(), first=day - timedelta(days=1), last=day + timedelta(days=1)
+                    ).items()
+                    if period == ARCHIVE
+                }
+                stats = merge_archive_day(
+                    connection, day, paths, run_id=context.run.run_id, backfilled_rows=backfilled_rows
+                )
             except ArchiveDayPrunedError as error:
                 raise dg.Failure(description=str(error), allow_retries=False) from None
             # The hours the new rows fall in: a timestamp with an offset may land on a neighbouring UTC day, whose

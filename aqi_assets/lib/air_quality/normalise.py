@@ -422,24 +422,46 @@ def _rejected_rows_sql() -> str:
     """
 
 
+# Rows whose indices are computed at a time: the NumPy temporaries stay bounded however large the staged set is
+# (a month of 1,000 archive sensors is 18 M rows).
+INDEX_BATCH_ROWS = 1_000_000
+# The contract's SQL types of the index columns as compact Arrow types (NULL where the index code gives NaN/None).
+_INDEX_ARROW_TYPES = {"TINYINT": pa.int8(), "SMALLINT": pa.int16(), "BOOLEAN": pa.bool_()}
+
+
+def _index_array(values: np.ndarray, sql_type: str) -> pa.Array:
+    if sql_type == "VARCHAR":  # a few distinct labels: dictionary-encoded, a byte per row
+        return pa.array(values, pa.string()).dictionary_encode()
+    if sql_type == "BOOLEAN":
+        return pa.array(values, pa.bool_())
+    floats = np.asarray(values, dtype=np.float64)
+    missing = np.isnan(floats)
+    return pa.array(np.where(missing, 0, floats).astype(_INDEX_ARROW_TYPES[sql_type].to_pandas_dtype()),
+                    _INDEX_ARROW_TYPES[sql_type], mask=missing)
+
+
 def index_table(connection: duckdb.DuckDBPyConnection, readings: str = "readings") -> pa.Table:
-    """The indices of every row of the staged `readings` table (rn, pm25, pm10; µg/m³ only), keyed by `rn`.
-    `readings` is a fixed temp table name of the caller (snapshots: `readings`, archive: `arc_readings`)."""
-    columns = connection.execute(f"SELECT rn, pm25, pm10 FROM {readings} ORDER BY rn").fetchnumpy()
-    # NULL concentrations arrive masked; the index code takes NaN for "no valid value".
-    pm25 = np.ma.filled(columns["pm25"].astype(np.float64), np.nan)
-    pm10 = np.ma.filled(columns["pm10"].astype(np.float64), np.nan)
-    indices = compute_indices(pm25, pm10)
-    arrays = {"rn": pa.array(np.asarray(columns["rn"]), pa.int64())}
-    for name, sql_type in INDEX_COLUMNS.items():
-        values = indices[name]
-        if sql_type == "VARCHAR":
-            arrays[name] = pa.array(values, pa.string())
-        elif sql_type == "BOOLEAN":
-            arrays[name] = pa.array(values, pa.bool_())
-        else:
-            arrays[name] = pa.array(values, pa.float64(), from_pandas=True)  # NaN → NULL
-    return pa.table(arrays)
+    """The indices of every row of the staged `readings` table (rn, pm25, pm10; µg/m³ only), keyed by `rn`, in
+    the contract's compact types. `readings` is a fixed temp table name of the caller (snapshots: `readings`,
+    archive: `arc_readings`). Computed INDEX_BATCH_ROWS at a time."""
+    connection.complete()  # a relation's stream may start only once no earlier result is pending
+    batches = []
+    for batch in connection.sql(f"SELECT rn, pm25, pm10 FROM {readings}").to_arrow_reader(INDEX_BATCH_ROWS):
+        # NULL concentrations become NaN: the index code takes NaN for "no valid value".
+        pm25 = batch.column("pm25").to_numpy(zero_copy_only=False).astype(np.float64)
+        pm10 = batch.column("pm10").to_numpy(zero_copy_only=False).astype(np.float64)
+        indices = compute_indices(pm25, pm10)
+        arrays = {"rn": batch.column("rn").cast(pa.int64())}
+        for name, sql_type in INDEX_COLUMNS.items():
+            arrays[name] = _index_array(indices[name], sql_type)
+        batches.append(pa.table(arrays))
+    if not batches:
+        return pa.table(
+            {"rn": pa.array([], pa.int64()),
+             **{name: pa.array([], pa.string() if sql_type == "VARCHAR" else _INDEX_ARROW_TYPES[sql_type])
+                for name, sql_type in INDEX_COLUMNS.items()}}
+        )
+    return pa.concat_tables(batches, promote_options="permissive").unify_dictionaries().combine_chunks()
 
 
 def merge_snapshot(

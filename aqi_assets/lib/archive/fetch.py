@@ -21,6 +21,7 @@ from pathlib import Path
 import requests
 
 from aqi_assets.lib.archive.listing import ArchiveFile, day_urls, listed_files, looks_like_html
+from aqi_assets.lib.archive.selection import ResolvedSelection
 from aqi_assets.lib.common.fetch import CHUNK_BYTES, FetchError, redact_text, redact_url
 
 LISTING_MAX_BYTES = 64 << 20  # a day's index page is a few MB
@@ -81,7 +82,7 @@ def lake_files(raw_dir: Path, day: date) -> list[Path]:
     )
 
 
-def _sha256_of(path: Path) -> str:
+def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as body:
         for chunk in iter(lambda: body.read(1 << 20), b""):
@@ -128,7 +129,7 @@ def fetch_file(
     if target.is_file():
         return StoredFile(
             archive_file.name, archive_file.sensor_id, archive_file.sensor_type, target, target.stat().st_size,
-            _sha256_of(target), downloaded=False,
+            sha256_of(target), downloaded=False,
         )
     safe_url = redact_url(url)
     try:
@@ -153,13 +154,13 @@ def fetch_file(
                 f"(Content-Type {content_type or 'unset'}): the archive is failing; nothing was stored"
             )
         try:
-            size, sha = _store(directory, target, head, chunks)
+            size, sha = store_atomically(directory, target, head, chunks)
         except requests.RequestException as error:
             raise FetchError(f"GET {safe_url} broke off while reading: {redact_text(str(error))}") from error
     return StoredFile(archive_file.name, archive_file.sensor_id, archive_file.sensor_type, target, size, sha, True)
 
 
-def _store(directory: Path, target: Path, head: bytes, chunks) -> tuple[int, str]:
+def store_atomically(directory: Path, target: Path, head: bytes, chunks) -> tuple[int, str]:
     directory.mkdir(parents=True, exist_ok=True)
     handle, tmp_name = tempfile.mkstemp(prefix=".partial-", dir=directory)
     tmp_path = Path(tmp_name)
@@ -189,7 +190,7 @@ def _chain(head: bytes, chunks):
 def fetch_day(
     base_url: str,
     day: date,
-    sensor_ids: Collection[int],
+    sensor_ids: Collection[int] | ResolvedSelection,
     raw_dir: Path,
     *,
     session: requests.Session,
@@ -200,8 +201,12 @@ def fetch_day(
     others stay stored (a re-run fetches only what is missing) and the first failure is raised."""
     listing_url, layout, html = fetch_listing(session, base_url, day, timeout)
     listed = listed_files(html, day)
-    selected = set(sensor_ids)
-    wanted = [f for f in listed if f.sensor_id in selected]
+    if isinstance(sensor_ids, ResolvedSelection):  # ids, whole types or everything
+        selected = set(sensor_ids.sensor_ids)
+        wanted = [f for f in listed if sensor_ids.matches(f.sensor_id, f.sensor_type)]
+    else:
+        selected = set(sensor_ids)
+        wanted = [f for f in listed if f.sensor_id in selected]
     directory = archive_day_dir(raw_dir, day)
     result = DayFetch(day, redact_url(listing_url), layout, len(listed))
     with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="archive-fetch") as pool:

@@ -44,7 +44,7 @@ def day_urls(base_url: str, day: date) -> list[str]:
     return [f"{base}/{day.isoformat()}/", f"{base}/{day:%Y}/{day.isoformat()}/"]
 
 
-class _Links(HTMLParser):
+class LinkTargets(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.targets: list[str] = []
@@ -58,7 +58,7 @@ class _Links(HTMLParser):
 
 def listed_files(html: str, day: date) -> list[ArchiveFile]:
     """The day's archive files linked from a directory index page (other links are ignored)."""
-    parser = _Links()
+    parser = LinkTargets()
     parser.feed(html)
     files: dict[str, ArchiveFile] = {}
     for target in parser.targets:

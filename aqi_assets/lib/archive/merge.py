@@ -24,7 +24,7 @@ import hashlib
 import json
 import tempfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -132,7 +132,7 @@ class _FileColumns:
     missing_expected: bool
 
 
-def _readable_copies(paths: Sequence[Path], scratch: Path) -> tuple[list[Path], int, list[str]]:
+def readable_copies(paths: Sequence[Path], scratch: Path) -> tuple[list[Path], int, list[str]]:
     """Paths DuckDB's `read_text` can read: gzip files decompressed and invalid UTF-8 replaced, into
     ``scratch`` under the original name (the lake keeps the exact bytes). Returns the paths, how many files
     held invalid UTF-8, and the names of gzip files that cannot be decompressed."""
@@ -246,7 +246,7 @@ def _cell(position: str) -> str:
     return f"parts[{position}]"
 
 
-def _cleaned(expression: str) -> str:
+def cleaned_text_sql(expression: str) -> str:
     """Text of a cell with blanks trimmed and a decimal comma made a point; NULL for an empty cell."""
     return f"nullif(replace(trim({expression}), ',', '.'), '')"
 
@@ -270,39 +270,31 @@ def _value_reason(value_type: str, raw: str, num: str, is_pm: bool = False) -> s
     return "CASE " + " ".join(checks) + " END"
 
 
-def _stage_records(
-    connection: duckdb.DuckDBPyConnection, now: datetime, value_types: Sequence[str], other_names: Sequence[str]
-) -> None:
-    """Temp table `arc_recs`: one row per data line, typed, with a verdict for the row and for each value.
-
-    Only the value types some file of the day has get columns, so a day of PM sensors pays for PM only.
-    """
-    raw_values = "".join(
-        ", " + _cleaned(_cell(f"p.v_{t}")) + f' AS "raw_{t}"'
-        for t in value_types
+def other_map_sql(other_names: Sequence[str], cell_of: Callable[[int], str]) -> str:
+    """The `other_values` map of a row's other columns (non-empty cells only; NULL when all are empty)."""
+    if not other_names:
+        return "NULL::MAP(VARCHAR, VARCHAR)"
+    cells = [f"nullif(trim({cell_of(i)}), '')" for i in range(len(other_names))]
+    entries = ", ".join(
+        f"{{'key': {_sql_text(name)}, 'value': {cell}}}" for name, cell in zip(other_names, cells, strict=True)
     )
-    typed_values = "".join(f', TRY_CAST("raw_{t}" AS DOUBLE) AS "num_{t}"' for t in value_types)
-    reasons = "".join(
-        ", " + _value_reason(t, f'"raw_{t}"', f'"num_{t}"', is_pm=t in PM_VALUE_TYPES) + f' AS "reason_{t}"'
+    return (
+        f"CASE WHEN coalesce({', '.join(cells)}) IS NOT NULL THEN "
+        f"map_from_entries(list_filter([{entries}], lambda e: e.value IS NOT NULL)) END"
+    )
+
+
+def _cells_from_lines_sql(value_types: Sequence[str], other_names: Sequence[str]) -> str:
+    """CTEs ending in `cells` (see `stage_records`) from the staged CSV texts (`arc_texts`, `arc_positions`)."""
+    raw_values = "".join(
+        ", " + cleaned_text_sql(_cell(f"p.v_{t}")) + f' AS "raw_{t}"'
         for t in value_types
     )
     comma_cells = ["p.i_lat", "p.i_lon", *(f"p.v_{t}" for t in value_types)]
     commas = " OR ".join(f"contains(parts[{cell}], ',')" for cell in comma_cells)
-    if other_names:
-        cells = [f"nullif(trim(parts[p.o_{i}]), '')" for i in range(len(other_names))]
-        entries = ", ".join(
-            f"{{'key': {_sql_text(name)}, 'value': {cell}}}" for name, cell in zip(other_names, cells, strict=True)
-        )
-        other_map = (
-            f"CASE WHEN coalesce({', '.join(cells)}) IS NOT NULL THEN "
-            f"map_from_entries(list_filter([{entries}], lambda e: e.value IS NOT NULL)) END"
-        )
-    else:
-        other_map = "NULL::MAP(VARCHAR, VARCHAR)"
-    connection.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE arc_base AS
-        WITH split AS (SELECT file, string_split(content, chr(10)) AS lines FROM arc_texts),
+    other_map = other_map_sql(other_names, lambda i: f"parts[p.o_{i}]")
+    return f"""
+        split AS (SELECT file, string_split(content, chr(10)) AS lines FROM arc_texts),
         lines AS (  -- each file split once; two unnests in one SELECT run side by side
             SELECT file, rtrim(unnest(lines), chr(13)) AS line, unnest(range(1, len(lines) + 1)) AS line_no
             FROM split
@@ -323,8 +315,8 @@ def _stage_records(
                    TRY_CAST(trim(parts[p.i_sensor_id]) AS BIGINT) AS sensor_id,
                    nullif(trim(parts[p.i_sensor_type]), '') AS sensor_type,
                    TRY_CAST(trim(parts[p.i_location]) AS BIGINT) AS location_id,
-                   TRY_CAST({_cleaned("parts[p.i_lat]")} AS DOUBLE) AS lat,
-                   TRY_CAST({_cleaned("parts[p.i_lon]")} AS DOUBLE) AS lon,
+                   TRY_CAST({cleaned_text_sql("parts[p.i_lat]")} AS DOUBLE) AS lat,
+                   TRY_CAST({cleaned_text_sql("parts[p.i_lon]")} AS DOUBLE) AS lon,
                    parts[p.i_timestamp] AS raw_timestamp,
                    -- both archive formats, `2016-07-14 11:02:46` (UTC) and `2016-07-14T13:02:46+02:00` (→ UTC)
                    {utc_timestamp_sql("parts[p.i_timestamp]")} AS ts,
@@ -332,7 +324,37 @@ def _stage_records(
                    {raw_values},
                    {other_map} AS other_map
             FROM data_lines p
-        ),
+        )"""
+
+
+def stage_records(
+    connection: duckdb.DuckDBPyConnection,
+    now: datetime,
+    value_types: Sequence[str],
+    cells_sql: str,
+    parameters: dict[str, object] | None = None,
+    quarantined_line_sql: str = "line",
+) -> None:
+    """Temp table `arc_recs`: one row per data line, typed, with a verdict for the row and for each value.
+
+    ``cells_sql`` are CTEs ending in `cells`: one row per record with its number `rn`, `file`, `line` and
+    `line_no`, the file's `column_count` and `header_line`, `extra_fields`, the typed `sensor_id`,
+    `sensor_type`, `location_id`, `lat`, `lon`, the `raw_timestamp` text and its UTC `ts`, `decimal_comma`,
+    each value type's cleaned text `raw_<type>` and `other_map`. The CSV lines (`_cells_from_lines_sql`) and the
+    monthly Parquet columns (`lib.tiers.archive_months`) each give them; every rule from here on is the same for both.
+    ``quarantined_line_sql``: the text kept for a record rejected as a whole (over `typed`'s columns; evaluated
+    for those records only).
+    Only the value types some file has get columns, so a day of PM sensors pays for PM only.
+    """
+    typed_values = "".join(f', TRY_CAST("raw_{t}" AS DOUBLE) AS "num_{t}"' for t in value_types)
+    reasons = "".join(
+        ", " + _value_reason(t, f'"raw_{t}"', f'"num_{t}"', is_pm=t in PM_VALUE_TYPES) + f' AS "reason_{t}"'
+        for t in value_types
+    )
+    connection.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE arc_base AS
+        WITH {cells_sql},
         typed AS (
             SELECT * {typed_values},
                    CASE
@@ -346,11 +368,11 @@ def _stage_records(
         )
         SELECT typed.* EXCLUDE (line),
                -- the raw line is kept only where it is quarantined (rejected_values holds it)
-               CASE WHEN record_reason IS NOT NULL THEN line END AS line
+               CASE WHEN record_reason IS NOT NULL THEN {quarantined_line_sql} END AS line
                {reasons}
         FROM typed
         """,
-        {"now": naive_utc(now)},
+        {**(parameters or {}), "now": naive_utc(now)},
     )
     # Rows repeating an earlier row's sensor and timestamp (rare): a narrow table, so the wide one is written once.
     connection.execute(
@@ -370,7 +392,41 @@ def _stage_records(
     )
 
 
-def _stage_readings(connection: duckdb.DuckDBPyConnection, value_types: Sequence[str]) -> None:
+def restrict_sensors(connection: duckdb.DuckDBPyConnection, sensor_ids: frozenset[int] | None) -> None:
+    """Keep the staged records (`arc_base`) of the selected sensors only (None: all); a record whose sensor cannot
+    be read belongs to none."""
+    if sensor_ids is None:
+        return
+    connection.register("arc_selected", pa.table({"sensor_id": pa.array(sorted(sensor_ids), pa.int64())}))
+    try:
+        connection.execute(
+            "DELETE FROM arc_base WHERE sensor_id IS NULL OR sensor_id NOT IN (SELECT sensor_id FROM arc_selected)"
+        )
+    finally:
+        connection.unregister("arc_selected")
+
+
+def stage_csv_texts(
+    connection: duckdb.DuckDBPyConnection,
+    readable: Sequence[Path],
+    names: Sequence[str],
+    now: datetime,
+    sensor_ids: frozenset[int] | None = None,
+) -> tuple[dict[str, _FileColumns], list[str]]:
+    """Archive CSV files (readable copies, named ``names``) staged as `arc_readings` by the archive's rules, for
+    ``sensor_ids`` only (None: all); (each file's columns, the value types present)."""
+    _stage_texts(connection, readable)
+    columns = _file_columns(connection, names)
+    value_types = [t for t in VALUE_TYPE_COLUMNS if any(c.values.get(t) for c in columns.values())]
+    other_names = sorted({name for c in columns.values() for name in c.others})
+    connection.register("arc_positions", _positions_table(columns, names))
+    stage_records(connection, now, value_types, _cells_from_lines_sql(value_types, other_names))
+    restrict_sensors(connection, sensor_ids)
+    stage_readings(connection, value_types)
+    return columns, value_types
+
+
+def stage_readings(connection: duckdb.DuckDBPyConnection, value_types: Sequence[str]) -> None:
     # PM values of a type that does not report µg/m³ (a PPD42NS counts particles) go to `other_values` as text,
     # as the snapshots keep them: the `pm*` columns hold µg/m³ only.
     pm_present = [t for t in PM_VALUE_TYPES if t in value_types]
@@ -527,6 +583,68 @@ def _row_values() -> dict[str, str]:
     return {c: given[c] for c in column_names()}
 
 
+def staged_rows_sql() -> str:
+    """SELECT of the staged readings (`arc_readings` with their indices, `stage_indices`) as rows of `aqi_readings`
+    in the contract's column order: keys the history already holds (`arc_known`) skipped, and rows with no kept
+    value left out (their bad values are quarantined). Parameters: $period, $now, $seq."""
+    measure_columns = list(VALUE_TYPE_COLUMNS.values())
+    values = _row_values()
+    return f"""
+        SELECT {", ".join(f'{sql} AS "{c}"' for c, sql in values.items())}
+        FROM arc_readings r JOIN arc_index_table i USING (rn)
+        WHERE NOT EXISTS (SELECT 1 FROM arc_known k
+                          WHERE k.sensor_id = r.sensor_id AND k."timestamp" = r."timestamp")
+          AND ({" OR ".join(f"r.{c} IS NOT NULL" for c in measure_columns)} OR r.other_values IS NOT NULL)
+    """
+
+
+def stage_indices(connection: duckdb.DuckDBPyConnection) -> None:
+    """The indices of the staged readings (`arc_index_table`) and the keys the history already holds
+    (`arc_known`), for `staged_rows_sql` and `rejected_rows_sql`."""
+    connection.register("arc_index_table", index_table(connection, "arc_readings"))
+    _stage_known_keys(connection)
+
+
+def insert_staged(
+    connection: duckdb.DuckDBPyConnection, now: datetime, value_types: Sequence[str]
+) -> tuple[int, int]:
+    """The staged readings (`arc_readings`, with their indices) into `aqi_readings` and their quarantined values
+    and records into `rejected_values`, skipping keys the history already holds; (rows inserted, value rows
+    quarantined). The caller holds the transaction."""
+    stage_indices(connection)
+    values = _row_values()
+    inserted = connection.execute(
+        f'INSERT INTO aqi_readings ({", ".join(f"{chr(34)}{c}{chr(34)}" for c in values)}) {staged_rows_sql()}',
+        {
+            "period": ARCHIVE,
+            "now": now,
+            "seq": connection.execute("SELECT nextval('aqi_ingest_seq')").fetchone()[0],
+        },
+    ).fetchone()[0]
+    return int(inserted), insert_rejected(connection, now, value_types)
+
+
+def insert_rejected(connection: duckdb.DuckDBPyConnection, now: datetime, value_types: Sequence[str]) -> int:
+    """The staged records' quarantined values and records into `rejected_values`; how many value rows."""
+    value_sql, record_sql = _rejected_rows_sql(value_types)
+    parameters = {"period": ARCHIVE, "now": now}
+    values_rejected = connection.execute(f"INSERT INTO rejected_values {value_sql}", parameters).fetchone()[0]
+    connection.execute(f"INSERT INTO rejected_values {record_sql}", parameters)
+    return int(values_rejected)
+
+
+def drop_staging(connection: duckdb.DuckDBPyConnection) -> None:
+    """Remove every staging table and view of a merge from the connection."""
+    for view in ("arc_index_table", "arc_file_rows", "arc_positions"):
+        with contextlib.suppress(duckdb.Error):
+            connection.unregister(view)
+    with contextlib.suppress(duckdb.Error):
+        connection.execute("DROP VIEW IF EXISTS arc_recs")
+    for table in ("arc_texts", "arc_base", "arc_dups", "arc_readings", "arc_known"):
+        with contextlib.suppress(duckdb.Error):
+            connection.execute(f"DROP TABLE IF EXISTS {table}")
+
+
 class ArchiveDayPrunedError(RuntimeError):
     """The day's archive rows were already moved to the Parquet tier: merging more would put keys in DuckDB that
     the tier also holds (read twice through `aqi_readings_all`) and the export refuses the day anyway."""
@@ -548,14 +666,18 @@ def merge_archive_day(
     *,
     now: datetime | None = None,
     run_id: str | None = None,
+    backfilled_rows: dict[date, int] | None = None,
 ) -> ArchiveMergeStats:
     """Merge the day's archive files (in the lake) into the history; files merged before are skipped.
+
+    ``backfilled_rows``: day → archive rows the monthly backfill wrote straight to the tier (its manifests): a
+    day among them is refused like a pruned one.
 
     Everything of one call commits in one transaction with its `archive_files` and `archive_log` rows. DuckDB
     works within `ARCHIVE_MEMORY_LIMIT` meanwhile (it spills beyond it), then gets its limit back.
     """
     with bounded_memory(connection, ARCHIVE_MEMORY_LIMIT):
-        return _merge_day(connection, day, paths, now=now, run_id=run_id)
+        return _merge_day(connection, day, paths, now=now, run_id=run_id, backfilled_rows=backfilled_rows)
 
 
 def _merge_day(
@@ -565,6 +687,7 @@ def _merge_day(
     *,
     now: datetime | None,
     run_id: str | None,
+    backfilled_rows: dict[date, int] | None,
 ) -> ArchiveMergeStats:
     stamp = naive_utc(now)
     ensure_archive_schema(connection)
@@ -581,7 +704,8 @@ def _merge_day(
     new = {name: path for name, path in sorted(by_name.items()) if (name, hashes[name]) not in merged_before}
     if not new:
         return ArchiveMergeStats(day, 0, len(by_name), 0, 0, 0, 0, 0, 0, 0, 0)
-    if cold := pruned_archive_rows(connection, day):
+    backfilled_rows = dict(backfilled_rows or {})
+    if cold := pruned_archive_rows(connection, day) or backfilled_rows.get(day, 0):
         raise ArchiveDayPrunedError(
             f"{day}: its {cold} archive rows were pruned to the Parquet tier; {len(new)} new file(s) "
             f"({', '.join(sorted(new)[:3])}{', …' if len(new) > 3 else ''}) are not merged into DuckDB. Nothing "
@@ -592,25 +716,24 @@ def _merge_day(
     try:
         # Staging lives in temp tables outside the transaction; only the writes below are transactional.
         with tempfile.TemporaryDirectory(prefix="aqi-archive-") as scratch:
-            readable, invalid_utf8, unreadable = _readable_copies(list(new.values()), Path(scratch))
+            readable, invalid_utf8, unreadable = readable_copies(list(new.values()), Path(scratch))
             for name in unreadable:  # not logged as merged: a re-run tries it again (after a re-fetch)
                 del new[name]
             names = list(new)
             if not new:
                 raise ValueError(f"no archive file of {day} can be read: {', '.join(unreadable)}")
-            _stage_texts(connection, readable)
-        columns = _file_columns(connection, names)
-        value_types = [t for t in VALUE_TYPE_COLUMNS if any(c.values.get(t) for c in columns.values())]
-        other_names = sorted({name for c in columns.values() for name in c.others})
-        connection.register("arc_positions", _positions_table(columns, names))
-        _stage_records(connection, stamp, value_types, other_names)
-        _stage_readings(connection, value_types)
-        # A file may hold rows of neighbouring days: none of them may land on a day already pruned either.
+            columns, value_types = stage_csv_texts(connection, readable, names, stamp)
+        # A file may hold rows of neighbouring days: none of them may land on a day already pruned (or written
+        # to the tier by the monthly backfill) either.
+        row_days = [row[0] for row in connection.execute(
+            'SELECT DISTINCT CAST("timestamp" AS DATE) FROM arc_readings ORDER BY 1'
+        ).fetchall()]
         cold_days = connection.execute(
             """SELECT day, rows FROM parquet_tier_log WHERE period = $period AND pruned_at IS NOT NULL
                AND day IN (SELECT DISTINCT CAST("timestamp" AS DATE) FROM arc_readings) ORDER BY day""",
             {"period": ARCHIVE},
         ).fetchall()
+        cold_days += [(d, backfilled_rows[d]) for d in row_days if d in backfilled_rows]
         if cold_days:
             listed = ", ".join(f"{d} ({rows} rows)" for d, rows in cold_days[:3])
             raise ArchiveDayPrunedError(
@@ -629,31 +752,8 @@ def _merge_day(
         measurements, sensors = connection.execute(
             "SELECT count(*), count(DISTINCT sensor_id) FROM arc_readings"
         ).fetchone()
-        connection.register("arc_index_table", index_table(connection, "arc_readings"))
         with transaction(connection):
-            _stage_known_keys(connection)
-            measure_columns = list(VALUE_TYPE_COLUMNS.values())
-            values = _row_values()
-            inserted = connection.execute(
-                f"""
-                INSERT INTO aqi_readings ({", ".join(f'"{c}"' for c in values)})
-                SELECT {", ".join(values.values())}
-                FROM arc_readings r JOIN arc_index_table i USING (rn)
-                WHERE NOT EXISTS (SELECT 1 FROM arc_known k
-                                  WHERE k.sensor_id = r.sensor_id AND k."timestamp" = r."timestamp")
-                  -- a row with no kept value is not a reading (its bad values are in rejected_values)
-                  AND ({" OR ".join(f"r.{c} IS NOT NULL" for c in measure_columns)} OR r.other_values IS NOT NULL)
-                """,
-                {
-                    "period": ARCHIVE,
-                    "now": stamp,
-                    "seq": connection.execute("SELECT nextval('aqi_ingest_seq')").fetchone()[0],
-                },
-            ).fetchone()[0]
-            value_sql, record_sql = _rejected_rows_sql(value_types)
-            parameters = {"period": ARCHIVE, "now": stamp}
-            values_rejected = connection.execute(f"INSERT INTO rejected_values {value_sql}", parameters).fetchone()[0]
-            connection.execute(f"INSERT INTO rejected_values {record_sql}", parameters)
+            inserted, values_rejected = insert_staged(connection, stamp, value_types)
             # One INSERT from an Arrow table: executemany runs a statement per file (1.5 s for 1,000 files).
             connection.register("arc_file_rows", pa.table({
                 "file": list(new), "sha256": [hashes[name] for name in new], "bytes": [sizes[name] for name in new],
@@ -686,16 +786,7 @@ def _merge_day(
                  stats.records_quarantined, stats.sensors, json.dumps(details), stamp, run_id],
             )
     finally:
-        for view in ("arc_index_table", "arc_file_rows"):
-            with contextlib.suppress(duckdb.Error):
-                connection.unregister(view)
-        with contextlib.suppress(duckdb.Error):
-            connection.unregister("arc_positions")
-        with contextlib.suppress(duckdb.Error):
-            connection.execute("DROP VIEW IF EXISTS arc_recs")
-        for table in ("arc_texts", "arc_base", "arc_dups", "arc_readings", "arc_known"):
-            with contextlib.suppress(duckdb.Error):
-                connection.execute(f"DROP TABLE IF EXISTS {table}")
+        drop_staging(connection)
     return stats
 
 

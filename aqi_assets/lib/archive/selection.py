@@ -1,6 +1,7 @@
-"""Which sensors to backfill: `AQI_ARCHIVE_SENSORS`, e.g. `82312, DE, bbox:5.9,47.3,15.0,55.1`.
+"""Which sensors to backfill: `AQI_ARCHIVE_SENSORS`, e.g. `82312, DE, bbox:5.9,47.3,15.0,55.1, type:sds011` or `all`.
 
-An integer is a sensor id, a two-letter code a country, `bbox:minlon,minlat,maxlon,maxlat` a box. Countries
+An integer is a sensor id, a two-letter code a country, `bbox:minlon,minlat,maxlon,maxlat` a box,
+`type:<name>` every sensor of that type (e.g. `type:sds011`), `all` the whole network. Items add up. Countries
 and boxes are resolved to sensor ids from the locations the history knows recently (the archive files carry no
 country, and the archive has no search): the readings of the last LOCATION_LOOKBACK, hot or already pruned to
 the Parquet tier. A fresh history knows none, and the result says so.
@@ -24,6 +25,8 @@ from aqi_assets.lib.readings.history import HISTORY_VIEW, require_attached
 LOCATION_LOOKBACK = timedelta(days=30)
 
 BBOX = re.compile(r"^bbox:(?P<values>[^:]+)$", re.IGNORECASE)
+SENSOR_TYPE = re.compile(r"^type:(?P<name>[A-Za-z0-9][A-Za-z0-9_-]*)$", re.IGNORECASE)
+EVERYTHING = "all"
 # A box keeps its own commas (four numbers); every other item ends at a comma or blank.
 TOKEN = re.compile(r"(?i)bbox:[^,\s]*(?:\s*,\s*[^,\s]+){3}|[^,\s]+")
 
@@ -48,20 +51,50 @@ class Selection:
     sensor_ids: frozenset[int] = frozenset()
     countries: frozenset[str] = frozenset()
     boxes: tuple[Box, ...] = ()
+    sensor_types: frozenset[str] = frozenset()  # lower case, as in the archive's paths
+    everything: bool = False
 
     @property
     def empty(self) -> bool:
-        return not (self.sensor_ids or self.countries or self.boxes)
+        return not (self.sensor_ids or self.countries or self.boxes or self.sensor_types or self.everything)
 
     def describe(self) -> str:
+        if self.everything:
+            return EVERYTHING
         parts = [str(i) for i in sorted(self.sensor_ids)] + sorted(self.countries) + [str(b) for b in self.boxes]
-        return ", ".join(parts)
+        return ", ".join(parts + [f"type:{t}" for t in sorted(self.sensor_types)])
 
 
 @dataclass(frozen=True)
 class ResolvedSelection:
+    """The sensors a selection stands for: listed ids, plus whole types, or everything."""
+
     sensor_ids: frozenset[int]
     notes: list[str] = field(default_factory=list)
+    sensor_types: frozenset[str] = frozenset()  # every sensor of these types (lower case)
+    everything: bool = False
+
+    def matches(self, sensor_id: int, sensor_type: str) -> bool:
+        return self.everything or sensor_type.lower() in self.sensor_types or sensor_id in self.sensor_ids
+
+    @property
+    def empty(self) -> bool:
+        return not (self.everything or self.sensor_types or self.sensor_ids)
+
+    def types_to_fetch(self) -> frozenset[str] | None:
+        """The sensor types whose monthly files hold the selection (None: every type, for listed sensors may be
+        of any type)."""
+        return None if self.everything or self.sensor_ids else self.sensor_types
+
+    def ids_within(self, sensor_type: str) -> frozenset[int] | None:
+        """The sensors to keep from a file of ``sensor_type`` (None: all of them)."""
+        return None if self.everything or sensor_type.lower() in self.sensor_types else self.sensor_ids
+
+    def describe(self) -> str:
+        if self.everything:
+            return "every sensor"
+        parts = [f"{len(self.sensor_ids)} sensor ids"] if self.sensor_ids else []
+        return ", ".join(parts + [f"type:{t}" for t in sorted(self.sensor_types)]) or "no sensor"
 
 
 def parse_selection(text: str | None) -> Selection:
@@ -69,23 +102,30 @@ def parse_selection(text: str | None) -> Selection:
     ids: set[int] = set()
     countries: set[str] = set()
     boxes: list[Box] = []
+    types: set[str] = set()
+    everything = False
     for raw in TOKEN.findall(text or ""):
         part = raw.strip()
         if not part:
             continue
         box = BBOX.match(part)
+        sensor_type = SENSOR_TYPE.match(part)
         if box:
             boxes.append(_box(box["values"], part))
+        elif part.lower() == EVERYTHING:
+            everything = True
+        elif sensor_type:
+            types.add(sensor_type["name"].lower())
         elif part.isdigit():
             ids.add(int(part))
         elif re.fullmatch(r"[A-Za-z]{2}", part):
             countries.add(part.upper())
         else:
             raise SelectionError(
-                f"cannot read {part!r} in the archive selection: use sensor ids, two-letter country codes or "
-                "bbox:minlon,minlat,maxlon,maxlat"
+                f"cannot read {part!r} in the archive selection: use sensor ids, two-letter country codes, "
+                "bbox:minlon,minlat,maxlon,maxlat, type:<sensor type> (e.g. type:sds011) or all"
             )
-    return Selection(frozenset(ids), frozenset(countries), tuple(boxes))
+    return Selection(frozenset(ids), frozenset(countries), tuple(boxes), frozenset(types), everything)
 
 
 def _box(values: str, part: str) -> Box:
@@ -113,6 +153,8 @@ def resolve_selection(connection: duckdb.DuckDBPyConnection | None, selection: S
     """
     ids = set(selection.sensor_ids)
     notes: list[str] = []
+    if selection.everything:
+        return ResolvedSelection(frozenset(), notes, everything=True)
     if selection.countries or selection.boxes:
         known = _known_locations(connection)
         if known is None:
@@ -135,7 +177,7 @@ def resolve_selection(connection: duckdb.DuckDBPyConnection | None, selection: S
             if not found and known is not None:
                 notes.append(f"the history knows no sensor in {box}")
             ids |= found
-    return ResolvedSelection(frozenset(ids), notes)
+    return ResolvedSelection(frozenset(ids), notes, sensor_types=selection.sensor_types)
 
 
 def _known_locations(

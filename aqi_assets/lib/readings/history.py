@@ -13,6 +13,7 @@ added read that column as NULL, on every path below.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -31,6 +32,11 @@ HISTORY_VIEW = "aqi_readings_all"
 # filter would not reach the file listing (every file fetched).
 PARTITIONING_SCHEMA = pa.schema([("period", pa.string()), ("date", pa.date32())])
 STAGING_DIR = "_staging"
+# The monthly archive backfill writes (period, day)s straight to the tier, never through DuckDB. Each month it
+# wrote is described by one manifest, `<root>/_backfilled/period=<name>/YYYY-MM.json` (written last, after the
+# days' files were verified): those (period, day)s read exactly like pruned ones, from Parquet only.
+BACKFILL_DIR = "_backfilled"
+BACKFILL_MANIFEST_VERSION = 1
 _ARROW_DATASET = "aqi_readings_parquet_dataset"
 _HIVE_TYPES = "{'period': VARCHAR, 'date': DATE}"
 
@@ -119,6 +125,75 @@ def pruned(connection: duckdb.DuckDBPyConnection) -> dict[str, list[date]]:
     return dict(found)
 
 
+@dataclass(frozen=True)
+class BackfilledDay:
+    """One (period, day) the monthly backfill wrote straight to the tier: what its verified files hold."""
+
+    period: str
+    day: date
+    rows: int
+    key_checksum: int  # the sum of DuckDB's hash(sensor_id, timestamp), as `parquet_tier.KeyStats`
+    files: tuple[str, ...]
+
+
+def _month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
+def manifest_path(location: TierLocation, period: str, month: date) -> str:
+    return location.path(BACKFILL_DIR, day_dir(period, month)[0], f"{month:%Y-%m}.json")
+
+
+def read_manifest(location: TierLocation, period: str, month: date) -> dict | None:
+    """The month's backfill manifest (None when the month was not backfilled to the tier)."""
+    path = manifest_path(location, period, month)
+    if not location.exists(path):
+        return None
+    with location.filesystem.open_input_stream(path) as stream:
+        manifest = json.loads(stream.read())
+    if manifest.get("version") != BACKFILL_MANIFEST_VERSION or manifest.get("period") != period:
+        raise HistoryError(f"{location.uri_of()}: backfill manifest {path} is not a version-1 {period!r} manifest")
+    return manifest
+
+
+def manifest_days(manifest: dict) -> list[BackfilledDay]:
+    return [
+        BackfilledDay(manifest["period"], date.fromisoformat(day), int(entry["rows"]), int(entry["key_checksum"]),
+                      tuple(entry["files"]))
+        for day, entry in sorted(manifest["days"].items())
+    ]
+
+
+def backfilled(
+    location: TierLocation | None, *, first: date | None = None, last: date | None = None
+) -> dict[tuple[str, date], BackfilledDay]:
+    """(period, day) → what the monthly backfill wrote to the tier, for the days in [first, last] (both None:
+    every month). With bounds, only the manifests of the months they span are opened, so the cost follows the
+    window, not the history."""
+    if location is None:
+        return {}
+    found: dict[tuple[str, date], BackfilledDay] = {}
+    for period in PERIODS:
+        if first is not None and last is not None:
+            months, month = [], _month_start(first)
+            while month <= last:
+                months.append(month)
+                month = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+        else:
+            directory = location.path(BACKFILL_DIR, day_dir(period, date(2000, 1, 1))[0])
+            months = sorted(
+                date.fromisoformat(info.base_name.removesuffix(".json") + "-01")
+                for info in location.files_under(directory)
+                if info.base_name.endswith(".json") and len(info.base_name) == len("YYYY-MM.json")
+            )
+        for month in months:
+            manifest = read_manifest(location, period, month)
+            for entry in manifest_days(manifest) if manifest else []:
+                if (first is None or entry.day >= first) and (last is None or entry.day <= last):
+                    found[(period, entry.day)] = entry
+    return found
+
+
 def has_history(connection: duckdb.DuckDBPyConnection) -> bool:
     """The file holds the history's table (a read-only open of a file no writer has set up may not)."""
     return bool(
@@ -136,17 +211,26 @@ def _has_tier_log(connection: duckdb.DuckDBPyConnection) -> bool:
     )
 
 
-def _days_filter(days: list[date]) -> str:
-    """SQL keeping exactly `days` (sorted): a date range (pushed down to the listing) minus the days inside it
-    that are not in the list."""
+def _days_filter(days: list[date], column: str = "date") -> str:
+    """SQL keeping exactly `days` (sorted) of the DATE expression ``column``: a date range (pushed down to the
+    listing) minus the days inside it that are not in the list."""
     first, last = days[0], days[-1]
     wanted = set(days)
     holes = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     holes = [d for d in holes if d not in wanted]
-    condition = f"date BETWEEN DATE '{first.isoformat()}' AND DATE '{last.isoformat()}'"
+    condition = f"{column} BETWEEN DATE '{first.isoformat()}' AND DATE '{last.isoformat()}'"
     if holes:
-        condition += " AND date NOT IN (" + ", ".join(f"DATE '{d.isoformat()}'" for d in holes) + ")"
+        condition += f" AND {column} NOT IN (" + ", ".join(f"DATE '{d.isoformat()}'" for d in holes) + ")"
     return condition
+
+
+def _hot_rows_of(days: dict[str, list[date]]) -> str:
+    """SQL over `aqi_readings` matching the rows of the (period, day) pairs in ``days``."""
+    parts = [
+        f"""(period IN {sql_list((period,))} AND {_days_filter(ds_, 'CAST("timestamp" AS DATE)')})"""
+        for period, ds_ in sorted(days.items())
+    ]
+    return " OR ".join(parts) if parts else "FALSE"
 
 
 def cold_filter(pruned_days: dict[str, list[date]]) -> str:
@@ -273,12 +357,23 @@ def attach_history(
             raise ValueError("a stored view spans the whole history: no window")
         first, last = window[0].date(), (window[1] - timedelta(microseconds=1)).date()
         days = {p: kept for p, ds_ in days.items() if (kept := [d for d in ds_ if first <= d <= last])}
+        written_cold = backfilled(location, first=first, last=last)
+    else:
+        written_cold = backfilled(location)
+    # Days the monthly backfill wrote to the tier read like pruned ones; should DuckDB also hold rows of such a
+    # (period, day) (merged from the daily files before the month was backfilled), the tier's copy is the one
+    # read: it holds the union of both, so reading both would count a reading twice.
+    backfilled_days: dict[str, list[date]] = defaultdict(list)
+    for period, day in sorted(written_cold):
+        backfilled_days[period].append(day)
+    for period, ds_ in backfilled_days.items():
+        days[period] = sorted(set(days.get(period, [])) | set(ds_))
     if days and location is None:
         raise HistoryError(
             f"{sum(map(len, days.values()))} (period, day) pairs live only in the Parquet tier; "
             "reading the history needs the tier's location (AQI_PARQUET_URI)"
         )
-    if days and location is not None:
+    if days and location is not None and _has_tier_log(connection):
         elsewhere = connection.execute(
             "SELECT min(uri), count(*) FROM parquet_tier_log WHERE pruned_at IS NOT NULL AND NOT starts_with(uri, ?)",
             [location.uri_of() + "/"],
@@ -296,7 +391,8 @@ def attach_history(
             f""" AND "timestamp" >= TIMESTAMP '{start.isoformat(sep=" ")}'"""
             f""" AND "timestamp" < TIMESTAMP '{end.isoformat(sep=" ")}'"""
         )
-    hot = f"SELECT {columns} FROM aqi_readings" + (f" WHERE TRUE{in_window}" if in_window else "")
+    hot_filter = in_window + (f" AND NOT ({_hot_rows_of(backfilled_days)})" if backfilled_days else "")
+    hot = f"SELECT {columns} FROM aqi_readings" + (f" WHERE TRUE{hot_filter}" if hot_filter else "")
     files: dict[tuple[str, date], list[str]] = {}
     if not days:
         body = hot

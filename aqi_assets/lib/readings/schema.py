@@ -119,14 +119,16 @@ def _column_ddl(column: Column) -> str:
     return f'"{column.name}" {column.sql_type}' + (" NOT NULL" if column.not_null else "")
 
 
-def readings_ddl() -> str:
-    """`CREATE TABLE aqi_readings` from the columns as they are now (a test may have added one)."""
+def readings_ddl(*, primary_key: bool = True) -> str:
+    """`CREATE TABLE aqi_readings` from the columns as they are now (a test may have added one). Without
+    ``primary_key`` for a scratch copy that only stages rows (its index would cost memory and enforce nothing the
+    merge does not already ensure)."""
+    key = ",\n    PRIMARY KEY (" + ", ".join(f'"{k}"' for k in READINGS_KEY) + ")" if primary_key else ""
     return (
         "CREATE TABLE IF NOT EXISTS aqi_readings (\n    "
         + ",\n    ".join(_column_ddl(c) for c in READINGS_COLUMNS)
-        + ",\n    PRIMARY KEY ("
-        + ", ".join(f'"{k}"' for k in READINGS_KEY)
-        + ")\n)"
+        + key
+        + "\n)"
     )
 
 
@@ -211,11 +213,11 @@ def readings_migrations() -> tuple[str, ...]:
     )
 
 
-def ensure_schema(connection: duckdb.DuckDBPyConnection) -> None:
+def ensure_schema(connection: duckdb.DuckDBPyConnection, *, primary_key: bool = True) -> None:
     """Create the history's tables (and add columns newer than a file) on a writable connection."""
     for ddl in (
         INGEST_SEQUENCE_DDL,
-        readings_ddl(),
+        readings_ddl(primary_key=primary_key),
         REJECTED_VALUES_DDL,
         SNAPSHOT_LOG_DDL,
         TIER_LOG_DDL,

@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 from aqi_assets.lib.common.location import TierLocation
 from aqi_assets.lib.common.utc import naive_utc
-from aqi_assets.lib.readings.history import STAGING_DIR, day_dir, day_path
+from aqi_assets.lib.readings.history import STAGING_DIR, backfilled, day_dir, day_path
 from aqi_assets.lib.readings.periods import Feed, period_names, sql_list
 
 
@@ -74,7 +74,11 @@ def hot_stats(connection: duckdb.DuckDBPyConnection, period: str, day: date) -> 
 def parquet_stats(location: TierLocation, period: str, day: date) -> KeyStats:
     """Count and key checksum read back from the day's files. Every column of every row is decoded and every
     page's CRC checked (written with the files), so damage anywhere in a file raises, not just in the keys."""
-    files = [info.path for info in location.files_under(day_path(location, period, day))]
+    return files_stats(location, [info.path for info in location.files_under(day_path(location, period, day))])
+
+
+def files_stats(location: TierLocation, files: list[str]) -> KeyStats:
+    """`parquet_stats` of exactly these files (e.g. staged ones, before they move into place)."""
     if not files:
         return KeyStats(0, 0)
     checked = ds.ParquetFileFormat(
@@ -120,7 +124,7 @@ def _write_period(
     # A cursor of its own: the streamed result must not collide with other statements on `connection`.
     cursor = connection.cursor()
     try:
-        return _stream_to_parquet(cursor, location, period, day, staging, basename, row_group_rows)
+        return stream_day_to_parquet(cursor, location, period, day, staging, basename, row_group_rows)
     finally:
         cursor.close()
 
@@ -163,7 +167,7 @@ def _sorted_batches(
         yield from relation.to_arrow_reader(batch_rows)
 
 
-def _stream_to_parquet(
+def stream_day_to_parquet(
     cursor: duckdb.DuckDBPyConnection,
     location: TierLocation,
     period: str,
@@ -174,12 +178,21 @@ def _stream_to_parquet(
 ) -> tuple[int, int, str | None]:
     reader = _sorted_batches(cursor, period, day, min(row_group_rows, 100_000))
     target = "/".join((staging, *day_dir(period, day), basename))
+    rows, size = write_tier_file(reader, location, target, row_group_rows)
+    return (rows, size, target) if rows else (0, 0, None)
+
+
+def write_tier_file(
+    batches: Iterable[pa.RecordBatch], location: TierLocation, target: str, row_group_rows: int
+) -> tuple[int, int]:
+    """Sorted batches of one (day, period) as one tier file at ``target`` (zstd, statistics, page checksums);
+    (rows, bytes). No file is created for no rows."""
     rows = 0
     writer: pq.ParquetWriter | None = None
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
     try:
-        for batch in reader:
+        for batch in batches:
             if batch.num_rows == 0:
                 continue
             if writer is None:
@@ -205,8 +218,8 @@ def _stream_to_parquet(
         if writer is not None:
             writer.close()
     if writer is None:
-        return 0, 0, None
-    return rows, location.filesystem.get_file_info(target).size, target
+        return 0, 0
+    return rows, location.filesystem.get_file_info(target).size
 
 
 def _pruned_rows(connection: duckdb.DuckDBPyConnection, day: date) -> dict[str, int]:
@@ -232,6 +245,8 @@ def export_day(
     # A (day, period) pruned with no rows has no files to protect (retention marks only the periods whose
     # rows it deleted; older logs also marked empty ones): it is exported like any other.
     pruned = {p: n for p, n in _pruned_rows(connection, day).items() if p in periods and n}
+    # Written straight to the tier by the monthly backfill: the files are the only copy, as for a pruned day.
+    pruned |= {p: entry.rows for (p, _), entry in backfilled(location, first=day, last=day).items() if p in periods}
     returned = {p: hot_stats(connection, p, day).rows for p in pruned}
     returned = {p: n for p, n in returned.items() if n}
     if returned:
@@ -319,6 +334,11 @@ def verify_day(connection: duckdb.DuckDBPyConnection, location: TierLocation, da
             "SELECT period, rows, key_checksum, pruned_at FROM parquet_tier_log WHERE day = ?", [day]
         ).fetchall()
     }
+    # A (day, period) the monthly backfill wrote to the tier is checked against its manifest (what was verified
+    # when it was written), like a pruned one: the manifest is newer than any log row of that pair.
+    written_cold = backfilled(location, first=day, last=day)
+    for (period, _), entry in written_cold.items():
+        logged[period] = (KeyStats(entry.rows, entry.key_checksum), True)
     passed: list[str] = []
     failed: list[str] = []
     for period in period_names(Feed.TIER):
@@ -336,6 +356,8 @@ def verify_day(connection: duckdb.DuckDBPyConnection, location: TierLocation, da
             verification.problems.append(problem)
             failed.append(period)
     verification.ok = not verification.problems
+    passed = [p for p in passed if (p, day) not in written_cold]  # no log row to mark: the manifest is the record
+    failed = [p for p in failed if (p, day) not in written_cold]
     if passed:
         connection.execute(
             f"UPDATE parquet_tier_log SET verified_at = ? WHERE day = ? AND period IN {sql_list(tuple(passed))}",

@@ -27,6 +27,7 @@ from aqi_assets.defs.air_quality.aggregates import (
 from aqi_assets.defs.air_quality.aggregates_io import IO_MANAGER_KEY, AggregatesDuckDBIOManager
 from aqi_assets.defs.air_quality.assets import ingest_assets
 from aqi_assets.defs.air_quality.late_data import (
+    ARCHIVE_MONTH_KEYS,
     ARCHIVE_READINGS_KEY,
     PARQUET_TIER_KEY,
     RANGE_END_TAG,
@@ -245,6 +246,25 @@ def test_late_data_rematerialises_the_partitions_it_changes(storage: AqiStorage,
     assert isinstance(again, dg.SkipReason) or not again.run_requests
 
 
+def test_a_backfilled_month_is_late_data_for_the_partitions_it_covers(storage: AqiStorage, instance) -> None:
+    """The monthly archive backfill reports the hours it brought readings to: the materialised partitions of those
+    hours are requested again, whichever of its two assets (tier days, hot days) reported them."""
+    history(storage)
+    assert ingest(storage, instance).success
+    sensor = build_late_data_sensor(late_data_targets(AQI_HOURLY, AQI_DAILY))
+    cursor = sensor(dg.build_sensor_context(instance=instance)).cursor
+    assert materialize(storage, instance, AQI_DAILY, "2026-11-27").success
+    month = [[f"{DAY:%Y-%m}-01T00:00:00", "2026-12-01T00:00:00"]]
+    for key in ARCHIVE_MONTH_KEYS:
+        instance.report_runless_asset_event(dg.AssetMaterialization(
+            asset_key=key, partition="2026-11-01", metadata={"hours_touched": dg.MetadataValue.json(month)}))
+        late = sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+        assert [(r.asset_selection[0].to_user_string(), r.partition_key) for r in late.run_requests] == [
+            ("aqi_daily", "2026-11-27")], key
+        cursor = late.cursor
+    assert isinstance(sensor(dg.build_sensor_context(instance=instance, cursor=cursor)), dg.SkipReason)
+
+
 def test_late_data_leaves_partitions_to_runs_that_will_read_it(storage: AqiStorage, instance) -> None:
     """A partition whose run is queued (or started after the late data) reads the late data itself: not
     requested again. One whose run started before the late data landed is."""
@@ -318,26 +338,36 @@ def tier_stub() -> None:
     """Stands for the Parquet tier's export (daily from the history's first day)."""
 
 
+HISTORY_MONTHS = dg.MonthlyPartitionsDefinition("2015-10-01", timezone="UTC")
+month_stubs = [
+    dg.AssetSpec(key, partitions_def=HISTORY_MONTHS, description="Stands for the monthly archive backfill.")
+    for key in ARCHIVE_MONTH_KEYS
+]
+
+
 def test_every_source_of_the_history_is_a_declared_input_of_the_indices(storage: AqiStorage) -> None:
-    """The snapshot merges, the archive days and the tier's days: an hour or a day maps to its day upstream."""
-    graph = dg.Definitions(assets=[readings_stub, archive_stub, tier_stub, AQI_HOURLY, AQI_DAILY],
+    """The snapshot merges, the archive days and months and the tier's days: an hour or a day maps to its day (and
+    its month) upstream."""
+    graph = dg.Definitions(assets=[readings_stub, archive_stub, *month_stubs, tier_stub, AQI_HOURLY, AQI_DAILY],
                            resources=resources(storage)).resolve_asset_graph()
     for asset, key, day in ((AQI_HOURLY, "2026-11-27-23:00", "2026-11-27"), (AQI_DAILY, "2026-11-27", "2026-11-27")):
         node = graph.get(asset.key)
         assert {k.to_user_string() for k in node.parent_keys} == {"aqi_readings", "archive_readings",
-                                                                    "aqi_readings_parquet"}
-        for upstream in (ARCHIVE_READINGS_KEY, PARQUET_TIER_KEY):
+                                                                    "aqi_readings_parquet", *ARCHIVE_MONTH_KEYS}
+        upstreams = [(ARCHIVE_READINGS_KEY, HISTORY_DAYS, day), (PARQUET_TIER_KEY, HISTORY_DAYS, day),
+                     *((k, HISTORY_MONTHS, "2026-11-01") for k in ARCHIVE_MONTH_KEYS)]
+        for upstream, upstream_partitions, expected in upstreams:
             mapping = graph.get_partition_mapping(asset.key, dg.AssetKey(upstream))
             mapped = mapping.get_upstream_mapped_partitions_result_for_partitions(
-                node.partitions_def.subset_with_partition_keys([key]), node.partitions_def, HISTORY_DAYS
+                node.partitions_def.subset_with_partition_keys([key]), node.partitions_def, upstream_partitions
             ).partitions_subset
-            assert set(mapped.get_partition_keys()) == {day}
+            assert set(mapped.get_partition_keys()) == {expected}
 
 
 def cron_requests(storage: AqiStorage, hourly: dg.AssetsDefinition) -> dict[str, set[str]]:
     """Partitions the automation requests at 03:12 UTC after an `aqi_readings` merge landed past the 03:10 tick
     (neither the archive nor the tier ever materialised)."""
-    defs = dg.Definitions(assets=[readings_stub, archive_stub, tier_stub, hourly, AQI_DAILY],
+    defs = dg.Definitions(assets=[readings_stub, archive_stub, *month_stubs, tier_stub, hourly, AQI_DAILY],
                           resources=resources(storage))
 
     def at(minute: int) -> datetime:

@@ -251,7 +251,10 @@ def test_downstream_assets_follow_declaratively(defs: dg.Definitions) -> None:
     }
     # The archive backfill reads the history (the locations a country selects) but is launched by people, never
     # automatically: it fetches years of files on request.
-    launched_by_people = {dg.AssetKey("raw_archive_day"), dg.AssetKey("archive_readings")}
+    launched_by_people = {
+        dg.AssetKey(k) for k in ("raw_archive_day", "archive_readings", "raw_archive_month", "archive_month_readings",
+                                 "archive_month_hot")
+    }
     assert launched_by_people <= downstream
     for key in downstream - launched_by_people | {readings}:
         assert graph.get(key).automation_condition is not None or key in scheduled, (
