@@ -18,6 +18,7 @@ BENCHMARKS = {
     "tiers": "one day of readings → Parquet tier; retention; hot vs tiered queries",
     "site-load": "public map site: build, draw in Chromium, Locust load against nginx",
     "archive": "one day of Sensor.Community archive CSVs → readings merged into DuckDB",
+    "archive-month": "months of archive Parquet → verified tier partitions: 1 vs N workers, CSV path, floor",
     "local-zones": "sensor locations → time zone and standard UTC offset (tzfpy + zoneinfo), cold and warm",
 }
 

@@ -424,7 +424,7 @@ def _rejected_rows_sql() -> str:
 
 # Rows whose indices are computed at a time: the NumPy temporaries stay bounded however large the staged set is
 # (a month of 1,000 archive sensors is 18 M rows).
-INDEX_BATCH_ROWS = 1_000_000
+INDEX_BATCH_ROWS = 131_072
 # The contract's SQL types of the index columns as compact Arrow types (NULL where the index code gives NaN/None).
 _INDEX_ARROW_TYPES = {"TINYINT": pa.int8(), "SMALLINT": pa.int16(), "BOOLEAN": pa.bool_()}
 

@@ -43,6 +43,7 @@ from typing import Protocol
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from aqi_assets.lib.air_quality.normalise import utc_timestamp_sql
@@ -228,14 +229,32 @@ class _Scratch:
         self.staged = directory / "staged"
         self.staged.mkdir()
         self.units = 0
+        # Staged rows name their Parquet file by a short key ('f12': DuckDB keeps strings of up to 12 bytes
+        # inline, so 18 M rows allocate no text for it); the names go back in when the days are written.
+        self.file_names: dict[str, str] = {}
         self.connection = duckdb.connect()
         self.connection.execute("SET enable_progress_bar = false")
+        # Freed memory stays mapped for reuse: on VMs where fresh pages are costly, returning it to the OS after
+        # every step and faulting it back in the next cost a third of the run in system time.
+        self.connection.execute(f"SET allocator_flush_threshold = '{memory_limit}'")
         self.connection.execute(f"SET memory_limit = '{memory_limit}'")
         self.connection.execute(f"SET temp_directory = '{directory / 'spill'}'")
         if threads:
             self.connection.execute(f"SET threads = {int(threads)}")
         # Empty: the keys already known are the tier's, taken per day when the days are written.
         ensure_schema(self.connection, primary_key=False)
+
+    def name_files(self, names: list[str]) -> list[str]:
+        """Short keys for ``names`` (unique within the month)."""
+        keys = [f"f{len(self.file_names) + i}" for i in range(len(names))]
+        self.file_names.update(zip(keys, names, strict=True))
+        return keys
+
+    def register_file_names(self) -> None:
+        self.connection.register("month_file_names", pa.table({
+            "short": pa.array(list(self.file_names), pa.string()),
+            "name": pa.array(list(self.file_names.values()), pa.string()),
+        }))
 
     def close(self) -> None:
         self.connection.close()
@@ -315,10 +334,11 @@ def _stage_parquet_type(
     other_names = [c for c in present if c not in known]
     for group in _parquet_chunks(sources):
         paths = [str(source.path) for source in group]
+        keys = scratch.name_files([f"{month:%Y-%m}/{source.sensor_type}/{source.name}" for source in group])
         connection.register("month_files", pa.table({
             "path": paths,
-            "file_no": pa.array(range(len(group)), pa.int64()),
-            "name": [f"{month:%Y-%m}/{source.sensor_type}/{source.name}" for source in group],
+            "file_no": pa.array([int(key[1:]) for key in keys], pa.int64()),
+            "name": keys,
         }))
         try:
             stage_records(connection, now, value_types, _parquet_cells_sql(present, value_types, other_names),
@@ -389,6 +409,31 @@ def _tier_columns() -> list[str]:
     return [c for c in column_names() if c != "period"]
 
 
+def _staged_sql(files: str) -> str:
+    """The staged rows of ``files`` (a glob or a list, as SQL) with their file names restored, and their unit."""
+    columns = ", ".join(
+        'coalesce(n.name, s."snapshot") AS "snapshot"' if c == "snapshot" else f's."{c}"' for c in column_names()
+    )
+    return (f"SELECT {columns}, s.unit FROM read_parquet({files}, hive_partitioning = true, "
+            "hive_types = {'unit': INTEGER, 'day': DATE}) s LEFT JOIN month_file_names n ON s.\"snapshot\" = n.short")
+
+
+REJECTED_SQL = (
+    'SELECT r.* REPLACE (coalesce(n.name, r."snapshot") AS "snapshot") FROM rejected_values r '
+    'LEFT JOIN month_file_names n ON r."snapshot" = n.short'
+)
+
+
+def _staged_sensors(scratch: _Scratch) -> int:
+    """How many sensors the month's staged readings hold."""
+    if not list(scratch.staged.glob("unit=*/day=*/*.parquet")):
+        return 0
+    files = _sql_text(scratch.staged.as_posix() + "/unit=*/day=*/*.parquet")
+    return scratch.connection.execute(
+        f"SELECT count(DISTINCT sensor_id) FROM read_parquet({files}, hive_partitioning = false)"
+    ).fetchone()[0]
+
+
 def _day_rows_sql(scratch: _Scratch, with_tier: bool, day: date) -> str:
     """The day's rows: the tier's (they win) and the staged units', one per key, in (sensor, time) order."""
     columns = ", ".join(f'"{c}"' for c in column_names())
@@ -397,6 +442,7 @@ def _day_rows_sql(scratch: _Scratch, with_tier: bool, day: date) -> str:
     if with_tier:
         parts.append(f"SELECT {columns}, -1 AS unit FROM tier_day")
     if list(scratch.staged.glob(f"unit=*/day={day.isoformat()}/*.parquet")):
+        # File names are restored by the writer (`_restore_file_names`), on Arrow buffers, not per row in DuckDB.
         parts.append(f"SELECT {columns}, unit FROM read_parquet('{staged}', hive_partitioning = true, "
                      "hive_types = {'unit': INTEGER, 'day': DATE})")
     if not parts:
@@ -405,6 +451,18 @@ def _day_rows_sql(scratch: _Scratch, with_tier: bool, day: date) -> str:
     return f"""SELECT {columns} FROM ({union})
                QUALIFY row_number() OVER (PARTITION BY sensor_id, "timestamp" ORDER BY unit) = 1
                ORDER BY sensor_id, "timestamp" """
+
+
+def _restore_file_names(rows: pa.Table, names: dict[str, str]) -> pa.Table:
+    """The staged rows' short file keys replaced by the files' names (rows the tier held keep theirs)."""
+    if not names:
+        return rows
+    position = rows.schema.get_field_index("snapshot")
+    column = rows.column(position)
+    found = pc.index_in(column, value_set=pa.array(list(names), pa.string()))
+    restored = pc.if_else(pc.is_null(found), column,
+                          pc.take(pa.array(list(names.values()), pa.string()), found))
+    return rows.set_column(position, rows.field(position), restored)
 
 
 def _write_cold_days(
@@ -427,6 +485,7 @@ def _write_cold_days(
     tier_columns = ", ".join(f'"{c}"' for c in _tier_columns())
 
     def write_and_verify(day: date, rows: pa.Table, stats: KeyStats) -> tuple[str, int]:
+        rows = _restore_file_names(rows, scratch.file_names)
         target = "/".join((staging, *day_dir(ARCHIVE, day), basename))
         written, size = write_tier_file(rows.to_batches(100_000), location, target, row_group_rows)
         found = files_stats(location, [target])
@@ -528,7 +587,7 @@ def _write_rejected(scratch: _Scratch, location: TierLocation, month: date, befo
     in the tier, `_rejected/period=archive/YYYY-MM.parquet`, replaced by each run."""
     scratch.connection.complete()
     table = scratch.connection.sql(
-        'SELECT * FROM rejected_values WHERE NOT coalesce("timestamp" >= $hot AND "timestamp" < $end, false)',
+        f'SELECT * FROM ({REJECTED_SQL}) WHERE NOT coalesce("timestamp" >= $hot AND "timestamp" < $end, false)',
         params={"hot": datetime.combine(before, datetime.min.time()),
                 "end": datetime.combine(_next_month(month), datetime.min.time())},
     ).to_arrow_table()
@@ -554,14 +613,13 @@ def _write_hot(scratch: _Scratch, month: date, hot_from: date, hot_dir: Path, re
     listed = "[" + ", ".join(_sql_text(p.as_posix()) for p in files) + "]"
     connection = scratch.connection
     connection.execute(
-        f"""COPY (SELECT {columns} FROM read_parquet({listed}, hive_partitioning = true,
-                                                   hive_types = {{'unit': INTEGER, 'day': DATE}})
+        f"""COPY (SELECT {columns} FROM ({_staged_sql(listed)})
                   QUALIFY row_number() OVER (PARTITION BY sensor_id, "timestamp" ORDER BY unit) = 1
                   ORDER BY sensor_id, "timestamp")
             TO '{readings}' (FORMAT parquet, COMPRESSION zstd)"""
     )
     connection.execute(
-        f"""COPY (SELECT * FROM rejected_values WHERE "timestamp" >= $start AND "timestamp" < $end)
+        f"""COPY (SELECT * FROM ({REJECTED_SQL}) WHERE "timestamp" >= $start AND "timestamp" < $end)
             TO '{rejected}' (FORMAT parquet, COMPRESSION zstd)""",
         {"start": datetime.combine(hot_days[0], datetime.min.time()),
          "end": datetime.combine(_next_month(month), datetime.min.time())},
@@ -610,6 +668,8 @@ def backfill_month(
         scratch = _Scratch(Path(tmp), memory_limit, threads)
         try:
             started = time.perf_counter()
+            # Staging needs no row order (`rn` keeps the files' order), which lets DuckDB parallelise every step.
+            scratch.connection.execute("SET preserve_insertion_order = false")
             for sensor_type in sorted(by_type):
                 ids = None if selection is None else selection.ids_within(sensor_type)
                 _stage_parquet_type(scratch, by_type[sensor_type], month, stamp, ids, result)
@@ -617,6 +677,8 @@ def backfill_month(
                 ids = None if selection is None else selection.ids_within(source.sensor_type)
                 _stage_zip(scratch, source, month, stamp, ids, result)
             result.seconds["normalise"] = round(time.perf_counter() - started, 3)
+            scratch.connection.execute("SET preserve_insertion_order = true")  # the days are written in key order
+            scratch.register_file_names()
             started = time.perf_counter()
             provenance = {
                 "run_id": run_id,
@@ -632,6 +694,7 @@ def backfill_month(
                 _write_rejected(scratch, location, month, min(hot_from, _next_month(month)))
             _write_hot(scratch, month, hot_from, hot_dir, result)
             result.seconds["write"] = round(time.perf_counter() - started, 3)
+            result.sensors = _staged_sensors(scratch)
         finally:
             scratch.close()
     result.rows_new = result.cold_total + result.hot_rows - result.rows_in_tier_before

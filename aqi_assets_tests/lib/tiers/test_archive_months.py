@@ -105,6 +105,16 @@ def test_columns_are_read_by_name_whatever_their_order_types_or_extras(tmp_path:
     without_extra = [(*row[:11], None, *row[12:]) if row[5] == "BME280" else row for row in monthly]
     assert without_extra == daily
     assert {row[5] for row in monthly} == {"SDS011", "BME280"}
+    # Every row names the file it came from, as the month's files are called in the archive.
+    with duckdb.connect() as connection:
+        named = {row[0] for row in connection.execute(
+            f"SELECT DISTINCT snapshot FROM read_parquet('{location.root}/period=archive/*/*.parquet')").fetchall()}
+        rejected = {row[0] for row in connection.execute(
+            f"SELECT DISTINCT snapshot FROM read_parquet('{location.root}/_rejected/period=archive/2016-03.parquet')"
+        ).fetchall()}
+    published = {f"2016-03/{source.sensor_type}/{source.name}" for source in sources}
+    assert named == published and rejected and rejected <= published
+    assert result.sensors == 8
 
 
 def test_a_zip_month_goes_through_the_csv_path_and_rows_outside_the_month_are_quarantined(tmp_path: Path) -> None:
