@@ -440,13 +440,18 @@ def _index_array(values: np.ndarray, sql_type: str) -> pa.Array:
                     _INDEX_ARROW_TYPES[sql_type], mask=missing)
 
 
-def index_table(connection: duckdb.DuckDBPyConnection, readings: str = "readings") -> pa.Table:
+def index_table(
+    connection: duckdb.DuckDBPyConnection, readings: str = "readings", *, in_order: bool = True
+) -> pa.Table:
     """The indices of every row of the staged `readings` table (rn, pm25, pm10; µg/m³ only), keyed by `rn`, in
     the contract's compact types. `readings` is a fixed temp table name of the caller (snapshots: `readings`,
-    archive: `arc_readings`). Computed INDEX_BATCH_ROWS at a time."""
+    archive: `arc_readings`). Computed INDEX_BATCH_ROWS at a time. ``in_order``: in `rn` order, so rows joined
+    to it are inserted in the files' order (and a mean over them sums in the same order as over the tier's
+    sorted copy); a caller that sorts later skips that sort."""
     connection.complete()  # a relation's stream may start only once no earlier result is pending
     batches = []
-    for batch in connection.sql(f"SELECT rn, pm25, pm10 FROM {readings}").to_arrow_reader(INDEX_BATCH_ROWS):
+    order = " ORDER BY rn" if in_order else ""
+    for batch in connection.sql(f"SELECT rn, pm25, pm10 FROM {readings}{order}").to_arrow_reader(INDEX_BATCH_ROWS):
         # NULL concentrations become NaN: the index code takes NaN for "no valid value".
         pm25 = batch.column("pm25").to_numpy(zero_copy_only=False).astype(np.float64)
         pm10 = batch.column("pm10").to_numpy(zero_copy_only=False).astype(np.float64)

@@ -598,10 +598,10 @@ def staged_rows_sql() -> str:
     """
 
 
-def stage_indices(connection: duckdb.DuckDBPyConnection) -> None:
+def stage_indices(connection: duckdb.DuckDBPyConnection, *, in_order: bool = True) -> None:
     """The indices of the staged readings (`arc_index_table`) and the keys the history already holds
-    (`arc_known`), for `staged_rows_sql` and `rejected_rows_sql`."""
-    connection.register("arc_index_table", index_table(connection, "arc_readings"))
+    (`arc_known`), for `staged_rows_sql` and `rejected_rows_sql`. ``in_order``: see `normalise.index_table`."""
+    connection.register("arc_index_table", index_table(connection, "arc_readings", in_order=in_order))
     _stage_known_keys(connection)
 
 

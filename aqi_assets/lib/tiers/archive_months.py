@@ -34,12 +34,12 @@ import time
 import uuid
 import zipfile
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -80,11 +80,11 @@ from aqi_assets.lib.readings.schema import VALUE_TYPE_COLUMNS, column_names, ens
 from aqi_assets.lib.tiers.parquet_tier import KeyStats, files_stats, write_tier_file
 
 # DuckDB's limits while a month is staged: it spills to the scratch directory beyond the memory limit.
-MONTH_MEMORY_LIMIT = "1GB"
+MONTH_MEMORY_LIMIT = "900MB"
 # A zipped month CSV is cut into chunks of about this size (each with the header line), merged one at a time.
 CSV_CHUNK_BYTES = 128 << 20
 # A type's Parquet files are staged in groups of about this many rows (the staging tables' memory follows it).
-UNIT_ROWS = 4_000_000
+UNIT_ROWS = 3_000_000
 OUTSIDE_MONTH_REASON = "timestamp outside the month of its file (another month's partition)"
 BACKFILL_STAGING_DIR = "_backfill_staging"
 REJECTED_DIR = "_rejected"
@@ -229,6 +229,7 @@ class _Scratch:
         self.staged = directory / "staged"
         self.staged.mkdir()
         self.units = 0
+        self.threads = threads
         # Staged rows name their Parquet file by a short key ('f12': DuckDB keeps strings of up to 12 bytes
         # inline, so 18 M rows allocate no text for it); the names go back in when the days are written.
         self.file_names: dict[str, str] = {}
@@ -285,7 +286,7 @@ def _stage_unit(scratch: _Scratch, month: date, now: datetime, value_types: list
     result.records_quarantined += connection.execute(
         "SELECT count(*) FROM arc_recs WHERE record_reason IS NOT NULL OR superseded"
     ).fetchone()[0]
-    stage_indices(connection)
+    stage_indices(connection, in_order=False)  # each day is sorted when it is written
     unit = scratch.units
     scratch.units += 1
     connection.execute(
@@ -453,6 +454,27 @@ def _day_rows_sql(scratch: _Scratch, with_tier: bool, day: date) -> str:
                ORDER BY sensor_id, "timestamp" """
 
 
+T = TypeVar("T")
+
+
+class InlineExecutor:
+    """An executor that runs each task when it is submitted (a worker held to one thread)."""
+
+    def __enter__(self) -> InlineExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, task: Callable[..., T], *args: object) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(task(*args))
+        except BaseException as error:  # handed to whoever reads the result, as a thread pool does
+            future.set_exception(error)
+        return future
+
+
 def _restore_file_names(rows: pa.Table, names: dict[str, str]) -> pa.Table:
     """The staged rows' short file keys replaced by the files' names (rows the tier held keep theirs)."""
     if not names:
@@ -488,7 +510,7 @@ def _write_cold_days(
         rows = _restore_file_names(rows, scratch.file_names)
         target = "/".join((staging, *day_dir(ARCHIVE, day), basename))
         written, size = write_tier_file(rows.to_batches(100_000), location, target, row_group_rows)
-        found = files_stats(location, [target])
+        found = files_stats(location, [target], single_thread=single_thread)
         if found != stats or written != stats.rows:
             raise MonthVerificationError(
                 f"{day}: the staged file holds {found.rows} rows, {stats.rows} were staged; nothing moved"
@@ -496,10 +518,12 @@ def _write_cold_days(
         return target, size
 
     # DuckDB prepares the next day while a thread writes and re-reads the last (zstd and the checks release the
-    # GIL); at most two days' rows are held at a time.
+    # GIL); at most two days' rows are held at a time. A worker held to one thread writes in turn instead.
+    single_thread = scratch.threads == 1
     pending: dict[date, Future[tuple[str, int]]] = {}
     try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="month-writer") as writer:
+        with (InlineExecutor() if single_thread
+              else ThreadPoolExecutor(max_workers=1, thread_name_prefix="month-writer")) as writer:
             for day in days:
                 tier_files = [info.path for info in location.files_under(day_path(location, ARCHIVE, day))
                               if info.path.endswith(".parquet")]

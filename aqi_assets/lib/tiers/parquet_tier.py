@@ -77,17 +77,20 @@ def parquet_stats(location: TierLocation, period: str, day: date) -> KeyStats:
     return files_stats(location, [info.path for info in location.files_under(day_path(location, period, day))])
 
 
-def files_stats(location: TierLocation, files: list[str]) -> KeyStats:
-    """`parquet_stats` of exactly these files (e.g. staged ones, before they move into place)."""
+def files_stats(location: TierLocation, files: list[str], *, single_thread: bool = False) -> KeyStats:
+    """`parquet_stats` of exactly these files (e.g. staged ones, before they move into place); with
+    ``single_thread`` on one core (a worker held to one thread)."""
     if not files:
         return KeyStats(0, 0)
     checked = ds.ParquetFileFormat(
         default_fragment_scan_options=ds.ParquetFragmentScanOptions(page_checksum_verification=True)
     )
     dataset = ds.dataset(files, format=checked, filesystem=location.filesystem)
-    reader = dataset.scanner(batch_size=65_536).to_reader()
+    reader = dataset.scanner(batch_size=65_536, use_threads=not single_thread).to_reader()
     with duckdb.connect() as scratch:
         scratch.execute("SET enable_progress_bar = false")
+        if single_thread:
+            scratch.execute("SET threads = 1")
         scratch.register("day_files", reader)
         row = scratch.execute(_STATS_SQL.format(source="day_files")).fetchone()
     return KeyStats(int(row[0]), int(row[1]))

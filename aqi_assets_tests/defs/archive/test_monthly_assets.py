@@ -155,12 +155,13 @@ def test_a_month_goes_to_an_s3_tier_and_the_glue_catalog(tmp_path: Path, monkeyp
         boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="tier")
         resources = _resources(tmp_path, archive.url, sensors="type:sds011")
         resources["tiers"] = TierStorage(parquet_uri="s3://tier/aqi", s3_endpoint_url=endpoint,
-                                         glue_database="aqi", glue_table="readings")
+                                         glue_database="aqi_months", glue_table="readings")
         result = dg.materialize(MONTHLY, partition_key=MONTH.isoformat(), resources=resources)
         month = _metadata(result, "archive_month_readings")
         assert month["glue_partitions_created"] == DAYS and month["tier_rows"] > 0
         glue = boto3.client("glue", endpoint_url=endpoint, region_name="us-east-1")
-        partitions = glue.get_partitions(DatabaseName="aqi", TableName="readings")["Partitions"]
+        # A database of this test's own: moto's backends live as long as the test process.
+        partitions = glue.get_partitions(DatabaseName="aqi_months", TableName="readings")["Partitions"]
         assert sorted(p["Values"][1] for p in partitions) == ["2016-03-01", "2016-03-02"]
         location = resources["tiers"].location()
         with readings_connection(tmp_path / "reader.duckdb") as connection:
