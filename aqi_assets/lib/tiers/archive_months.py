@@ -183,7 +183,12 @@ def _parquet_line_sql(value_types: Sequence[str]) -> str:
     return "concat_ws(';', " + ", ".join(f"coalesce(CAST({c} AS VARCHAR), '')" for c in cells) + ")"
 
 
-def _parquet_cells_sql(present: list[str], value_types: Sequence[str], other_names: Sequence[str]) -> str:
+PARQUET_FILES_SQL = "read_parquet($files, union_by_name = true, filename = true, file_row_number = true)"
+
+
+def _parquet_cells_sql(
+    present: list[str], value_types: Sequence[str], other_names: Sequence[str], source: str = PARQUET_FILES_SQL
+) -> str:
     """CTEs ending in `cells` (the contract of `merge.stage_records`) from Parquet columns read by name: every
     cell is cast to text first, so a number stored as a string, a DOUBLE or a DECIMAL reads alike."""
     value_columns: dict[str, str] = {}
@@ -215,7 +220,7 @@ def _parquet_cells_sql(present: list[str], value_types: Sequence[str], other_nam
                    coalesce({commas or "false"}, false) AS decimal_comma
                    {raw_values},
                    {other_map} AS other_map
-            FROM read_parquet($files, union_by_name = true, filename = true, file_row_number = true) s
+            FROM {source} s
             JOIN month_files f ON s.filename = f.path
         )"""
 
@@ -298,23 +303,46 @@ def _stage_unit(scratch: _Scratch, month: date, now: datetime, value_types: list
     drop_staging(connection)
 
 
-def _parquet_chunks(sources: Sequence[MonthSource]) -> list[list[MonthSource]]:
+@dataclass(frozen=True)
+class _Slice:
+    """Whole row groups of one Parquet file staged together: rows [first_row, end_row) (None: the whole file).
+    DuckDB reads only the row groups a `file_row_number` range covers."""
+
+    source: MonthSource
+    first_row: int = 0
+    end_row: int | None = None
+
+
+def _parquet_chunks(sources: Sequence[MonthSource]) -> list[list[_Slice]]:
     """A type's Parquet files in groups of about UNIT_ROWS rows (from their footers), staged one group at a
-    time so the staging's memory stays bounded however large a month is."""
-    groups: list[list[MonthSource]] = [[]]
+    time so the staging's memory stays bounded however large a month is: small files together, a file larger
+    than that in slices of its row groups."""
+    groups: list[list[_Slice]] = [[]]
     rows = 0
     for source in sources:
         try:
-            count = pq.ParquetFile(source.path).metadata.num_rows
+            metadata = pq.ParquetFile(source.path).metadata
         except (OSError, pa.ArrowException) as error:
             raise MonthSourceError(
                 f"{source.name}: not a readable Parquet file ({error}); nothing was written"
             ) from None
-        if groups[-1] and rows + count > UNIT_ROWS:
+        if metadata.num_rows > UNIT_ROWS and metadata.num_row_groups > 1:
+            first_row, taken = 0, 0
+            for index in range(metadata.num_row_groups):
+                taken += metadata.row_group(index).num_rows
+                last = index == metadata.num_row_groups - 1
+                next_rows = 0 if last else metadata.row_group(index + 1).num_rows
+                if last or taken + next_rows > UNIT_ROWS:
+                    groups.append([_Slice(source, first_row, first_row + taken)])
+                    first_row, taken = first_row + taken, 0
             groups.append([])
             rows = 0
-        groups[-1].append(source)
-        rows += count
+            continue
+        if groups[-1] and rows + metadata.num_rows > UNIT_ROWS:
+            groups.append([])
+            rows = 0
+        groups[-1].append(_Slice(source))
+        rows += metadata.num_rows
     return [group for group in groups if group]
 
 
@@ -327,28 +355,32 @@ def _stage_parquet_type(
     result: MonthBackfill,
 ) -> None:
     connection = scratch.connection
-    present = _parquet_columns(sources)
-    value_types = [
-        t for t in VALUE_TYPE_COLUMNS if any(COLUMN_VALUE_TYPES.get(c) == t for c in present)
-    ]
     known = {*BASE_COLUMNS, *COLUMN_VALUE_TYPES}
-    other_names = [c for c in present if c not in known]
     for group in _parquet_chunks(sources):
-        paths = [str(source.path) for source in group]
-        keys = scratch.name_files([f"{month:%Y-%m}/{source.sensor_type}/{source.name}" for source in group])
+        present = _parquet_columns([piece.source for piece in group])
+        value_types = [t for t in VALUE_TYPE_COLUMNS if any(COLUMN_VALUE_TYPES.get(c) == t for c in present)]
+        other_names = [c for c in present if c not in known]
+        paths = [str(piece.source.path) for piece in group]
+        keys = scratch.name_files([f"{month:%Y-%m}/{piece.source.sensor_type}/{piece.source.name}" for piece in group])
         connection.register("month_files", pa.table({
             "path": paths,
             "file_no": pa.array([int(key[1:]) for key in keys], pa.int64()),
             "name": keys,
         }))
+        piece = group[0]
+        source, parameters = PARQUET_FILES_SQL, {"files": paths}
+        if piece.end_row is not None:
+            source = f"(SELECT * FROM {PARQUET_FILES_SQL} WHERE file_row_number >= $first AND file_row_number < $end)"
+            parameters |= {"first": piece.first_row, "end": piece.end_row}
+        cells = _parquet_cells_sql(present, value_types, other_names, source)
         try:
-            stage_records(connection, now, value_types, _parquet_cells_sql(present, value_types, other_names),
-                          {"files": paths}, quarantined_line_sql=_parquet_line_sql(value_types))
-        except duckdb.Error as error:
-            names = ", ".join(source.name for source in group)
+            stage_records(connection, now, value_types, cells, parameters,
+                          quarantined_line_sql=_parquet_line_sql(value_types))
+        except (duckdb.Error, OSError, pa.ArrowException) as error:
+            names = ", ".join(piece.source.name for piece in group)
             raise MonthSourceError(
-                f"{month:%Y-%m} {group[0].sensor_type}: the Parquet files ({names}) cannot be read: {error}; "
-                "nothing was written"
+                f"{month:%Y-%m} {group[0].source.sensor_type}: the Parquet files ({names}) cannot be read: "
+                f"{error}; nothing was written"
             ) from None
         finally:
             connection.unregister("month_files")

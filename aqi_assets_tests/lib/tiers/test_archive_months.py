@@ -27,6 +27,7 @@ from aqi_assets.lib.readings.history import (
     read_manifest,
 )
 from aqi_assets.lib.readings.schema import readings_connection
+from aqi_assets.lib.tiers import archive_months
 from aqi_assets.lib.tiers.archive_months import (
     BACKFILL_STAGING_DIR,
     OUTSIDE_MONTH_REASON,
@@ -284,3 +285,27 @@ def test_the_selection_syntax_names_everything_or_whole_types() -> None:
     assert parse_selection("type:sds011, 42").describe() == "42, type:sds011"
     mixed = ResolvedSelection(frozenset({42}), sensor_types=frozenset({"sds011"}))
     assert mixed.types_to_fetch() is None and mixed.ids_within("bme280") == frozenset({42})
+
+
+def test_a_file_larger_than_a_staging_unit_is_staged_in_slices_of_its_row_groups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Staging's memory follows UNIT_ROWS, not the archive's file sizes: a large file goes in row-group slices and
+    gives exactly the rows it gives staged whole (row numbers, quarantine and the files' names included)."""
+    table = month_readings(MONTH, 4, 2)
+    path = tmp_path / "src" / "part-00000-big-c000.snappy.parquet"
+    path.parent.mkdir()
+    pq.write_table(table.cast(table.schema), path, row_group_size=700, compression="snappy")
+    assert pq.ParquetFile(path).metadata.num_row_groups > 3
+    sources = [Source("sds011", "parquet", path.name, path)]
+    whole = backfill_month(MONTH, sources, _tier(tmp_path / "whole"), hot_from=FAR_FUTURE, hot_dir=tmp_path / "h")
+    monkeypatch.setattr(archive_months, "UNIT_ROWS", 1_500)
+    sliced_tier = _tier(tmp_path / "sliced")
+    sliced = backfill_month(MONTH, sources, sliced_tier, hot_from=FAR_FUTURE, hot_dir=tmp_path / "h")
+    assert sliced.cold_rows == whole.cold_rows and sliced.values_quarantined == whole.values_quarantined > 0
+    assert _tier_rows(sliced_tier) == _tier_rows(_tier(tmp_path / "whole"))
+    with duckdb.connect() as connection:
+        names = connection.execute(
+            f"SELECT DISTINCT snapshot FROM read_parquet('{sliced_tier.root}/period=archive/*/*.parquet')"
+        ).fetchall()
+    assert names == [(f"2016-03/sds011/{path.name}",)]
